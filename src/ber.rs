@@ -1,0 +1,361 @@
+//! Raw BER framing of LDAP PDUs.
+//!
+//! The proxy forwards PDUs byte-for-byte, so it needs to know only where one
+//! `LDAPMessage` ends and the next begins, its message ID and the tag of its
+//! protocol operation. Decoding through a typed codec would drop what the codec
+//! does not model (see DESIGN.md), so framing is done here, with an explicit
+//! size limit per direction, and a small zero-copy TLV reader serves the few
+//! fields policy needs.
+
+use thiserror::Error;
+
+/// Why a byte stream is not a well-formed sequence of LDAP PDUs.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// More bytes are needed; the hot-path case, deliberately cheap.
+    #[error("incomplete PDU")]
+    Incomplete,
+    #[error("malformed BER: {0}")]
+    Malformed(&'static str),
+    #[error("PDU of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: u64, limit: usize },
+}
+
+/// Where a complete PDU sits in a buffer, and what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PduHeader {
+    /// Total encoded length of the PDU, header included.
+    pub len: usize,
+    /// The LDAP message ID.
+    pub msgid: i32,
+    /// Tag byte of the protocol operation (e.g. `0x60` BindRequest).
+    pub op_tag: u8,
+}
+
+/// Reads a BER length at `buf[pos..]`; returns (content length, bytes used).
+/// LDAP forbids the indefinite form (RFC 4511 §5.1) and no sane PDU needs a
+/// length of more than four bytes.
+fn read_length(buf: &[u8], pos: usize) -> Result<(u64, usize), FrameError> {
+    let first = *buf.get(pos).ok_or(FrameError::Incomplete)?;
+    if first < 0x80 {
+        return Ok((u64::from(first), 1));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 {
+        return Err(FrameError::Malformed("indefinite length"));
+    }
+    if n > 4 {
+        // A length this large cannot be within any limit; report the size we
+        // can see (at least 2^32) so the error explains itself.
+        return Err(FrameError::TooLarge {
+            size: u64::from(u32::MAX) + 1,
+            limit: 0,
+        });
+    }
+    let bytes = buf
+        .get(pos + 1..pos + 1 + n)
+        .ok_or(FrameError::Incomplete)?;
+    let len = bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    Ok((len, 1 + n))
+}
+
+/// Finds the first complete PDU in `buf`.
+///
+/// Returns `Incomplete` until the whole PDU is buffered; a PDU whose declared
+/// length exceeds `limit` fails as soon as its header is read, before the body
+/// arrives, so an attacker cannot make the proxy buffer it.
+pub fn peek_pdu(buf: &[u8], limit: usize) -> Result<PduHeader, FrameError> {
+    let tag = *buf.first().ok_or(FrameError::Incomplete)?;
+    if tag != 0x30 {
+        return Err(FrameError::Malformed("LDAPMessage is not a SEQUENCE"));
+    }
+    let (content_len, len_bytes) = read_length(buf, 1).map_err(|e| match e {
+        FrameError::TooLarge { size, .. } => FrameError::TooLarge { size, limit },
+        other => other,
+    })?;
+    if content_len > limit as u64 {
+        return Err(FrameError::TooLarge {
+            size: content_len,
+            limit,
+        });
+    }
+    let header_len = 1 + len_bytes;
+    // content_len <= limit (a usize) so the cast is lossless.
+    let total = header_len + content_len as usize;
+    if buf.len() < total {
+        // Before waiting for the body, make sure what we have so far is not
+        // already malformed: garbage should be rejected on the first packet.
+        let partial = &buf[header_len..];
+        if partial.len() >= 2 {
+            check_msgid_prefix(partial)?;
+        }
+        return Err(FrameError::Incomplete);
+    }
+    let body = &buf[header_len..total];
+    let mut reader = TlvReader::new(body);
+    let id = reader
+        .next()
+        .map_err(|_| FrameError::Malformed("truncated message ID"))?;
+    if id.tag != 0x02 {
+        return Err(FrameError::Malformed("message ID is not an INTEGER"));
+    }
+    let msgid = decode_msgid(id.value)?;
+    let op_tag = *reader.rest().first().ok_or(FrameError::Malformed(
+        "LDAPMessage has no protocol operation",
+    ))?;
+    Ok(PduHeader {
+        len: total,
+        msgid,
+        op_tag,
+    })
+}
+
+fn check_msgid_prefix(partial: &[u8]) -> Result<(), FrameError> {
+    if partial[0] != 0x02 {
+        return Err(FrameError::Malformed("message ID is not an INTEGER"));
+    }
+    if partial[1] == 0 || partial[1] > 4 {
+        return Err(FrameError::Malformed("message ID length out of range"));
+    }
+    Ok(())
+}
+
+/// MessageID ::= INTEGER (0 .. maxInt), maxInt = 2^31-1.
+fn decode_msgid(value: &[u8]) -> Result<i32, FrameError> {
+    if value.is_empty() || value.len() > 4 {
+        return Err(FrameError::Malformed("message ID length out of range"));
+    }
+    if value[0] & 0x80 != 0 {
+        return Err(FrameError::Malformed("negative message ID"));
+    }
+    let v = value.iter().fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
+    i32::try_from(v).map_err(|_| FrameError::Malformed("message ID out of range"))
+}
+
+/// One BER element: its tag byte and the content octets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tlv<'a> {
+    pub tag: u8,
+    pub value: &'a [u8],
+}
+
+impl<'a> Tlv<'a> {
+    /// Reads the content as a non-negative INTEGER or ENUMERATED that fits in i64.
+    pub fn as_int(&self) -> Result<i64, FrameError> {
+        if self.value.is_empty() || self.value.len() > 8 {
+            return Err(FrameError::Malformed("integer length out of range"));
+        }
+        let negative = self.value[0] & 0x80 != 0;
+        let init: i64 = if negative { -1 } else { 0 };
+        Ok(self
+            .value
+            .iter()
+            .fold(init, |acc, b| (acc << 8) | i64::from(*b)))
+    }
+
+    /// A reader over the elements inside this (constructed) element.
+    pub fn children(&self) -> TlvReader<'a> {
+        TlvReader::new(self.value)
+    }
+}
+
+/// Zero-copy reader over a sequence of BER elements with single-byte tags
+/// (all LDAP tags are below 31).
+#[derive(Debug, Clone)]
+pub struct TlvReader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> TlvReader<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { data }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The bytes not yet read.
+    pub fn rest(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Reads the next element; the whole element must be present.
+    #[allow(clippy::should_implement_trait)] // fallible, unlike Iterator::next
+    pub fn next(&mut self) -> Result<Tlv<'a>, FrameError> {
+        let tag = *self
+            .data
+            .first()
+            .ok_or(FrameError::Malformed("element expected"))?;
+        if tag & 0x1f == 0x1f {
+            return Err(FrameError::Malformed("multi-byte tag"));
+        }
+        let (len, len_bytes) = read_length(self.data, 1).map_err(|e| match e {
+            FrameError::Incomplete => FrameError::Malformed("truncated length"),
+            other => other,
+        })?;
+        let start = 1 + len_bytes;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|end| *end <= self.data.len())
+            .ok_or(FrameError::Malformed("element overruns its container"))?;
+        let value = &self.data[start..end];
+        self.data = &self.data[end..];
+        Ok(Tlv { tag, value })
+    }
+
+    /// Reads the next element and checks its tag.
+    pub fn expect(&mut self, tag: u8, what: &'static str) -> Result<Tlv<'a>, FrameError> {
+        let tlv = self.next()?;
+        if tlv.tag != tag {
+            return Err(FrameError::Malformed(what));
+        }
+        Ok(tlv)
+    }
+}
+
+/// Splits a buffer into the PDUs it contains, header and body together.
+/// Returns the inner elements of the LDAPMessage: message ID, protocol
+/// operation, and the optional controls.
+pub fn message_parts(pdu: &[u8]) -> Result<(Tlv<'_>, Tlv<'_>, Option<Tlv<'_>>), FrameError> {
+    let mut outer = TlvReader::new(pdu);
+    let msg = outer.expect(0x30, "LDAPMessage is not a SEQUENCE")?;
+    let mut inner = msg.children();
+    let id = inner.expect(0x02, "message ID is not an INTEGER")?;
+    let op = inner.next()?;
+    let controls = if inner.is_empty() {
+        None
+    } else {
+        Some(inner.expect(0xa0, "controls must be tagged [0]")?)
+    };
+    Ok((id, op, controls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // An anonymous simple bind, message ID 1, from `ldapwhoami -x`.
+    const BIND: &[u8] = &[
+        0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
+    ];
+
+    #[test]
+    fn peeks_a_complete_pdu() {
+        let h = peek_pdu(BIND, 1024).unwrap();
+        assert_eq!(
+            h,
+            PduHeader {
+                len: 14,
+                msgid: 1,
+                op_tag: 0x60
+            }
+        );
+    }
+
+    #[test]
+    fn every_strict_prefix_is_incomplete() {
+        for cut in 0..BIND.len() {
+            assert_eq!(
+                peek_pdu(&BIND[..cut], 1024),
+                Err(FrameError::Incomplete),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_belong_to_the_next_pdu() {
+        let mut two = BIND.to_vec();
+        two.extend_from_slice(BIND);
+        assert_eq!(peek_pdu(&two, 1024).unwrap().len, BIND.len());
+    }
+
+    #[test]
+    fn oversized_pdu_fails_on_its_header() {
+        // Declares 100,000 bytes of content but carries none.
+        let hdr = [0x30, 0x83, 0x01, 0x86, 0xa0];
+        assert_eq!(
+            peek_pdu(&hdr, 65536),
+            Err(FrameError::TooLarge {
+                size: 100_000,
+                limit: 65536
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_and_indefinite_length() {
+        assert!(matches!(
+            peek_pdu(b"GET / HTTP/1.1\r\n", 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            peek_pdu(&[0x30, 0x80, 0x02, 0x01, 0x01], 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            peek_pdu(&[0x30, 0x85, 1, 2, 3, 4, 5], 1024),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_message_ids() {
+        // Negative.
+        assert!(matches!(
+            peek_pdu(&[0x30, 0x05, 0x02, 0x01, 0xff, 0x42, 0x00], 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        // Five bytes long, noticed before the body is complete.
+        assert!(matches!(
+            peek_pdu(&[0x30, 0x40, 0x02, 0x05], 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        // Not an INTEGER.
+        assert!(matches!(
+            peek_pdu(&[0x30, 0x05, 0x04, 0x01, 0x01, 0x42, 0x00], 1024),
+            Err(FrameError::Malformed(_))
+        ));
+        // No operation after the ID.
+        assert!(matches!(
+            peek_pdu(&[0x30, 0x03, 0x02, 0x01, 0x01], 1024),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn long_form_lengths_and_big_ids() {
+        let mut pdu = vec![0x30, 0x82, 0x01, 0x05, 0x02, 0x04, 0x7f, 0xff, 0xff, 0xff];
+        pdu.push(0x64);
+        pdu.push(0x81);
+        pdu.push(0xfc);
+        pdu.extend(std::iter::repeat_n(0u8, 0xfc));
+        let h = peek_pdu(&pdu, 1 << 20).unwrap();
+        assert_eq!(h.len, 4 + 0x105);
+        assert_eq!(h.msgid, i32::MAX);
+        assert_eq!(h.op_tag, 0x64);
+    }
+
+    #[test]
+    fn tlv_reader_walks_a_bind_request() {
+        let (id, op, controls) = message_parts(BIND).unwrap();
+        assert_eq!(id.as_int().unwrap(), 1);
+        assert_eq!(op.tag, 0x60);
+        assert!(controls.is_none());
+        let mut bind = op.children();
+        assert_eq!(bind.expect(0x02, "version").unwrap().as_int().unwrap(), 3);
+        assert_eq!(bind.expect(0x04, "name").unwrap().value, b"");
+        assert_eq!(bind.expect(0x80, "simple").unwrap().value, b"");
+        assert!(bind.is_empty());
+    }
+
+    #[test]
+    fn tlv_reader_refuses_overruns() {
+        let mut r = TlvReader::new(&[0x04, 0x05, b'a']);
+        assert!(matches!(r.next(), Err(FrameError::Malformed(_))));
+        let mut r = TlvReader::new(&[0x04]);
+        assert!(matches!(r.next(), Err(FrameError::Malformed(_))));
+    }
+}

@@ -1,0 +1,597 @@
+//! Configuration: the TOML file of CONTRACT.md parsed once into typed,
+//! validated values. Every problem is reported with the key at fault, all of
+//! them at once, and nothing reads a configuration string after this.
+
+mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use thiserror::Error;
+
+use crate::ldap::dn::Dn;
+use crate::tls::{self, Pin};
+use crate::upstream::endpoint::{Endpoint, Scheme};
+use raw::{RawConfig, RawDirectory, RawServer};
+
+/// One invalid value: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// The individual problems, one per line of output.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(p) => p.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// A secret read from a file; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub directory: DirectoryConfig,
+}
+
+/// `[server]`: the client-facing listeners.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub ldap_listen: Vec<SocketAddr>,
+    pub ldaps_listen: Vec<SocketAddr>,
+    pub tls: Option<ListenerTls>,
+    pub require_tls: bool,
+    pub allowed_clients: Vec<IpNet>,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub max_message_bytes: usize,
+}
+
+/// The listener certificate, loaded and checked.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerTls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// Which directory product is behind the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryKind {
+    OpenLdap,
+    ActiveDirectory,
+    Ds389,
+    Generic,
+}
+
+/// `[directory]`: the upstream servers and how to trust them.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    pub kind: DirectoryKind,
+    pub servers: Vec<Endpoint>,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub pins: Vec<Pin>,
+    pub base_dn: Dn,
+    pub service_account: Option<ServiceAccount>,
+    pub connect_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub pool_size: usize,
+    pub health_check_interval: Duration,
+    pub max_message_bytes: usize,
+    pub read_only: bool,
+}
+
+impl DirectoryConfig {
+    /// True when the leg to `server` is encrypted.
+    pub fn leg_encrypted(&self, server: &Endpoint) -> bool {
+        server.scheme == Scheme::Ldaps || self.starttls
+    }
+
+    /// True when the leg to every server is encrypted, whichever one a
+    /// session lands on.
+    pub fn every_leg_encrypted(&self) -> bool {
+        self.servers.iter().all(|s| self.leg_encrypted(s))
+    }
+}
+
+/// The account ldapgate binds as for its own queries.
+#[derive(Debug, Clone)]
+pub struct ServiceAccount {
+    pub dn: Dn,
+    pub password: Secret,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` is only named in errors and used
+    /// to resolve nothing (paths in the file are taken as written).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let mut v = Validator::default();
+        let server = v.server(&raw.server);
+        let directory = match &raw.directory {
+            Some(d) => v.directory(d),
+            None => {
+                v.problem("directory", "section is required");
+                None
+            }
+        };
+        match (server, directory) {
+            (Some(server), Some(directory)) if v.problems.is_empty() => {
+                Ok(Config { server, directory })
+            }
+            _ => Err(ConfigError::Invalid(v.problems)),
+        }
+    }
+}
+
+/// Collects every problem rather than stopping at the first.
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, key: &str, message: impl fmt::Display) {
+        self.problems.push(Problem {
+            key: key.to_owned(),
+            message: message.to_string(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, text: &str, allow_zero: bool) -> Duration {
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.problem(key, "must be greater than zero");
+                Duration::ZERO
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(
+                    key,
+                    format!("`{text}` is not a duration like \"5s\" or \"15m\": {e}"),
+                );
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn range(&mut self, key: &str, value: i64, min: i64, max: i64) -> usize {
+        if value < min || value > max {
+            self.problem(key, format!("{value} is outside {min}..={max}"));
+            return 0;
+        }
+        usize::try_from(value).unwrap_or(0)
+    }
+
+    fn addrs(&mut self, key: &str, list: &[String]) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            match s.parse::<SocketAddr>() {
+                Ok(a) => out.push(a),
+                Err(_) => self.problem(
+                    &format!("{key}[{i}]"),
+                    format!("`{s}` is not an address:port like \"0.0.0.0:389\""),
+                ),
+            }
+        }
+        out
+    }
+
+    fn readable(&mut self, key: &str, path: &str) -> Option<PathBuf> {
+        let p = PathBuf::from(path);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => Some(p),
+            Ok(_) => {
+                self.problem(key, format!("{path} is not a file"));
+                None
+            }
+            Err(e) => {
+                self.problem(key, format!("cannot read {path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn server(&mut self, r: &RawServer) -> Option<ServerConfig> {
+        let ldap_listen = self.addrs("server.ldap_listen", &r.ldap_listen);
+        let ldaps_listen = self.addrs("server.ldaps_listen", &r.ldaps_listen);
+        if r.ldap_listen.is_empty() && r.ldaps_listen.is_empty() {
+            self.problem(
+                "server.ldap_listen",
+                "no listener: set ldap_listen or ldaps_listen",
+            );
+        }
+        let tls = match (&r.tls_cert, &r.tls_key) {
+            (Some(cert), Some(key)) => {
+                let cert = self.readable("server.tls_cert", cert);
+                let key = self.readable("server.tls_key", key);
+                match (cert, key) {
+                    (Some(cert), Some(key)) => match tls::server_config(&cert, &key) {
+                        Ok(config) => Some(ListenerTls { cert, key, config }),
+                        Err(e) => {
+                            self.problem("server.tls_cert", e);
+                            None
+                        }
+                    },
+                    _ => None,
+                }
+            }
+            (Some(_), None) => {
+                self.problem("server.tls_key", "required when tls_cert is set");
+                None
+            }
+            (None, Some(_)) => {
+                self.problem("server.tls_cert", "required when tls_key is set");
+                None
+            }
+            (None, None) => {
+                if !r.ldaps_listen.is_empty() {
+                    self.problem("server.tls_cert", "required when ldaps_listen is set");
+                }
+                if r.require_tls {
+                    self.problem("server.tls_cert", "required when require_tls = true");
+                }
+                None
+            }
+        };
+        let mut allowed_clients = Vec::new();
+        for (i, c) in r.allowed_clients.iter().enumerate() {
+            let parsed = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => allowed_clients.push(net.trunc()),
+                Err(_) => self.problem(
+                    &format!("server.allowed_clients[{i}]"),
+                    format!("`{c}` is not a CIDR like \"10.0.0.0/8\" or an address"),
+                ),
+            }
+        }
+        Some(ServerConfig {
+            ldap_listen,
+            ldaps_listen,
+            tls,
+            require_tls: r.require_tls,
+            allowed_clients,
+            max_connections: self.range("server.max_connections", r.max_connections, 1, 1_000_000),
+            idle_timeout: self.duration("server.idle_timeout", &r.idle_timeout, false),
+            max_message_bytes: self.range(
+                "server.max_message_bytes",
+                r.max_message_bytes,
+                1024,
+                1 << 30,
+            ),
+        })
+    }
+
+    fn directory(&mut self, r: &RawDirectory) -> Option<DirectoryConfig> {
+        let kind = match r.kind.as_str() {
+            "openldap" => DirectoryKind::OpenLdap,
+            "ad" => DirectoryKind::ActiveDirectory,
+            "389ds" => DirectoryKind::Ds389,
+            "generic" => DirectoryKind::Generic,
+            other => {
+                self.problem(
+                    "directory.kind",
+                    format!("`{other}` is not one of openldap, ad, 389ds, generic"),
+                );
+                DirectoryKind::Generic
+            }
+        };
+        let mut servers = Vec::new();
+        for (i, s) in r.servers.iter().enumerate() {
+            match s.parse::<Endpoint>() {
+                Ok(e) => servers.push(e),
+                Err(e) => self.problem(&format!("directory.servers[{i}]"), format!("`{s}`: {e}")),
+            }
+        }
+        if r.servers.is_empty() {
+            self.problem("directory.servers", "at least one server is required");
+        }
+        let ca_file = r
+            .ca_file
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(|p| {
+                let path = self.readable("directory.ca_file", p)?;
+                match tls::load_roots(&path) {
+                    Ok(_) => Some(path),
+                    Err(e) => {
+                        self.problem("directory.ca_file", e);
+                        None
+                    }
+                }
+            });
+        let mut pins = Vec::new();
+        for (i, p) in r.pins.iter().enumerate() {
+            match p.parse::<Pin>() {
+                Ok(pin) => pins.push(pin),
+                Err(e) => self.problem(&format!("directory.pins[{i}]"), format!("`{p}`: {e}")),
+            }
+        }
+        let base_dn = match r.base_dn.as_deref() {
+            None | Some("") => {
+                self.problem("directory.base_dn", "required: the subtree ldapgate serves");
+                None
+            }
+            Some(text) => match Dn::parse(text) {
+                Ok(dn) => Some(dn),
+                Err(e) => {
+                    self.problem("directory.base_dn", format!("`{text}`: {e}"));
+                    None
+                }
+            },
+        };
+        let service_account = self.service_account(r);
+        let connect_timeout = self.duration("directory.connect_timeout", &r.connect_timeout, false);
+        let operation_timeout =
+            self.duration("directory.operation_timeout", &r.operation_timeout, false);
+        let pool_size = self.range("directory.pool_size", r.pool_size, 0, 10_000);
+        let health_check_interval = self.duration(
+            "directory.health_check_interval",
+            &r.health_check_interval,
+            false,
+        );
+        let max_message_bytes = self.range(
+            "directory.max_message_bytes",
+            r.max_message_bytes,
+            1024,
+            1 << 30,
+        );
+        Some(DirectoryConfig {
+            kind,
+            servers,
+            starttls: r.starttls,
+            ca_file,
+            pins,
+            base_dn: base_dn?,
+            service_account,
+            connect_timeout,
+            operation_timeout,
+            pool_size,
+            health_check_interval,
+            max_message_bytes,
+            read_only: r.read_only,
+        })
+    }
+
+    fn service_account(&mut self, r: &RawDirectory) -> Option<ServiceAccount> {
+        match (&r.bind_dn, &r.bind_password_file) {
+            (None, None) => None,
+            (Some(_), None) => {
+                self.problem(
+                    "directory.bind_password_file",
+                    "required when bind_dn is set (a file, e.g. a systemd credential)",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(
+                    "directory.bind_dn",
+                    "required when bind_password_file is set",
+                );
+                None
+            }
+            (Some(dn), Some(file)) => {
+                let dn = match Dn::parse(dn) {
+                    Ok(dn) => Some(dn),
+                    Err(e) => {
+                        self.problem("directory.bind_dn", format!("`{dn}`: {e}"));
+                        None
+                    }
+                };
+                let password = match std::fs::read_to_string(file) {
+                    // A trailing newline from `echo secret > file` is not part of it.
+                    Ok(s) => {
+                        let s = s.strip_suffix('\n').unwrap_or(&s);
+                        let s = s.strip_suffix('\r').unwrap_or(s);
+                        if s.is_empty() {
+                            self.problem(
+                                "directory.bind_password_file",
+                                format!("{file} is empty"),
+                            );
+                            None
+                        } else {
+                            Some(Secret(s.to_owned()))
+                        }
+                    }
+                    Err(e) => {
+                        self.problem(
+                            "directory.bind_password_file",
+                            format!("cannot read {file}: {e}"),
+                        );
+                        None
+                    }
+                };
+                Some(ServiceAccount {
+                    dn: dn?,
+                    password: password?,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    fn keys(err: ConfigError) -> Vec<String> {
+        match err {
+            ConfigError::Invalid(p) => p.into_iter().map(|p| p.key).collect(),
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
+
+    const MINIMAL: &str = r#"
+        [server]
+        ldap_listen = ["127.0.0.1:1389"]
+        [directory]
+        servers = ["ldap://127.0.0.1:389"]
+        starttls = false
+        base_dn = "dc=example,dc=com"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_contract_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.max_connections, 10_000);
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(900));
+        assert_eq!(c.server.max_message_bytes, 1_048_576);
+        assert_eq!(c.directory.pool_size, 16);
+        assert_eq!(c.directory.operation_timeout, Duration::from_secs(10));
+        assert_eq!(c.directory.max_message_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.directory.kind, DirectoryKind::OpenLdap);
+        assert!(!c.directory.every_leg_encrypted());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let err = parse(
+            r#"
+            [server]
+            ldap_listen = ["nope"]
+            ldaps_listen = ["127.0.0.1:1636"]
+            allowed_clients = ["10.0.0.0/8", "banana"]
+            idle_timeout = "soon"
+            max_message_bytes = 10
+            [directory]
+            kind = "novell"
+            servers = ["http://x"]
+            pins = ["sha256:00"]
+            base_dn = "example.com"
+            bind_dn = "cn=svc,dc=example,dc=com"
+        "#,
+        )
+        .unwrap_err();
+        let keys = keys(err);
+        for k in [
+            "server.ldap_listen[0]",
+            "server.tls_cert",
+            "server.allowed_clients[1]",
+            "server.idle_timeout",
+            "server.max_message_bytes",
+            "directory.kind",
+            "directory.servers[0]",
+            "directory.pins[0]",
+            "directory.base_dn",
+            "directory.bind_password_file",
+        ] {
+            assert!(keys.iter().any(|got| got == k), "missing {k} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_errors() {
+        let err = parse("[server]\nldap_lisen = []\n[directory]\n").unwrap_err();
+        assert!(err.to_string().contains("ldap_lisen"), "{err}");
+        assert!(matches!(parse("[server"), Err(ConfigError::Syntax { .. })));
+        assert_eq!(keys(parse("[server]\n").unwrap_err()), vec!["directory"]);
+    }
+
+    #[test]
+    fn password_file_is_read_and_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let text = format!(
+            "{MINIMAL}\nbind_dn = \"cn=svc,dc=example,dc=com\"\nbind_password_file = \"{}\"\n",
+            file.display()
+        );
+        let c = parse(&text).unwrap();
+        let account = c.directory.service_account.unwrap();
+        assert_eq!(account.password.expose(), "s3cret");
+        assert!(!format!("{account:?}").contains("s3cret"));
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            keys(parse(&text).unwrap_err()),
+            vec!["directory.bind_password_file"]
+        );
+    }
+
+    #[test]
+    fn single_addresses_are_accepted_as_allowed_clients() {
+        let text = MINIMAL.replace(
+            "[directory]",
+            "allowed_clients = [\"192.168.1.7\", \"10.1.2.3/8\"]\n[directory]",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.server.allowed_clients,
+            vec![
+                "192.168.1.7/32".parse::<IpNet>().unwrap(),
+                "10.0.0.0/8".parse().unwrap()
+            ]
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The configuration file as written: TOML deserialised with serde, strings
+//! still strings. [`super::Config::from_raw`] turns it into typed values.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub directory: Option<RawDirectory>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub ldap_listen: Vec<String>,
+    pub ldaps_listen: Vec<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub require_tls: bool,
+    pub allowed_clients: Vec<String>,
+    pub max_connections: i64,
+    pub idle_timeout: String,
+    pub max_message_bytes: i64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            ldap_listen: vec!["0.0.0.0:389".into()],
+            ldaps_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            allowed_clients: Vec::new(),
+            max_connections: 10_000,
+            idle_timeout: "15m".into(),
+            max_message_bytes: 1_048_576,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectory {
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub servers: Vec<String>,
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub pins: Vec<String>,
+    pub base_dn: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: i64,
+    #[serde(default = "default_health_check_interval")]
+    pub health_check_interval: String,
+    #[serde(default = "default_directory_max_message")]
+    pub max_message_bytes: i64,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+fn default_kind() -> String {
+    "openldap".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_connect_timeout() -> String {
+    "5s".into()
+}
+fn default_operation_timeout() -> String {
+    "10s".into()
+}
+fn default_pool_size() -> i64 {
+    16
+}
+fn default_health_check_interval() -> String {
+    "10s".into()
+}
+fn default_directory_max_message() -> i64 {
+    16 * 1024 * 1024
+}

@@ -1,0 +1,145 @@
+//! `ldapgate fingerprint`: connect to a server and show its certificate in
+//! the forms `directory.pins` accepts, so an operator can pin it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::TlsConnector;
+
+use crate::stream::LdapStream;
+use crate::tls::{self, verifier::Trust, CertFingerprints, PinnedCertVerifier};
+use crate::upstream::endpoint::{Endpoint, EndpointError, Scheme};
+use crate::upstream::pool::UpstreamServer;
+use crate::upstream::{UpstreamConn, UpstreamError};
+
+/// Why the certificate could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    #[error("`{target}` is not HOST:PORT or an ldap:// / ldaps:// URL: {reason}")]
+    Target { target: String, reason: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{server} presented no certificate")]
+    NoCertificate { server: String },
+    #[error("{server}: {reason}")]
+    BadCertificate { server: String, reason: String },
+}
+
+/// The server and its certificate chain, leaf first.
+#[derive(Debug, Clone)]
+pub struct ServerCertificates {
+    pub server: Endpoint,
+    pub chain: Vec<CertFingerprints>,
+}
+
+/// Parses `HOST:PORT` (TLS from the first byte, or StartTLS when asked) or
+/// a server URL (`ldaps://` TLS, `ldap://` StartTLS).
+pub fn parse_target(target: &str, starttls: bool) -> Result<(Endpoint, bool), FingerprintError> {
+    let bad = |e: EndpointError| FingerprintError::Target {
+        target: target.to_owned(),
+        reason: e.to_string(),
+    };
+    if target.contains("://") {
+        let endpoint: Endpoint = target.parse().map_err(bad)?;
+        let starttls = endpoint.scheme == Scheme::Ldap;
+        return Ok((endpoint, starttls));
+    }
+    let scheme = if starttls { "ldap" } else { "ldaps" };
+    let endpoint: Endpoint = format!("{scheme}://{target}").parse().map_err(bad)?;
+    if !target.contains(':') || target.ends_with(']') {
+        return Err(FingerprintError::Target {
+            target: target.to_owned(),
+            reason: "a port is required".into(),
+        });
+    }
+    Ok((endpoint, starttls))
+}
+
+/// Connects and returns the certificate chain the server presents. The
+/// certificate is not trusted for anything: this only reads it.
+pub async fn fetch(
+    endpoint: Endpoint,
+    starttls: bool,
+    limit: Duration,
+) -> Result<ServerCertificates, FingerprintError> {
+    let verifier = PinnedCertVerifier::new(Trust::FingerprintOnly, tls::provider())?;
+    let connector = TlsConnector::from(tls::client_config(Arc::new(verifier))?);
+    let server = UpstreamServer::new(endpoint.clone(), starttls, connector).map_err(|e| {
+        FingerprintError::Target {
+            target: endpoint.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    let conn = UpstreamConn::connect(&server, 0, limit, limit, 1 << 20).await?;
+    let name = endpoint.to_string();
+    let LdapStream::ClientTls(tls) = &conn.stream else {
+        return Err(FingerprintError::NoCertificate { server: name });
+    };
+    let certs = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| FingerprintError::NoCertificate {
+            server: name.clone(),
+        })?;
+    let chain = certs
+        .iter()
+        .map(|c| CertFingerprints::of(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| FingerprintError::BadCertificate {
+            server: name,
+            reason: e.to_string(),
+        })?;
+    Ok(ServerCertificates {
+        server: endpoint,
+        chain,
+    })
+}
+
+impl ServerCertificates {
+    /// The human-readable report `ldapgate fingerprint` prints.
+    pub fn report(&self) -> String {
+        let mut out = format!("server:     {}\n", self.server);
+        if let Some(leaf) = self.chain.first() {
+            out.push_str(&format!("subject:    {}\n", leaf.subject));
+            out.push_str(&format!("issuer:     {}\n", leaf.issuer));
+            out.push_str(&format!("sans:       {}\n", leaf.sans.join(", ")));
+            out.push_str(&format!("not_after:  {}\n", leaf.not_after));
+            out.push_str(&format!("pin (spki): {}\n", leaf.spki));
+            out.push_str(&format!("pin (leaf): {}\n", leaf.leaf));
+        }
+        for (i, ca) in self.chain.iter().enumerate().skip(1) {
+            out.push_str(&format!(
+                "chain[{i}]:   {} (spki {})\n",
+                ca.subject, ca.spki
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let (e, st) = parse_target("dc1.example.com:636", false).unwrap();
+        assert_eq!(
+            (e.to_string(), st),
+            ("ldaps://dc1.example.com:636".into(), false)
+        );
+        let (e, st) = parse_target("dc1.example.com:389", true).unwrap();
+        assert_eq!(
+            (e.to_string(), st),
+            ("ldap://dc1.example.com:389".into(), true)
+        );
+        let (e, st) = parse_target("ldap://dc1.example.com", false).unwrap();
+        assert_eq!((e.port, st), (389, true));
+        assert!(parse_target("dc1.example.com", false).is_err());
+        assert!(parse_target("http://x:1", false).is_err());
+    }
+}

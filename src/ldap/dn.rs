@@ -1,0 +1,318 @@
+//! Distinguished names (RFC 4514), parsed only far enough to decide whether
+//! one entry lies under another.
+//!
+//! Comparison is what a directory's `distinguishedNameMatch` does for the
+//! attributes that name entries in practice (dc, ou, cn, uid, o): attribute
+//! types and values compare case-insensitively, escapes are resolved, and
+//! insignificant spaces are ignored.
+
+use std::fmt;
+use thiserror::Error;
+
+/// Why a string is not a DN.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DnError {
+    #[error("DN is not valid UTF-8")]
+    NotUtf8,
+    #[error("RDN `{0}` has no `=`")]
+    MissingEquals(String),
+    #[error("RDN `{0}` has an empty attribute type")]
+    EmptyType(String),
+    #[error("attribute type `{0}` is not a name or an OID")]
+    BadType(String),
+    #[error("bad escape sequence in `{0}`")]
+    BadEscape(String),
+    #[error("empty RDN")]
+    EmptyRdn,
+}
+
+/// One attribute-value assertion of an RDN, normalised for comparison.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Ava {
+    attr: String,
+    value: String,
+}
+
+/// A parsed DN; `rdns[0]` is the leftmost (most specific) RDN. Equality is
+/// on the normalised form; the text is kept as written, for messages.
+#[derive(Clone)]
+pub struct Dn {
+    rdns: Vec<Vec<Ava>>,
+    text: String,
+}
+
+impl PartialEq for Dn {
+    fn eq(&self, other: &Self) -> bool {
+        self.rdns == other.rdns
+    }
+}
+
+impl Eq for Dn {}
+
+impl fmt::Debug for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dn({:?})", self.text)
+    }
+}
+
+impl fmt::Display for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Dn {
+    /// Parses a DN from the bytes of an LDAPDN.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Dn, DnError> {
+        let s = std::str::from_utf8(bytes).map_err(|_| DnError::NotUtf8)?;
+        Dn::parse(s)
+    }
+
+    /// Parses a DN string; the empty string is the root DSE.
+    pub fn parse(s: &str) -> Result<Dn, DnError> {
+        let text = s.to_owned();
+        if s.trim().is_empty() {
+            return Ok(Dn {
+                rdns: Vec::new(),
+                text,
+            });
+        }
+        let mut rdns = Vec::new();
+        for rdn in split_unescaped(s, &[',', ';']) {
+            if rdn.trim().is_empty() {
+                return Err(DnError::EmptyRdn);
+            }
+            let mut avas = Vec::new();
+            for ava in split_unescaped(rdn, &['+']) {
+                avas.push(parse_ava(ava)?);
+            }
+            avas.sort();
+            rdns.push(avas);
+        }
+        Ok(Dn { rdns, text })
+    }
+
+    /// True for the empty DN (the root DSE).
+    pub fn is_root(&self) -> bool {
+        self.rdns.is_empty()
+    }
+
+    /// True when `self` is `base` or an entry below it.
+    pub fn is_within(&self, base: &Dn) -> bool {
+        self.rdns.len() >= base.rdns.len()
+            && self.rdns[self.rdns.len() - base.rdns.len()..] == base.rdns[..]
+    }
+
+    /// The DN of the parent entry, or None for the root DSE.
+    pub fn parent(&self) -> Option<Dn> {
+        if self.rdns.is_empty() {
+            return None;
+        }
+        let text = match split_unescaped(&self.text, &[',', ';']).get(1..) {
+            Some(rest) => rest.join(","),
+            None => String::new(),
+        };
+        Some(Dn {
+            rdns: self.rdns[1..].to_vec(),
+            text,
+        })
+    }
+
+    /// True when the first RDN is `attr=value` (compared normalised).
+    pub fn leaf_is(&self, attr: &str, value: &str) -> bool {
+        match self.rdns.first() {
+            Some(rdn) => {
+                rdn.len() == 1
+                    && rdn[0].attr == attr.to_ascii_lowercase()
+                    && rdn[0].value == normalise_value(value)
+            }
+            None => false,
+        }
+    }
+
+    /// Number of RDNs.
+    pub fn depth(&self) -> usize {
+        self.rdns.len()
+    }
+
+    /// The DN with its first `n` RDNs removed.
+    pub fn ancestor(&self, n: usize) -> Option<Dn> {
+        let mut dn = self.clone();
+        for _ in 0..n {
+            dn = dn.parent()?;
+        }
+        Some(dn)
+    }
+}
+
+/// Splits at separator characters that are not escaped with a backslash.
+fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Vec<&'a str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if seps.contains(&c) {
+            parts.push(&s[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+fn parse_ava(ava: &str) -> Result<Ava, DnError> {
+    let eq = ava
+        .find('=')
+        .ok_or_else(|| DnError::MissingEquals(ava.to_owned()))?;
+    let attr = ava[..eq].trim();
+    if attr.is_empty() {
+        if ava.trim().is_empty() {
+            return Err(DnError::EmptyRdn);
+        }
+        return Err(DnError::EmptyType(ava.to_owned()));
+    }
+    let is_name = attr.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let is_oid = attr.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if !is_name && !is_oid {
+        return Err(DnError::BadType(attr.to_owned()));
+    }
+    let value = unescape(&ava[eq + 1..]).ok_or_else(|| DnError::BadEscape(ava.to_owned()))?;
+    Ok(Ava {
+        attr: attr.to_ascii_lowercase(),
+        value: normalise_value(&value),
+    })
+}
+
+/// Resolves RFC 4514 escapes; unescaped spaces at either end are dropped,
+/// escaped ones kept.
+fn unescape(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out: Vec<(u8, bool)> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            let next = *bytes.get(i + 1)?;
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(next), bytes.get(i + 2).and_then(|b| hex(*b))) {
+                // Two hex digits always fit in a byte.
+                out.push(((h * 16 + l) as u8, true));
+                i += 3;
+            } else {
+                out.push((next, true));
+                i += 2;
+            }
+        } else {
+            out.push((bytes[i], false));
+            i += 1;
+        }
+    }
+    let start = out
+        .iter()
+        .position(|(b, esc)| *esc || *b != b' ')
+        .unwrap_or(out.len());
+    let end = out
+        .iter()
+        .rposition(|(b, esc)| *esc || *b != b' ')
+        .map_or(start, |p| p + 1);
+    let raw: Vec<u8> = out[start..end.max(start)].iter().map(|(b, _)| *b).collect();
+    String::from_utf8(raw).ok()
+}
+
+/// caseIgnoreMatch-style: lower case, runs of spaces collapsed.
+fn normalise_value(v: &str) -> String {
+    let lower = v.to_lowercase();
+    let mut out = String::with_capacity(lower.len());
+    let mut last_space = false;
+    for c in lower.trim().chars() {
+        if c == ' ' {
+            if !last_space {
+                out.push(c);
+            }
+            last_space = true;
+        } else {
+            out.push(c);
+            last_space = false;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dn(s: &str) -> Dn {
+        Dn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn scope_checks_ignore_case_and_spaces() {
+        let base = dn("dc=example,dc=com");
+        assert!(dn("uid=alice,ou=People,DC=Example,DC=com").is_within(&base));
+        assert!(dn("uid=alice, ou=people , dc=example,  dc=com").is_within(&base));
+        assert!(dn("DC=EXAMPLE,DC=COM").is_within(&base));
+        assert!(!dn("dc=com").is_within(&base));
+        assert!(!dn("dc=example,dc=org").is_within(&base));
+        assert!(!dn("").is_within(&base));
+        assert!(dn("").is_root());
+    }
+
+    #[test]
+    fn suffix_match_is_per_rdn_not_per_character() {
+        let base = dn("dc=example,dc=com");
+        assert!(!dn("dc=badexample,dc=com").is_within(&base));
+        assert!(!dn("cn=x,dc=example\\,dc=com").is_within(&base));
+    }
+
+    #[test]
+    fn escapes_are_resolved_before_comparing() {
+        assert_eq!(dn("cn=Smith\\, John,dc=x"), dn("cn=smith\\2c john,dc=x"));
+        assert!(dn("cn=a\\+b,dc=x").is_within(&dn("dc=x")));
+        assert_eq!(dn("cn=a\\ ,dc=x").rdns[0][0].value, "a");
+        assert_ne!(dn("cn=a\\2b,dc=x").rdns[0].len(), 2);
+    }
+
+    #[test]
+    fn multi_valued_rdns_compare_in_any_order() {
+        assert_eq!(dn("cn=a+sn=b,dc=x"), dn("SN=B+CN=A,dc=x"));
+    }
+
+    #[test]
+    fn parent_and_leaf() {
+        let d = dn("cn=Subschema");
+        assert!(d.leaf_is("CN", "subschema"));
+        assert!(d.parent().unwrap().is_root());
+        let p = dn("uid=a,ou=people,dc=example,dc=com").parent().unwrap();
+        assert_eq!(p, dn("ou=people,dc=example,dc=com"));
+        assert_eq!(p.to_string(), "ou=people,dc=example,dc=com");
+        assert!(dn("").parent().is_none());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_dn() {
+        assert!(matches!(Dn::parse("alice"), Err(DnError::MissingEquals(_))));
+        assert!(matches!(Dn::parse("=x,dc=com"), Err(DnError::EmptyType(_))));
+        assert!(matches!(Dn::parse("cn=a,,dc=com"), Err(DnError::EmptyRdn)));
+        assert!(matches!(Dn::parse("c n=a"), Err(DnError::BadType(_))));
+        assert!(matches!(
+            Dn::parse("alice@example.com"),
+            Err(DnError::MissingEquals(_))
+        ));
+        assert!(matches!(
+            Dn::parse("EXAMPLE\\alice"),
+            Err(DnError::MissingEquals(_))
+        ));
+        assert!(matches!(Dn::parse("cn=a\\"), Err(DnError::BadEscape(_))));
+        assert_eq!(Dn::from_bytes(&[0xff]), Err(DnError::NotUtf8));
+    }
+
+    #[test]
+    fn oid_attribute_types_parse() {
+        assert!(dn("2.5.4.3=alice,dc=x").is_within(&dn("dc=x")));
+    }
+}

@@ -1,0 +1,27 @@
+//! ldapgate: an LDAP proxy and delegated-authentication appliance.
+//!
+//! Modules in the order a client's bytes flow through them:
+//!
+//! - [`config`]: the TOML file parsed once into typed, validated values.
+//! - [`daemon`]: `ldapgate run`; wires pool, listeners and shutdown.
+//! - [`listener`]: accept loops for LDAP (StartTLS) and LDAPS, allowlist, connection cap.
+//! - [`stream`]: the plain-or-TLS byte stream under either leg.
+//! - [`session`]: one client connection; [`session::policy`] decides per request.
+//! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
+//! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses.
+//! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover.
+//! - [`tls`]: rustls setup, certificate pins and the verifier enforcing them.
+//! - [`fingerprint`]: `ldapgate fingerprint`, reading a server's certificate to pin it.
+
+#![forbid(unsafe_code)]
+
+pub mod ber;
+pub mod config;
+pub mod daemon;
+pub mod fingerprint;
+pub mod ldap;
+pub mod listener;
+pub mod session;
+pub mod stream;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,182 @@
+//! Accepting client connections: plain LDAP (StartTLS offered when a
+//! certificate is configured) and LDAPS, the client allowlist and the
+//! connection cap.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use ldap3_proto::proto::LdapResultCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::ldap::response;
+use crate::session::{self, SessionContext};
+use crate::stream::LdapStream;
+
+/// Which protocol a listener speaks from the first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Plain LDAP; StartTLS when the context offers it.
+    Ldap,
+    /// TLS from the first byte.
+    Ldaps,
+}
+
+impl ListenerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Ldap => "ldap",
+            ListenerKind::Ldaps => "ldaps",
+        }
+    }
+}
+
+/// What every accept loop shares.
+pub struct Admission {
+    pub allowed_clients: Vec<IpNet>,
+    /// One permit per open client connection (`max_connections`).
+    pub connections: Arc<Semaphore>,
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Admission {
+    fn allows(&self, peer: &SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        self.allowed_clients.is_empty() || self.allowed_clients.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// A bound listener, ready to accept.
+pub struct BoundListener {
+    pub kind: ListenerKind,
+    pub addr: SocketAddr,
+    listener: TcpListener,
+}
+
+/// A listener address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({kind}): {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub kind: &'static str,
+    pub source: std::io::Error,
+}
+
+impl BoundListener {
+    pub async fn bind(kind: ListenerKind, addr: SocketAddr) -> Result<Self, BindError> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| BindError {
+            addr,
+            kind: kind.name(),
+            source,
+        })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        Ok(BoundListener {
+            kind,
+            addr,
+            listener,
+        })
+    }
+
+    /// Accepts until `stop` turns true; sessions run in `sessions`.
+    pub async fn serve(
+        self,
+        ctx: Arc<SessionContext>,
+        ldaps: Option<TlsAcceptor>,
+        admission: Arc<Admission>,
+        sessions: TaskTracker,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        info!(addr = %self.addr, listener = self.kind.name(), "listening");
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // rather than spin.
+                    warn!(addr = %self.addr, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if !admission.allows(&peer) {
+                debug!(%peer, "client not in allowed_clients; closed");
+                continue;
+            }
+            let _ = tcp.set_nodelay(true);
+            let Ok(permit) = admission.connections.clone().try_acquire_owned() else {
+                tokio::spawn(refuse_busy(tcp));
+                continue;
+            };
+            let ctx = ctx.clone();
+            let ldaps = if self.kind == ListenerKind::Ldaps {
+                ldaps.clone()
+            } else {
+                None
+            };
+            let handshake_timeout = admission.tls_handshake_timeout;
+            sessions.spawn(async move {
+                let stream = match ldaps {
+                    None => LdapStream::Plain(tcp),
+                    Some(acceptor) => {
+                        match timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => LdapStream::ServerTls(Box::new(tls)),
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "LDAPS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "LDAPS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
+                session::serve(ctx, stream, peer).await;
+                drop(permit);
+            });
+        }
+        info!(addr = %self.addr, "stopped accepting");
+    }
+}
+
+/// Over `max_connections`: say so and close.
+async fn refuse_busy(mut tcp: TcpStream) {
+    let notice = response::notice_of_disconnection(
+        LdapResultCode::Busy,
+        "too many connections (server.max_connections)",
+    );
+    let _ = timeout(Duration::from_secs(1), tcp.write_all(&notice)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist_matches_v4_mapped_v6_peers() {
+        let a = Admission {
+            allowed_clients: vec!["10.0.0.0/8".parse().unwrap()],
+            connections: Arc::new(Semaphore::new(1)),
+            tls_handshake_timeout: Duration::from_secs(1),
+        };
+        assert!(a.allows(&"10.1.2.3:5000".parse().unwrap()));
+        assert!(a.allows(&"[::ffff:10.1.2.3]:5000".parse().unwrap()));
+        assert!(!a.allows(&"192.168.0.1:5000".parse().unwrap()));
+        let open = Admission {
+            allowed_clients: vec![],
+            ..a
+        };
+        assert!(open.allows(&"192.168.0.1:5000".parse().unwrap()));
+    }
+}

@@ -1,0 +1,155 @@
+//! The `ldapgate` command line. The only place `anyhow` is used.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ldapgate::config::Config;
+use ldapgate::{daemon, fingerprint};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+/// Exit code for a check that failed.
+const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code for a usage or configuration error.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "ldapgate",
+    version,
+    about = "LDAP proxy and delegated-authentication appliance"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print every problem with its key.
+    CheckConfig {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print a server's certificate fingerprints in the forms `pins` accepts.
+    Fingerprint {
+        /// HOST:PORT (TLS from the first byte unless --starttls), or an
+        /// ldap:// (StartTLS) / ldaps:// URL.
+        target: String,
+        /// Speak plain LDAP first and upgrade with StartTLS.
+        #[arg(long)]
+        starttls: bool,
+        /// How long to wait for connect, StartTLS and handshake.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ldapgate: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for problem in e.problems() {
+                    println!("{problem}");
+                }
+                ExitCode::from(EXIT_CHECK_FAILED)
+            }
+        },
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    for problem in e.problems() {
+                        eprintln!("ldapgate: config: {problem}");
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match run(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ldapgate: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Fingerprint {
+            target,
+            starttls,
+            timeout,
+        } => {
+            let (endpoint, starttls) = match fingerprint::parse_target(&target, starttls) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("ldapgate: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match fingerprint::fetch(endpoint, starttls, timeout).await {
+                Ok(certs) => {
+                    print!("{}", certs.report());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ldapgate: {e}");
+                    ExitCode::from(EXIT_CHECK_FAILED)
+                }
+            }
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let running = daemon::start(&config).await?;
+    info!(
+        ldap = ?running.ldap_addrs,
+        ldaps = ?running.ldaps_addrs,
+        "ldapgate ready"
+    );
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes"),
+        }
+    }
+    info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,503 @@
+//! One client connection, from its first PDU to its last.
+//!
+//! The session frames client PDUs, asks [`policy`] what to do with each,
+//! and forwards the allowed ones byte-for-byte on an upstream connection it
+//! holds for its lifetime (so message IDs need no rewriting); responses
+//! stream back PDU by PDU as they arrive. At the end the upstream connection
+//! returns to the pool if it is clean.
+
+pub mod policy;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use ldap3_proto::proto::LdapResultCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_rustls::TlsAcceptor;
+use tracing::debug;
+
+use crate::ber::{self, FrameError};
+use crate::ldap::request::{self, BindAuth, Request};
+use crate::ldap::{oid, response, tag};
+use crate::stream::LdapStream;
+use crate::upstream::{UpstreamConn, UpstreamPool};
+use policy::{Policy, Verdict};
+
+/// Everything sessions of one listener share.
+pub struct SessionContext {
+    pub policy: Policy,
+    pub pool: Arc<UpstreamPool>,
+    /// Offered through StartTLS when set.
+    pub starttls: Option<TlsAcceptor>,
+    pub limits: SessionLimits,
+}
+
+/// Sizes and timeouts a session enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub client_max_message: usize,
+    pub upstream_max_message: usize,
+    pub idle_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    Unbind,
+    ClientClosed,
+    ClientError(String),
+    /// The client broke the protocol; it was told why.
+    ProtocolViolation(String),
+    IdleTimeout,
+    UpstreamTimeout,
+    UpstreamClosed,
+    UpstreamError(String),
+    /// Data was pipelined behind a StartTLS request.
+    StartTlsInjection,
+    TlsHandshakeFailed(String),
+}
+
+enum Flow {
+    Continue,
+    StartTls,
+    End(SessionEnd),
+}
+
+/// Serves one client connection to its end.
+pub async fn serve(ctx: Arc<SessionContext>, stream: LdapStream, peer: SocketAddr) -> SessionEnd {
+    let mut session = Session::new(ctx, peer);
+    let mut client = stream;
+    let end = loop {
+        match session.run(&mut client).await {
+            Flow::End(end) => break end,
+            Flow::Continue => continue,
+            Flow::StartTls => {
+                let (LdapStream::Plain(tcp), Some(acceptor)) =
+                    (client, session.ctx.starttls.clone())
+                else {
+                    // run() only asks for an upgrade of a plain stream when
+                    // StartTLS is configured.
+                    break SessionEnd::TlsHandshakeFailed("no plaintext stream to upgrade".into());
+                };
+                let limit = session.ctx.limits.tls_handshake_timeout;
+                match timeout(limit, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => client = LdapStream::ServerTls(Box::new(tls)),
+                    Ok(Err(e)) => break SessionEnd::TlsHandshakeFailed(e.to_string()),
+                    Err(_) => break SessionEnd::TlsHandshakeFailed("handshake timed out".into()),
+                }
+            }
+        }
+    };
+    debug!(%peer, ?end, "session ended");
+    session.release();
+    end
+}
+
+struct Session {
+    ctx: Arc<SessionContext>,
+    peer: SocketAddr,
+    /// Bytes from the client not yet framed.
+    cbuf: BytesMut,
+    upstream: Option<UpstreamConn>,
+    /// Message IDs sent upstream whose final response has not arrived.
+    outstanding: HashSet<i32>,
+    /// Responses to substitute for the directory's: a refused bind becomes
+    /// an anonymous bind upstream whose response is replaced by the refusal.
+    substitutes: HashMap<i32, Vec<u8>>,
+    /// A non-anonymous bind went upstream on this connection.
+    bound: bool,
+    /// False once the upstream connection carries state another client must
+    /// not inherit, or is in an unknown state.
+    reusable: bool,
+    last_client_activity: Instant,
+    last_upstream_progress: Instant,
+}
+
+impl Session {
+    fn new(ctx: Arc<SessionContext>, peer: SocketAddr) -> Self {
+        let now = Instant::now();
+        Session {
+            ctx,
+            peer,
+            cbuf: BytesMut::with_capacity(8 * 1024),
+            upstream: None,
+            outstanding: HashSet::new(),
+            substitutes: HashMap::new(),
+            bound: false,
+            reusable: true,
+            last_client_activity: now,
+            last_upstream_progress: now,
+        }
+    }
+
+    /// Returns the upstream connection to the pool when nothing of this
+    /// session is still in flight on it.
+    fn release(&mut self) {
+        if let Some(conn) = self.upstream.take() {
+            if self.reusable
+                && self.outstanding.is_empty()
+                && self.substitutes.is_empty()
+                && conn.buf.is_empty()
+            {
+                self.ctx.pool.checkin(conn, self.bound);
+            }
+        }
+    }
+
+    /// Runs until the session ends or asks for a TLS upgrade.
+    async fn run(&mut self, client: &mut LdapStream) -> Flow {
+        loop {
+            match self.drain_client(client).await {
+                Flow::Continue => {}
+                other => return other,
+            }
+            let deadline = if self.outstanding.is_empty() {
+                self.last_client_activity + self.ctx.limits.idle_timeout
+            } else {
+                self.last_upstream_progress + self.ctx.limits.operation_timeout
+            };
+            reserve_for_read(&mut self.cbuf);
+            if let Some(conn) = self.upstream.as_mut() {
+                reserve_for_read(&mut conn.buf);
+            }
+            let Session { cbuf, upstream, .. } = self;
+            tokio::select! {
+                read = client.read_buf(cbuf) => match read {
+                    Ok(0) => return Flow::End(SessionEnd::ClientClosed),
+                    Ok(_) => self.last_client_activity = Instant::now(),
+                    Err(e) => return Flow::End(SessionEnd::ClientError(e.to_string())),
+                },
+                read = read_upstream(upstream) => match read {
+                    Ok(0) => {
+                        self.reusable = false;
+                        let flow = self.forward_responses(client).await;
+                        if !matches!(flow, Flow::Continue) {
+                            return flow;
+                        }
+                        self.notify(client, LdapResultCode::Unavailable, "the directory closed the connection").await;
+                        return Flow::End(SessionEnd::UpstreamClosed);
+                    }
+                    Ok(_) => {
+                        self.last_upstream_progress = Instant::now();
+                        match self.forward_responses(client).await {
+                            Flow::Continue => {}
+                            other => return other,
+                        }
+                    }
+                    Err(e) => {
+                        self.reusable = false;
+                        self.notify(client, LdapResultCode::Unavailable, "lost the connection to the directory").await;
+                        return Flow::End(SessionEnd::UpstreamError(e.to_string()));
+                    }
+                },
+                _ = sleep_until(deadline) => {
+                    if self.outstanding.is_empty() {
+                        self.notify(client, LdapResultCode::Unavailable, "idle timeout").await;
+                        return Flow::End(SessionEnd::IdleTimeout);
+                    }
+                    self.reusable = false;
+                    self.notify(client, LdapResultCode::Unavailable, "the directory did not answer within operation_timeout").await;
+                    return Flow::End(SessionEnd::UpstreamTimeout);
+                }
+            }
+        }
+    }
+
+    /// Handles every complete PDU the client has sent.
+    async fn drain_client(&mut self, client: &mut LdapStream) -> Flow {
+        let mut to_upstream = BytesMut::new();
+        let mut to_client = Vec::new();
+        let flow = loop {
+            let header = match ber::peek_pdu(&self.cbuf, self.ctx.limits.client_max_message) {
+                Ok(h) => h,
+                Err(FrameError::Incomplete) => break Flow::Continue,
+                Err(e) => {
+                    let code = match e {
+                        FrameError::TooLarge { .. } => LdapResultCode::AdminLimitExceeded,
+                        _ => LdapResultCode::ProtocolError,
+                    };
+                    let reason = e.to_string();
+                    to_client.extend(response::notice_of_disconnection(code, &reason));
+                    break Flow::End(SessionEnd::ProtocolViolation(reason));
+                }
+            };
+            let pdu = self.cbuf.split_to(header.len).freeze();
+            match self
+                .handle_request(
+                    &pdu,
+                    header.msgid,
+                    header.op_tag,
+                    client.is_tls(),
+                    &mut to_upstream,
+                    &mut to_client,
+                )
+                .await
+            {
+                Flow::Continue => {}
+                other => break other,
+            }
+        };
+        if !to_upstream.is_empty() {
+            if let Some(conn) = self.upstream.as_mut() {
+                let sent = async {
+                    conn.stream.write_all(&to_upstream).await?;
+                    conn.stream.flush().await
+                };
+                if let Err(e) = sent.await {
+                    self.reusable = false;
+                    to_client.extend(response::notice_of_disconnection(
+                        LdapResultCode::Unavailable,
+                        "lost the connection to the directory",
+                    ));
+                    let _ = write_client(client, &to_client).await;
+                    return Flow::End(SessionEnd::UpstreamError(e.to_string()));
+                }
+                if self.outstanding.len() == 1 {
+                    // The operation timer starts when the first request goes out.
+                    self.last_upstream_progress = Instant::now();
+                }
+            }
+        }
+        if !to_client.is_empty() {
+            if let Err(e) = write_client(client, &to_client).await {
+                return Flow::End(SessionEnd::ClientError(e.to_string()));
+            }
+        }
+        if let Flow::StartTls = flow {
+            if !self.cbuf.is_empty() {
+                // The client sent more after StartTLS, before the handshake:
+                // those bytes would be taken as plaintext commands from
+                // before TLS (the STARTTLS injection class). Close.
+                return Flow::End(SessionEnd::StartTlsInjection);
+            }
+        }
+        flow
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn handle_request(
+        &mut self,
+        pdu: &[u8],
+        msgid: i32,
+        op_tag: u8,
+        client_tls: bool,
+        to_upstream: &mut BytesMut,
+        to_client: &mut Vec<u8>,
+    ) -> Flow {
+        let req = match request::parse(pdu) {
+            Ok(req) if msgid != 0 => req,
+            Ok(_) => return violation(to_client, "message ID 0 is reserved for the server".into()),
+            Err(e) => return violation(to_client, format!("malformed request: {e}")),
+        };
+        match self.ctx.policy.decide(&req, client_tls) {
+            Verdict::Unbind => Flow::End(SessionEnd::Unbind),
+            Verdict::StartTls => {
+                let refusal = if client_tls {
+                    Some((
+                        LdapResultCode::OperationsError,
+                        "TLS is already established",
+                    ))
+                } else if self.ctx.starttls.is_none() {
+                    Some((
+                        LdapResultCode::ProtocolError,
+                        "StartTLS is not configured (server.tls_cert)",
+                    ))
+                } else if !self.outstanding.is_empty() {
+                    // RFC 4511 §4.14.1: no StartTLS while operations are outstanding.
+                    Some((
+                        LdapResultCode::OperationsError,
+                        "operations are outstanding",
+                    ))
+                } else {
+                    None
+                };
+                match refusal {
+                    Some((code, message)) => {
+                        to_client.extend(response::start_tls_response(msgid, code, message));
+                        Flow::Continue
+                    }
+                    None => {
+                        to_client.extend(response::start_tls_response(
+                            msgid,
+                            LdapResultCode::Success,
+                            "",
+                        ));
+                        Flow::StartTls
+                    }
+                }
+            }
+            Verdict::Refuse { code, message } => {
+                debug!(peer = %self.peer, op = req.name(), ?code, %message, "refused");
+                to_client.extend(
+                    response::result_for(op_tag, msgid, code, &message).unwrap_or_default(),
+                );
+                Flow::Continue
+            }
+            Verdict::RefuseBind { code, message } => {
+                debug!(peer = %self.peer, ?code, %message, "bind refused");
+                let reply = response::result_for(op_tag, msgid, code, &message).unwrap_or_default();
+                if self.upstream.is_some() && self.bound {
+                    // Make the upstream leg anonymous as the client now
+                    // believes it is, answering with the refusal.
+                    to_upstream.extend(response::anonymous_bind_request(msgid));
+                    self.substitutes.insert(msgid, reply);
+                    self.outstanding.insert(msgid);
+                    self.bound = false;
+                } else {
+                    to_client.extend(reply);
+                }
+                Flow::Continue
+            }
+            Verdict::Forward => {
+                if self.upstream.is_none() {
+                    if let Request::Abandon { .. } = req {
+                        // Nothing to abandon on a connection never opened.
+                        return Flow::Continue;
+                    }
+                    match self.ctx.pool.checkout().await {
+                        Ok(conn) => self.upstream = Some(conn),
+                        Err(e) => {
+                            debug!(peer = %self.peer, error = %e, "no directory server");
+                            let reply = response::result_for(
+                                op_tag,
+                                msgid,
+                                LdapResultCode::Unavailable,
+                                &e.to_string(),
+                            );
+                            to_client.extend(reply.unwrap_or_default());
+                            return Flow::Continue;
+                        }
+                    }
+                }
+                match req {
+                    Request::Abandon { msgid: target } => {
+                        if let Ok(target) = i32::try_from(target) {
+                            self.outstanding.remove(&target);
+                        }
+                    }
+                    Request::Bind(b) => {
+                        self.bound = !b.name.is_empty() || !matches!(b.auth, BindAuth::Simple(_));
+                        self.outstanding.insert(msgid);
+                    }
+                    Request::Extended { oid: o, .. } => {
+                        // An extended operation ldapgate does not know may
+                        // leave state on the connection; do not reuse it.
+                        if ![oid::WHO_AM_I, oid::PASSWORD_MODIFY, oid::CANCEL]
+                            .iter()
+                            .any(|known| known.as_bytes() == o)
+                        {
+                            self.reusable = false;
+                        }
+                        self.outstanding.insert(msgid);
+                    }
+                    _ => {
+                        self.outstanding.insert(msgid);
+                    }
+                }
+                to_upstream.extend_from_slice(pdu);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Forwards every complete PDU the directory has sent, unchanged except
+    /// where a substitute response is due.
+    async fn forward_responses(&mut self, client: &mut LdapStream) -> Flow {
+        let limit = self.ctx.limits.upstream_max_message;
+        let Some(conn) = self.upstream.as_mut() else {
+            return Flow::Continue;
+        };
+        let mut ready = 0;
+        let mut flow = Flow::Continue;
+        loop {
+            let header = match ber::peek_pdu(&conn.buf[ready..], limit) {
+                Ok(h) => h,
+                Err(FrameError::Incomplete) => break,
+                Err(e) => {
+                    self.reusable = false;
+                    flow = Flow::End(SessionEnd::UpstreamError(format!("directory sent {e}")));
+                    break;
+                }
+            };
+            if header.msgid == 0 {
+                // Unsolicited: a Notice of Disconnection. Pass it on; the
+                // directory closes the connection after it.
+                ready += header.len;
+                self.reusable = false;
+                flow = Flow::End(SessionEnd::UpstreamClosed);
+                break;
+            }
+            if tag::is_final_response(header.op_tag) {
+                self.outstanding.remove(&header.msgid);
+                if let Some(substitute) = self.substitutes.remove(&header.msgid) {
+                    let sent = async {
+                        client.write_all(&conn.buf[..ready]).await?;
+                        client.write_all(&substitute).await
+                    };
+                    if let Err(e) = sent.await {
+                        return Flow::End(SessionEnd::ClientError(e.to_string()));
+                    }
+                    conn.buf.advance(ready + header.len);
+                    ready = 0;
+                    continue;
+                }
+            }
+            ready += header.len;
+        }
+        let mut out = conn.buf.split_to(ready);
+        if let Flow::End(SessionEnd::UpstreamError(reason)) = &flow {
+            out.extend(response::notice_of_disconnection(
+                LdapResultCode::Unavailable,
+                reason,
+            ));
+        }
+        if let Err(e) = write_client(client, &out).await {
+            return Flow::End(SessionEnd::ClientError(e.to_string()));
+        }
+        flow
+    }
+
+    /// Tells the client why the connection is closing.
+    async fn notify(&self, client: &mut LdapStream, code: LdapResultCode, message: &str) {
+        let notice = response::notice_of_disconnection(code, message);
+        let _ = write_client(client, &notice).await;
+    }
+}
+
+fn violation(to_client: &mut Vec<u8>, reason: String) -> Flow {
+    to_client.extend(response::notice_of_disconnection(
+        LdapResultCode::ProtocolError,
+        &reason,
+    ));
+    Flow::End(SessionEnd::ProtocolViolation(reason))
+}
+
+async fn write_client(client: &mut LdapStream, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    client.write_all(bytes).await?;
+    client.flush().await
+}
+
+/// Makes room for a read of useful size; `read_buf` alone would grow a
+/// full buffer 64 bytes at a time.
+fn reserve_for_read(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+}
+
+/// Reads from the upstream connection, or waits forever when there is none.
+async fn read_upstream(upstream: &mut Option<UpstreamConn>) -> std::io::Result<usize> {
+    match upstream {
+        Some(conn) => conn.stream.read_buf(&mut conn.buf).await,
+        None => std::future::pending().await,
+    }
+}

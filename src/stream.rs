@@ -1,0 +1,77 @@
+//! The byte stream under an LDAP connection, either leg: plain TCP or TLS.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A connection that may or may not be encrypted.
+pub enum LdapStream {
+    Plain(TcpStream),
+    /// A client connection we accepted TLS on (LDAPS or after StartTLS).
+    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A directory connection we started TLS on.
+    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl LdapStream {
+    /// True when the bytes on the wire are encrypted.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, LdapStream::Plain(_))
+    }
+
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            LdapStream::Plain(s) => s,
+            LdapStream::ServerTls(s) => s.get_ref().0,
+            LdapStream::ClientTls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for LdapStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LdapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            LdapStream::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            LdapStream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for LdapStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            LdapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            LdapStream::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            LdapStream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LdapStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            LdapStream::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            LdapStream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LdapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            LdapStream::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            LdapStream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Verification of a directory server's certificate: the CA chain, the pins,
+//! or both. Handshake signatures are always checked by rustls; this module
+//! adds only the trust policy.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::{
+    CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::pin::{CertFingerprints, Pin};
+
+/// The certificate a server presented matched none of the configured pins.
+#[derive(Debug, Clone)]
+pub struct PinMismatch {
+    /// The fingerprints of what the server presented, in both pin forms.
+    pub presented: CertFingerprints,
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "certificate matches no configured pin; it presented {} (SPKI) / {} (leaf), subject {}",
+            self.presented.spki, self.presented.leaf, self.presented.subject
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+impl PinMismatch {
+    /// Finds a pin mismatch inside a TLS error, if that is what it was.
+    pub fn from_tls_error(err: &Error) -> Option<&PinMismatch> {
+        match err {
+            Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+                inner.downcast_ref::<PinMismatch>()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a directory server's certificate must satisfy.
+#[derive(Debug)]
+pub enum Trust {
+    /// Chain to these roots and match the host name.
+    Roots(RootCertStore),
+    /// Match one of these pins; chain and name are not checked.
+    Pins(Vec<Pin>),
+    /// Both of the above.
+    RootsAndPins(RootCertStore, Vec<Pin>),
+    /// Anything; only for printing a certificate's fingerprint so that it can
+    /// be pinned. Never used for a connection that carries data.
+    FingerprintOnly,
+}
+
+/// A `ServerCertVerifier` enforcing a [`Trust`] policy.
+#[derive(Debug)]
+pub struct PinnedCertVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    pins: Vec<Pin>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl PinnedCertVerifier {
+    pub fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self, rustls::Error> {
+        let chain_verifier = |roots: RootCertStore| {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(format!("CA bundle: {e}")))
+        };
+        let (chain, pins) = match trust {
+            Trust::Roots(roots) => (Some(chain_verifier(roots)?), Vec::new()),
+            Trust::Pins(pins) => (None, pins),
+            Trust::RootsAndPins(roots, pins) => (Some(chain_verifier(roots)?), pins),
+            Trust::FingerprintOnly => (None, Vec::new()),
+        };
+        Ok(Self {
+            chain,
+            pins,
+            provider,
+        })
+    }
+}
+
+impl ServerCertVerifier for PinnedCertVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if let Some(chain) = &self.chain {
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        }
+        if !self.pins.is_empty() {
+            let presented = CertFingerprints::of(end_entity)
+                .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+            if !presented.matches_any(&self.pins) {
+                return Err(Error::InvalidCertificate(CertificateError::Other(
+                    OtherError(Arc::new(PinMismatch { presented })),
+                )));
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

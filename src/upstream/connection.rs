@@ -1,0 +1,277 @@
+//! One connection to a directory server: establishing it (TCP, then LDAPS or
+//! StartTLS), returning it to the anonymous state, and telling whether an
+//! idle one is still alive.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::endpoint::Scheme;
+use super::pool::UpstreamServer;
+use super::UpstreamError;
+use crate::ber::{self, FrameError};
+use crate::ldap::response::{self, ResultSummary};
+use crate::ldap::tag;
+use crate::stream::LdapStream;
+use crate::tls::PinMismatch;
+
+/// Message ID ldapgate uses for its own requests on an upstream connection.
+/// They are only sent while no client operation is outstanding, so any ID
+/// would do; a distinctive one makes packet captures easier to read.
+const OWN_MSGID: i32 = 0x4c47; // "LG"
+
+/// An established connection to one directory server.
+pub struct UpstreamConn {
+    pub stream: LdapStream,
+    /// Bytes received from the server and not yet consumed.
+    pub buf: BytesMut,
+    /// Index of the server in the pool.
+    pub server: usize,
+    pub idle_since: Instant,
+}
+
+impl UpstreamConn {
+    /// True when the leg to the directory is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// Connects to `server`: TCP (within `connect_timeout`), then TLS from the
+    /// first byte for `ldaps://`, or a StartTLS exchange for `ldap://` when
+    /// configured; the TLS handshake has its own `connect_timeout`.
+    pub async fn connect(
+        server: &UpstreamServer,
+        index: usize,
+        connect_timeout: Duration,
+        operation_timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Result<UpstreamConn, UpstreamError> {
+        let name = server.endpoint.to_string();
+        let authority = server.endpoint.authority();
+        let mut tcp = match timeout(connect_timeout, TcpStream::connect(&authority)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(source)) => {
+                return Err(UpstreamError::Connect {
+                    server: name,
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(UpstreamError::Timeout {
+                    server: name,
+                    stage: "TCP connect",
+                    after: connect_timeout,
+                })
+            }
+        };
+        // Without TCP_NODELAY each small request waits for a delayed ACK.
+        tcp.set_nodelay(true).map_err(|source| UpstreamError::Io {
+            server: name.clone(),
+            stage: "setting TCP_NODELAY",
+            source,
+        })?;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let tls = match server.endpoint.scheme {
+            Scheme::Ldaps => true,
+            Scheme::Ldap if server.starttls => {
+                let request = response::start_tls_request(OWN_MSGID);
+                let reply = exchange(
+                    &mut tcp,
+                    &mut buf,
+                    &request,
+                    OWN_MSGID,
+                    operation_timeout,
+                    max_message_bytes,
+                )
+                .await
+                .map_err(|e| e.at(&name, "StartTLS"))?;
+                if reply.code != 0 {
+                    return Err(UpstreamError::StartTlsRefused {
+                        server: name,
+                        code: reply.code,
+                        diagnostic: reply.diagnostic,
+                    });
+                }
+                if !buf.is_empty() {
+                    // Plaintext after the StartTLS response must not be read
+                    // as if it had come over TLS.
+                    return Err(UpstreamError::Protocol {
+                        server: name,
+                        what: "data after the StartTLS response, before the TLS handshake".into(),
+                    });
+                }
+                true
+            }
+            Scheme::Ldap => false,
+        };
+        let stream = if tls {
+            let handshake = server.tls.connect(server.server_name.clone(), tcp);
+            match timeout(connect_timeout, handshake).await {
+                Ok(Ok(s)) => LdapStream::ClientTls(Box::new(s)),
+                Ok(Err(e)) => return Err(tls_error(name, e)),
+                Err(_) => {
+                    return Err(UpstreamError::Timeout {
+                        server: name,
+                        stage: "TLS handshake",
+                        after: connect_timeout,
+                    })
+                }
+            }
+        } else {
+            LdapStream::Plain(tcp)
+        };
+        Ok(UpstreamConn {
+            stream,
+            buf,
+            server: index,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Returns the connection to the anonymous state with an anonymous bind.
+    /// A bind also waits for every outstanding operation to finish or be
+    /// abandoned (RFC 4511 §4.2.1), so after its response the connection
+    /// carries nothing of the previous session.
+    pub async fn reset(
+        &mut self,
+        name: &str,
+        operation_timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Result<(), UpstreamError> {
+        let request = response::anonymous_bind_request(OWN_MSGID);
+        let reply = exchange(
+            &mut self.stream,
+            &mut self.buf,
+            &request,
+            OWN_MSGID,
+            operation_timeout,
+            max_message_bytes,
+        )
+        .await
+        .map_err(|e| e.at(name, "anonymous bind"))?;
+        if reply.code != 0 || reply.op_tag != tag::BIND_RESPONSE {
+            return Err(UpstreamError::Protocol {
+                server: name.to_owned(),
+                what: format!(
+                    "anonymous bind answered result {} {}",
+                    reply.code, reply.diagnostic
+                ),
+            });
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// True when an idle connection can still be used: the server has not
+    /// closed it and has sent nothing unasked (such as a Notice of
+    /// Disconnection). Never waits.
+    pub fn is_alive(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.read(&mut probe).now_or_never() {
+            None => true,
+            Some(Ok(_)) | Some(Err(_)) => false,
+        }
+    }
+}
+
+fn tls_error(server: String, e: std::io::Error) -> UpstreamError {
+    let mismatch = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(PinMismatch::from_tls_error)
+        .cloned()
+        .map(Box::new);
+    match mismatch {
+        Some(mismatch) => UpstreamError::PinMismatch { server, mismatch },
+        None => UpstreamError::Tls {
+            server,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// A failed exchange, before it is attributed to a server and a stage.
+pub(crate) enum ExchangeError {
+    Io(std::io::Error),
+    Timeout(Duration),
+    Closed,
+    Frame(FrameError),
+}
+
+impl ExchangeError {
+    pub(crate) fn at(self, server: &str, stage: &'static str) -> UpstreamError {
+        let server = server.to_owned();
+        match self {
+            ExchangeError::Io(source) => UpstreamError::Io {
+                server,
+                stage,
+                source,
+            },
+            ExchangeError::Timeout(after) => UpstreamError::Timeout {
+                server,
+                stage,
+                after,
+            },
+            ExchangeError::Closed => UpstreamError::Protocol {
+                server,
+                what: format!("connection closed during {stage}"),
+            },
+            ExchangeError::Frame(e) => UpstreamError::Protocol {
+                server,
+                what: format!("bad response to {stage}: {e}"),
+            },
+        }
+    }
+}
+
+/// Sends one request of ldapgate's own and reads until its response, within
+/// `limit`. Other PDUs that arrive first (late results of operations a
+/// client abandoned) are discarded.
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    request: &[u8],
+    msgid: i32,
+    limit: Duration,
+    max_message_bytes: usize,
+) -> Result<ResultSummary, ExchangeError> {
+    let work = async {
+        stream.write_all(request).await.map_err(ExchangeError::Io)?;
+        stream.flush().await.map_err(ExchangeError::Io)?;
+        loop {
+            let pdu = read_pdu(stream, buf, max_message_bytes).await?;
+            let header = ber::peek_pdu(&pdu, max_message_bytes).map_err(ExchangeError::Frame)?;
+            if header.msgid == msgid && tag::is_final_response(header.op_tag) {
+                return response::read_result(&pdu).map_err(ExchangeError::Frame);
+            }
+        }
+    };
+    timeout(limit, work)
+        .await
+        .map_err(|_| ExchangeError::Timeout(limit))?
+}
+
+/// Reads one complete PDU.
+pub(crate) async fn read_pdu<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max_message_bytes: usize,
+) -> Result<Bytes, ExchangeError> {
+    loop {
+        match ber::peek_pdu(buf, max_message_bytes) {
+            Ok(h) => return Ok(buf.split_to(h.len).freeze()),
+            Err(FrameError::Incomplete) => {}
+            Err(e) => return Err(ExchangeError::Frame(e)),
+        }
+        if stream.read_buf(buf).await.map_err(ExchangeError::Io)? == 0 {
+            return Err(ExchangeError::Closed);
+        }
+    }
+}
