@@ -1,0 +1,466 @@
+//! Test fixtures: a real OpenLDAP slapd and a real ldapgate process, each on
+//! free loopback ports, with TLS certificates generated per run.
+//!
+//! Shared by the integration tests, the quick-start example and the
+//! benchmarks (included with `#[path]`), so all three run the same setup.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Base DN of the sample directory.
+pub const BASE_DN: &str = "dc=example,dc=com";
+/// The directory's root DN and its password.
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
+pub const ADMIN_PW: &str = "admin-secret";
+/// Number of generated users `user000`..: enough for several search pages.
+pub const GENERATED_USERS: usize = 60;
+
+/// Where a needed program lives, or a panic saying how to install it.
+pub fn require_program(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed; these tests need it: apt-get install -y {package}");
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// Waits until something accepts on `addr`.
+pub fn wait_for_port(addr: SocketAddr, what: &str, child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on {addr} within 20s");
+}
+
+/// A CA and a server certificate for `localhost`/127.0.0.1 signed by it.
+pub struct Certs {
+    pub dir: PathBuf,
+    pub ca_pem: PathBuf,
+    pub cert_pem: PathBuf,
+    pub key_pem: PathBuf,
+    pub ca_der: Vec<u8>,
+    pub cert_der: Vec<u8>,
+}
+
+impl Certs {
+    pub fn generate(dir: &Path, name: &str) -> Certs {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name}.test"));
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_pem = dir.join(format!("{name}-ca.pem"));
+        let cert_pem = dir.join(format!("{name}.pem"));
+        let key_pem = dir.join(format!("{name}.key"));
+        std::fs::write(&ca_pem, ca.pem()).unwrap();
+        std::fs::write(&cert_pem, cert.pem()).unwrap();
+        std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+        Certs {
+            dir: dir.to_owned(),
+            ca_pem,
+            cert_pem,
+            key_pem,
+            ca_der: ca.der().to_vec(),
+            cert_der: cert.der().to_vec(),
+        }
+    }
+
+    /// A rustls client config trusting this CA (for the `ldap3` crate).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from(self.ca_der.clone()))
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+/// The sample directory: two OUs, named users and generated ones.
+pub fn sample_ldif() -> String {
+    let mut ldif = format!(
+        "dn: {BASE_DN}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: ou=people,{BASE_DN}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=engineering,ou=people,{BASE_DN}\nobjectClass: organizationalUnit\nou: engineering\n\n\
+         dn: ou=groups,{BASE_DN}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    );
+    for (uid, cn, mobile, pw) in [
+        ("alice", "Alice Liddell", "+8613800000001", "alice-pw"),
+        ("bob", "Bob Builder", "+8613800000002", "bob-pw"),
+        ("carol", "Carol Danvers", "+8613800000003", "carol-pw"),
+    ] {
+        ldif.push_str(&format!(
+            "dn: uid={uid},ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {cn}\n\
+             sn: {}\nmail: {uid}@example.com\nmobile: {mobile}\nemployeeNumber: E-{uid}\n\
+             userPassword: {pw}\n\n",
+            cn.split(' ').nth(1).unwrap_or(cn)
+        ));
+    }
+    for i in 0..GENERATED_USERS {
+        ldif.push_str(&format!(
+            "dn: uid=user{i:03},ou=engineering,ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\n\
+             uid: user{i:03}\ncn: User {i}\nsn: {i}\nmail: user{i:03}@example.com\n\
+             userPassword: user{i:03}-pw\n\n"
+        ));
+    }
+    ldif
+}
+
+/// A running slapd. Killed on drop.
+pub struct Slapd {
+    pub dir: tempfile::TempDir,
+    pub ldap_port: u16,
+    pub ldaps_port: u16,
+    pub certs: Certs,
+    child: Child,
+}
+
+impl Slapd {
+    /// Starts slapd with the sample directory, plain LDAP (StartTLS
+    /// available) and LDAPS, on free ports.
+    pub fn start() -> Slapd {
+        let slapd = require_program("slapd", "slapd ldap-utils");
+        let slapadd = require_program("slapadd", "slapd ldap-utils");
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::generate(&dir.path().join("tls"), "slapd");
+        let db = dir.path().join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        let conf = dir.path().join("slapd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "include /etc/ldap/schema/core.schema\n\
+                 include /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\n\
+                 include /etc/ldap/schema/nis.schema\n\
+                 modulepath /usr/lib/ldap\n\
+                 moduleload back_mdb\n\
+                 pidfile {dir}/slapd.pid\n\
+                 TLSCACertificateFile {ca}\n\
+                 TLSCertificateFile {cert}\n\
+                 TLSCertificateKeyFile {key}\n\
+                 password-hash {{SSHA}}\n\
+                 sizelimit unlimited\n\
+                 database mdb\n\
+                 maxsize 1073741824\n\
+                 suffix \"{BASE_DN}\"\n\
+                 rootdn \"{ADMIN_DN}\"\n\
+                 rootpw {ADMIN_PW}\n\
+                 directory {db}\n\
+                 index objectClass eq\n\
+                 index uid,mail,mobile,employeeNumber eq\n\
+                 access to attrs=userPassword by self write by anonymous auth by * none\n\
+                 access to * by * read\n",
+                dir = dir.path().display(),
+                ca = certs.ca_pem.display(),
+                cert = certs.cert_pem.display(),
+                key = certs.key_pem.display(),
+                db = db.display(),
+            ),
+        )
+        .unwrap();
+        let ldif = dir.path().join("data.ldif");
+        std::fs::write(&ldif, sample_ldif()).unwrap();
+        let out = Command::new(slapadd)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-l")
+            .arg(&ldif)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "slapadd failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ldap_port = free_port();
+        let ldaps_port = free_port();
+        let mut child = Command::new(slapd)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-h")
+            .arg(format!(
+                "ldap://127.0.0.1:{ldap_port}/ ldaps://127.0.0.1:{ldaps_port}/"
+            ))
+            .args(["-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], ldap_port)),
+            "slapd",
+            &mut child,
+        );
+        Slapd {
+            dir,
+            ldap_port,
+            ldaps_port,
+            certs,
+            child,
+        }
+    }
+
+    pub fn ldap_url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.ldap_port)
+    }
+
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://localhost:{}", self.ldaps_port)
+    }
+
+    /// Stops slapd (for failover tests); the ports then refuse connections.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running `ldapgate run`. Killed on drop.
+pub struct Proxy {
+    pub dir: tempfile::TempDir,
+    pub ldap_port: u16,
+    pub ldaps_port: u16,
+    pub certs: Certs,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+/// How a test wants ldapgate configured. `directory` holds the
+/// `[directory]` lines; `server_extra` more `[server]` lines.
+pub struct ProxyConfig {
+    pub directory: String,
+    pub server_extra: String,
+}
+
+impl ProxyConfig {
+    /// ldapgate in front of `slapd` over plain LDAP, no StartTLS upstream.
+    pub fn plain(slapd: &Slapd) -> ProxyConfig {
+        ProxyConfig {
+            directory: format!(
+                "servers = [\"{}\"]\nstarttls = false\nbase_dn = \"{BASE_DN}\"\n",
+                slapd.ldap_url()
+            ),
+            server_extra: String::new(),
+        }
+    }
+
+    /// ldapgate in front of `slapd` over LDAPS, trusting its CA.
+    pub fn ldaps(slapd: &Slapd) -> ProxyConfig {
+        ProxyConfig {
+            directory: format!(
+                "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{BASE_DN}\"\n",
+                slapd.ldaps_url(),
+                slapd.certs.ca_pem.display()
+            ),
+            server_extra: String::new(),
+        }
+    }
+
+    pub fn directory(mut self, extra: &str) -> Self {
+        self.directory.push_str(extra);
+        self.directory.push('\n');
+        self
+    }
+
+    pub fn server(mut self, extra: &str) -> Self {
+        self.server_extra.push_str(extra);
+        self.server_extra.push('\n');
+        self
+    }
+}
+
+impl Proxy {
+    pub fn start(config: ProxyConfig) -> Proxy {
+        Self::try_start(config).unwrap_or_else(|log| panic!("ldapgate did not start:\n{log}"))
+    }
+
+    /// Starts ldapgate; Err carries its log when it exits early.
+    pub fn try_start(config: ProxyConfig) -> Result<Proxy, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::generate(&dir.path().join("tls"), "ldapgate");
+        let ldap_port = free_port();
+        let ldaps_port = free_port();
+        let text = format!(
+            "[server]\nldap_listen = [\"127.0.0.1:{ldap_port}\"]\n\
+             ldaps_listen = [\"127.0.0.1:{ldaps_port}\"]\n\
+             tls_cert = \"{}\"\ntls_key = \"{}\"\n{}\n[directory]\n{}",
+            certs.cert_pem.display(),
+            certs.key_pem.display(),
+            config.server_extra,
+            config.directory
+        );
+        let config_path = dir.path().join("ldapgate.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let log_path = dir.path().join("ldapgate.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ldapgate"))
+            .arg("run")
+            .arg("-c")
+            .arg(&config_path)
+            .env("RUST_LOG", "ldapgate=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], ldap_port));
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("exited with {status}\n{log}"));
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                return Err("did not listen within 20s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Proxy {
+            dir,
+            ldap_port,
+            ldaps_port,
+            certs,
+            config_path,
+            log_path,
+            child,
+        })
+    }
+
+    pub fn ldap_url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.ldap_port)
+    }
+
+    /// `localhost` so that certificate names match.
+    pub fn ldap_url_by_name(&self) -> String {
+        format!("ldap://localhost:{}", self.ldap_port)
+    }
+
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://localhost:{}", self.ldaps_port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ldap_port))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Panics with the log if the process has exited (e.g. panicked).
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("ldapgate exited with {status}:\n{}", self.log());
+        }
+        assert!(
+            !self.log().contains("panicked"),
+            "ldapgate panicked:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs an OpenLDAP command-line tool with TLS trust for `ca`.
+pub fn ldap_tool(tool: &str, ca: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let path = require_program(tool, "ldap-utils");
+    let mut child = Command::new(path)
+        .args(args)
+        .env("LDAPTLS_CACERT", ca)
+        .env("LDAPTLS_REQCERT", "demand")
+        .env("LDAPNOINIT", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// stdout and stderr of a tool, for assertion messages.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// An async ldap3 connection through `url`.
+pub async fn connect(url: &str, certs: Option<&Certs>, starttls: bool) -> ldap3::Ldap {
+    let mut settings = ldap3::LdapConnSettings::new()
+        .set_conn_timeout(Duration::from_secs(10))
+        .set_starttls(starttls);
+    if let Some(c) = certs {
+        settings = settings.set_config(c.client_config());
+    }
+    let (conn, ldap) = ldap3::LdapConnAsync::with_settings(settings, url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    ldap3::drive!(conn);
+    ldap
+}
