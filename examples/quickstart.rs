@@ -1,1 +1,70 @@
-fn main() {}
+//! Quick start: a throwaway slapd with sample users and ldapgate in front of
+//! it, both on loopback, until Ctrl-C. Uses the same fixtures as the tests.
+//!
+//!     cargo run --example quickstart
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+
+fn main() {
+    let slapd = Slapd::start();
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd).directory(&format!(
+        "bind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"",
+        write_secret(&slapd)
+    )));
+    let ca = proxy.certs.ca_pem.display();
+    println!(
+        "\nldapgate is running in front of a throwaway slapd (upstream over LDAPS).\n\n\
+         ldapgate   {ldap}  (StartTLS offered)   {ldaps}\n\
+         slapd      {slapd_url}  (direct, for comparison)\n\
+         config     {config}\n\
+         log        {log}\n\
+         CA         {ca}\n\n\
+         Sample users (password = <uid>-pw): alice, bob, carol, user000..user{last:03}\n\n\
+         Try:\n\
+         \x20 ldapwhoami -x -H {ldap} -D uid=alice,ou=people,{BASE_DN} -w alice-pw\n\
+         \x20 ldapsearch -x -LLL -H {ldap} -b {BASE_DN} '(mobile=+8613800000002)' cn mail\n\
+         \x20 LDAPTLS_CACERT={ca} ldapwhoami -x -ZZ -H {ldap} -D uid=bob,ou=people,{BASE_DN} -w bob-pw\n\
+         \x20 target/debug/ldapgate fingerprint 127.0.0.1:{slapd_ldaps}\n\n\
+         Ctrl-C stops both.",
+        ldap = proxy.ldap_url(),
+        ldaps = proxy.ldaps_url(),
+        slapd_url = slapd.ldap_url(),
+        slapd_ldaps = slapd.ldaps_port,
+        config = proxy.config_path.display(),
+        log = proxy.log_path.display(),
+        last = GENERATED_USERS - 1,
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc_channel(tx);
+    let _ = rx.recv();
+    drop(proxy);
+    drop(slapd);
+}
+
+fn write_secret(slapd: &Slapd) -> String {
+    let path = slapd.dir.path().join("bind_password");
+    std::fs::write(&path, ADMIN_PW).unwrap();
+    path.display().to_string()
+}
+
+/// Waits for SIGINT/SIGTERM on a small runtime, then signals `tx`.
+fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        let _ = tx.send(());
+    });
+}

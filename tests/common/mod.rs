@@ -246,7 +246,7 @@ impl Slapd {
     }
 
     pub fn ldaps_url(&self) -> String {
-        format!("ldaps://localhost:{}", self.ldaps_port)
+        format!("ldaps://127.0.0.1:{}", self.ldaps_port)
     }
 
     /// Stops slapd (for failover tests); the ports then refuse connections.
@@ -260,6 +260,23 @@ impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The ldapgate binary of this build. Cargo names it for tests and benches;
+/// an example finds it beside its own directory (target/<profile>/).
+pub fn ldapgate_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_ldapgate") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join("ldapgate");
+    assert!(
+        path.exists(),
+        "{} not found: build it first (cargo build)",
+        path.display()
+    );
+    path
 }
 
 /// A running `ldapgate run`. Killed on drop.
@@ -341,7 +358,7 @@ impl Proxy {
         std::fs::write(&config_path, text).unwrap();
         let log_path = dir.path().join("ldapgate.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ldapgate"))
+        let mut child = Command::new(ldapgate_binary())
             .arg("run")
             .arg("-c")
             .arg(&config_path)
@@ -378,13 +395,10 @@ impl Proxy {
         format!("ldap://127.0.0.1:{}", self.ldap_port)
     }
 
-    /// `localhost` so that certificate names match.
-    pub fn ldap_url_by_name(&self) -> String {
-        format!("ldap://localhost:{}", self.ldap_port)
-    }
-
+    /// The certificates carry 127.0.0.1 as an IP SAN. (Not `localhost`:
+    /// libldap replaces that with the machine's FQDN before checking names.)
     pub fn ldaps_url(&self) -> String {
-        format!("ldaps://localhost:{}", self.ldaps_port)
+        format!("ldaps://127.0.0.1:{}", self.ldaps_port)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -422,7 +436,6 @@ pub fn ldap_tool(tool: &str, ca: &Path, args: &[&str], stdin: Option<&str>) -> s
         .args(args)
         .env("LDAPTLS_CACERT", ca)
         .env("LDAPTLS_REQCERT", "demand")
-        .env("LDAPNOINIT", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
