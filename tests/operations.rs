@@ -31,12 +31,19 @@ async fn binds_right_wrong_empty_and_anonymous() {
 
     // RFC 4513 §5.1.2: refused by ldapgate, and the connection is anonymous
     // afterwards, as after any failed bind.
-    ldap.simple_bind(&alice, "alice-pw").await.unwrap().success().unwrap();
+    ldap.simple_bind(&alice, "alice-pw")
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
     let empty = ldap.simple_bind(&alice, "").await.unwrap();
     assert_eq!(empty.rc, 49, "empty password: {empty:?}");
     assert!(empty.text.contains("empty password"), "{empty:?}");
     let who = ldap.extended(WhoAmI).await.unwrap().0.parse::<WhoAmIResp>();
-    assert_eq!(who.authzid, "", "identity must be dropped after a refused bind");
+    assert_eq!(
+        who.authzid, "",
+        "identity must be dropped after a refused bind"
+    );
 
     let anon = ldap.simple_bind("", "").await.unwrap();
     assert_eq!(anon.rc, 0);
@@ -46,11 +53,22 @@ async fn binds_right_wrong_empty_and_anonymous() {
     let out = ldap_tool(
         "ldapwhoami",
         &proxy.certs.ca_pem,
-        &["-x", "-H", &proxy.ldap_url(), "-D", &alice, "-w", "alice-pw"],
+        &[
+            "-x",
+            "-H",
+            &proxy.ldap_url(),
+            "-D",
+            &alice,
+            "-w",
+            "alice-pw",
+        ],
         None,
     );
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("dn:{alice}"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("dn:{alice}")
+    );
     let out = ldap_tool(
         "ldapwhoami",
         &proxy.certs.ca_pem,
@@ -114,12 +132,23 @@ async fn subtree_and_base_searches() {
         "ldapsearch",
         &proxy.certs.ca_pem,
         &[
-            "-x", "-LLL", "-H", &proxy.ldap_url(), "-b", BASE_DN, "(mobile=+8613800000003)", "uid",
+            "-x",
+            "-LLL",
+            "-H",
+            &proxy.ldap_url(),
+            "-b",
+            BASE_DN,
+            "(mobile=+8613800000003)",
+            "uid",
         ],
         None,
     );
     assert!(out.status.success(), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("uid: carol"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("uid: carol"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[tokio::test]
@@ -149,7 +178,10 @@ async fn paged_search_crosses_several_pages() {
         pages += 1;
         assert!(entries.len() <= 7);
         for e in entries {
-            assert!(seen.insert(SearchEntry::construct(e).dn), "entry seen twice");
+            assert!(
+                seen.insert(SearchEntry::construct(e).dn),
+                "entry seen twice"
+            );
         }
         let paged = res
             .ctrls
@@ -172,14 +204,21 @@ async fn paged_search_crosses_several_pages() {
 async fn large_entry_with_binary_attribute_round_trips() {
     let (_slapd, proxy) = setup();
     let mut ldap = connect(&proxy.ldap_url(), None, false).await;
-    ldap.simple_bind(ADMIN_DN, ADMIN_PW).await.unwrap().success().unwrap();
+    ldap.simple_bind(ADMIN_DN, ADMIN_PW)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
     // 100 KiB of every byte value: larger than 64 KiB and not UTF-8.
     let photo: Vec<u8> = (0..100 * 1024).map(|i| (i * 7 % 256) as u8).collect();
     let dn = format!("uid=dave,ou=people,{BASE_DN}");
     ldap.add(
         &dn,
         vec![
-            ("objectClass".as_bytes(), HashSet::from(["inetOrgPerson".as_bytes()])),
+            (
+                "objectClass".as_bytes(),
+                HashSet::from(["inetOrgPerson".as_bytes()]),
+            ),
             ("uid".as_bytes(), HashSet::from(["dave".as_bytes()])),
             ("cn".as_bytes(), HashSet::from(["Dave".as_bytes()])),
             ("sn".as_bytes(), HashSet::from(["D".as_bytes()])),
@@ -229,8 +268,20 @@ async fn large_entry_with_binary_attribute_round_trips() {
     let out = ldap_tool(
         "ldapsearch",
         &proxy.certs.ca_pem,
-        &["-x", "-LLL", "-H", &proxy.ldap_url(), "-b", &dn, "-s", "base", "-tt", "-T",
-          proxy.dir.path().to_str().unwrap(), "jpegPhoto"],
+        &[
+            "-x",
+            "-LLL",
+            "-H",
+            &proxy.ldap_url(),
+            "-b",
+            &dn,
+            "-s",
+            "base",
+            "-tt",
+            "-T",
+            proxy.dir.path().to_str().unwrap(),
+            "jpegPhoto",
+        ],
         None,
     );
     assert!(out.status.success(), "{}", show(&out));
@@ -247,7 +298,11 @@ async fn large_entry_with_binary_attribute_round_trips() {
 async fn add_modify_rename_compare_delete() {
     let (_slapd, proxy) = setup();
     let mut ldap = connect(&proxy.ldap_url(), None, false).await;
-    ldap.simple_bind(ADMIN_DN, ADMIN_PW).await.unwrap().success().unwrap();
+    ldap.simple_bind(ADMIN_DN, ADMIN_PW)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
     let dn = format!("uid=erin,ou=people,{BASE_DN}");
     ldap.add(
         &dn,
@@ -262,21 +317,32 @@ async fn add_modify_rename_compare_delete() {
     .unwrap()
     .success()
     .unwrap();
-    ldap.modify(&dn, vec![Mod::Replace("mail", HashSet::from(["erin@example.com"]))])
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    ldap.modify(
+        &dn,
+        vec![Mod::Replace("mail", HashSet::from(["erin@example.com"]))],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
     let cmp = ldap.compare(&dn, "mail", "erin@example.com").await.unwrap();
     assert_eq!(cmp.0.rc, 6, "compareTrue");
-    let cmp = ldap.compare(&dn, "mail", "someone@example.com").await.unwrap();
+    let cmp = ldap
+        .compare(&dn, "mail", "someone@example.com")
+        .await
+        .unwrap();
     assert_eq!(cmp.0.rc, 5, "compareFalse");
 
-    ldap.modifydn(&dn, "uid=erin2", true, Some(&format!("ou=engineering,ou=people,{BASE_DN}")))
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    ldap.modifydn(
+        &dn,
+        "uid=erin2",
+        true,
+        Some(&format!("ou=engineering,ou=people,{BASE_DN}")),
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
     let moved = format!("uid=erin2,ou=engineering,ou=people,{BASE_DN}");
     let (entries, _) = ldap
         .search(&moved, Scope::Base, "(objectClass=*)", vec!["mail"])
@@ -284,13 +350,22 @@ async fn add_modify_rename_compare_delete() {
         .unwrap()
         .success()
         .unwrap();
-    assert_eq!(SearchEntry::construct(entries[0].clone()).attrs["mail"], vec!["erin@example.com"]);
+    assert_eq!(
+        SearchEntry::construct(entries[0].clone()).attrs["mail"],
+        vec!["erin@example.com"]
+    );
 
     // Moving it out of base_dn is refused before it reaches the directory.
-    let out = ldap.modifydn(&moved, "uid=erin2", true, Some("dc=com")).await.unwrap();
+    let out = ldap
+        .modifydn(&moved, "uid=erin2", true, Some("dc=com"))
+        .await
+        .unwrap();
     assert_eq!(out.rc, 50, "{out:?}");
     ldap.delete(&moved).await.unwrap().success().unwrap();
-    let gone = ldap.search(&moved, Scope::Base, "(objectClass=*)", vec!["1.1"]).await.unwrap();
+    let gone = ldap
+        .search(&moved, Scope::Base, "(objectClass=*)", vec!["1.1"])
+        .await
+        .unwrap();
     assert_eq!(gone.1.rc, 32, "noSuchObject after delete");
 
     // ldapmodify and ldapcompare with an LDIF change record.
@@ -302,18 +377,36 @@ async fn add_modify_rename_compare_delete() {
     let out = ldap_tool(
         "ldapmodify",
         &proxy.certs.ca_pem,
-        &["-x", "-H", &proxy.ldap_url(), "-D", ADMIN_DN, "-w", ADMIN_PW],
+        &[
+            "-x",
+            "-H",
+            &proxy.ldap_url(),
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PW,
+        ],
         Some(&ldif),
     );
     assert!(out.status.success(), "{}", show(&out));
     let out = ldap_tool(
         "ldapcompare",
         &proxy.certs.ca_pem,
-        &["-x", "-H", &proxy.ldap_url(), &format!("uid=frank2,ou=people,{BASE_DN}"), "description:via ldapmodify"],
+        &[
+            "-x",
+            "-H",
+            &proxy.ldap_url(),
+            &format!("uid=frank2,ou=people,{BASE_DN}"),
+            "description:via ldapmodify",
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("TRUE"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("TRUE"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[tokio::test]
@@ -323,14 +416,25 @@ async fn password_modify_needs_tls_on_both_legs() {
 
     // Plaintext client leg: refused with confidentialityRequired.
     let mut ldap = connect(&proxy.ldap_url(), None, false).await;
-    ldap.simple_bind(&bob, "bob-pw").await.unwrap().success().unwrap();
+    ldap.simple_bind(&bob, "bob-pw")
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
     let err = ldap
-        .extended(PasswordModify { user_id: None, old_pass: Some("bob-pw"), new_pass: Some("bob-new") })
+        .extended(PasswordModify {
+            user_id: None,
+            old_pass: Some("bob-pw"),
+            new_pass: Some("bob-new"),
+        })
         .await
         .unwrap();
     assert_eq!(err.1.rc, 13, "{:?}", err.1);
     let refused = ldap
-        .modify(&bob, vec![Mod::Replace("userPassword", HashSet::from(["x"]))])
+        .modify(
+            &bob,
+            vec![Mod::Replace("userPassword", HashSet::from(["x"]))],
+        )
         .await
         .unwrap();
     assert_eq!(refused.rc, 13, "{refused:?}");
@@ -339,12 +443,29 @@ async fn password_modify_needs_tls_on_both_legs() {
     let out = ldap_tool(
         "ldappasswd",
         &proxy.certs.ca_pem,
-        &["-x", "-ZZ", "-H", &proxy.ldap_url(), "-D", &bob, "-w", "bob-pw", "-a", "bob-pw", "-s", "bob-new"],
+        &[
+            "-x",
+            "-ZZ",
+            "-H",
+            &proxy.ldap_url(),
+            "-D",
+            &bob,
+            "-w",
+            "bob-pw",
+            "-a",
+            "bob-pw",
+            "-s",
+            "bob-new",
+        ],
         None,
     );
     assert!(out.status.success(), "{}\n{}", show(&out), proxy.log());
     let mut ldap = connect(&proxy.ldaps_url(), Some(&proxy.certs), false).await;
-    ldap.simple_bind(&bob, "bob-new").await.unwrap().success().unwrap();
+    ldap.simple_bind(&bob, "bob-new")
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
     let old = ldap.simple_bind(&bob, "bob-pw").await.unwrap();
     assert_eq!(old.rc, 49);
 }
@@ -369,7 +490,12 @@ async fn abandon_stops_a_search_and_the_session_continues() {
     drop(stream);
     // The connection still serves requests after the abandon.
     let (entries, _) = ldap
-        .search(&format!("uid=alice,ou=people,{BASE_DN}"), Scope::Base, "(objectClass=*)", vec!["uid"])
+        .search(
+            &format!("uid=alice,ou=people,{BASE_DN}"),
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["uid"],
+        )
         .await
         .unwrap()
         .success()

@@ -159,7 +159,6 @@ impl Slapd {
     /// Starts slapd with the sample directory, plain LDAP (StartTLS
     /// available) and LDAPS, on free ports.
     pub fn start() -> Slapd {
-        let slapd = require_program("slapd", "slapd ldap-utils");
         let slapadd = require_program("slapadd", "slapd ldap-utils");
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(&dir.path().join("tls"), "slapd");
@@ -215,23 +214,7 @@ impl Slapd {
         );
         let ldap_port = free_port();
         let ldaps_port = free_port();
-        let mut child = Command::new(slapd)
-            .arg("-f")
-            .arg(&conf)
-            .arg("-h")
-            .arg(format!(
-                "ldap://127.0.0.1:{ldap_port}/ ldaps://127.0.0.1:{ldaps_port}/"
-            ))
-            .args(["-d", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], ldap_port)),
-            "slapd",
-            &mut child,
-        );
+        let child = spawn_slapd(&dir, ldap_port, ldaps_port);
         Slapd {
             dir,
             ldap_port,
@@ -239,6 +222,12 @@ impl Slapd {
             certs,
             child,
         }
+    }
+
+    /// Starts slapd again on the same ports and data, after [`Self::stop`].
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn_slapd(&self.dir, self.ldap_port, self.ldaps_port);
     }
 
     pub fn ldap_url(&self) -> String {
@@ -254,6 +243,27 @@ impl Slapd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_slapd(dir: &tempfile::TempDir, ldap_port: u16, ldaps_port: u16) -> Child {
+    let mut child = Command::new(require_program("slapd", "slapd ldap-utils"))
+        .arg("-f")
+        .arg(dir.path().join("slapd.conf"))
+        .arg("-h")
+        .arg(format!(
+            "ldap://127.0.0.1:{ldap_port}/ ldaps://127.0.0.1:{ldaps_port}/"
+        ))
+        .args(["-d", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], ldap_port)),
+        "slapd",
+        &mut child,
+    );
+    child
 }
 
 impl Drop for Slapd {
@@ -430,7 +440,12 @@ impl Drop for Proxy {
 }
 
 /// Runs an OpenLDAP command-line tool with TLS trust for `ca`.
-pub fn ldap_tool(tool: &str, ca: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+pub fn ldap_tool(
+    tool: &str,
+    ca: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
     let path = require_program(tool, "ldap-utils");
     let mut child = Command::new(path)
         .args(args)
