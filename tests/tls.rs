@@ -75,14 +75,11 @@ async fn starttls_and_ldaps_listeners() {
 #[tokio::test]
 async fn upstream_starttls_with_ca() {
     let slapd = Slapd::start();
-    let proxy = Proxy::start(ProxyConfig {
-        directory: format!(
-            "servers = [\"{}\"]\nstarttls = true\nca_file = \"{}\"\nbase_dn = \"{BASE_DN}\"\n",
-            slapd.ldap_url(),
-            slapd.certs.ca_pem.display()
-        ),
-        server_extra: String::new(),
-    });
+    let proxy = Proxy::start(ProxyConfig::with_directory(format!(
+        "servers = [\"{}\"]\nstarttls = true\nca_file = \"{}\"\nbase_dn = \"{BASE_DN}\"\n",
+        slapd.ldap_url(),
+        slapd.certs.ca_pem.display()
+    )));
     assert_eq!(
         whoami_as_alice(&proxy.ldap_url(), None, false).await,
         format!("dn:{ALICE}")
@@ -135,13 +132,10 @@ async fn pins_printed_by_fingerprint_are_accepted_and_a_wrong_pin_is_refused() {
 
     // Each pin alone, with no CA, is enough trust.
     for pin in [&spki, &leaf] {
-        let proxy = Proxy::start(ProxyConfig {
-            directory: format!(
-                "servers = [\"{}\"]\npins = [\"{pin}\"]\nbase_dn = \"{BASE_DN}\"\n",
-                slapd.ldaps_url()
-            ),
-            server_extra: String::new(),
-        });
+        let proxy = Proxy::start(ProxyConfig::with_directory(format!(
+            "servers = [\"{}\"]\npins = [\"{pin}\"]\nbase_dn = \"{BASE_DN}\"\n",
+            slapd.ldaps_url()
+        )));
         assert_eq!(
             whoami_as_alice(&proxy.ldap_url(), None, false).await,
             format!("dn:{ALICE}"),
@@ -152,14 +146,11 @@ async fn pins_printed_by_fingerprint_are_accepted_and_a_wrong_pin_is_refused() {
     // A wrong pin (plus a right CA) refuses the connection; the error names
     // the server and what it presented.
     let wrong = format!("sha256/{}", "A".repeat(43) + "=");
-    let mut proxy = Proxy::start(ProxyConfig {
-        directory: format!(
-            "servers = [\"{}\"]\nca_file = \"{}\"\npins = [\"{wrong}\"]\nbase_dn = \"{BASE_DN}\"\n",
-            slapd.ldaps_url(),
-            slapd.certs.ca_pem.display()
-        ),
-        server_extra: String::new(),
-    });
+    let mut proxy = Proxy::start(ProxyConfig::with_directory(format!(
+        "servers = [\"{}\"]\nca_file = \"{}\"\npins = [\"{wrong}\"]\nbase_dn = \"{BASE_DN}\"\n",
+        slapd.ldaps_url(),
+        slapd.certs.ca_pem.display()
+    )));
     let mut ldap = connect(&proxy.ldap_url(), None, false).await;
     let res = ldap.simple_bind(ALICE, "alice-pw").await.unwrap();
     assert_eq!(res.rc, 52, "unavailable: {res:?}");
@@ -181,14 +172,11 @@ async fn pins_printed_by_fingerprint_are_accepted_and_a_wrong_pin_is_refused() {
 async fn untrusted_ca_is_refused() {
     let slapd = Slapd::start();
     let other = Certs::generate(&slapd.dir.path().join("other"), "other");
-    let proxy = Proxy::start(ProxyConfig {
-        directory: format!(
-            "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{BASE_DN}\"\n",
-            slapd.ldaps_url(),
-            other.ca_pem.display()
-        ),
-        server_extra: String::new(),
-    });
+    let proxy = Proxy::start(ProxyConfig::with_directory(format!(
+        "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{BASE_DN}\"\n",
+        slapd.ldaps_url(),
+        other.ca_pem.display()
+    )));
     let mut ldap = connect(&proxy.ldap_url(), None, false).await;
     let res = ldap.simple_bind(ALICE, "alice-pw").await.unwrap();
     assert_eq!(res.rc, 52, "{res:?}");
@@ -199,14 +187,11 @@ async fn untrusted_ca_is_refused() {
 async fn fails_over_when_the_first_server_is_down() {
     let slapd = Slapd::start();
     let dead = format!("ldaps://127.0.0.1:{}", free_port());
-    let mut proxy = Proxy::start(ProxyConfig {
-        directory: format!(
+    let mut proxy = Proxy::start(ProxyConfig::with_directory(format!(
             "servers = [\"{dead}\", \"{}\"]\nca_file = \"{}\"\nbase_dn = \"{BASE_DN}\"\nconnect_timeout = \"2s\"\n",
             slapd.ldaps_url(),
             slapd.certs.ca_pem.display()
-        ),
-        server_extra: String::new(),
-    });
+        )));
     for _ in 0..3 {
         assert_eq!(
             whoami_as_alice(&proxy.ldap_url(), None, false).await,

@@ -305,7 +305,11 @@ pub struct Proxy {
 pub struct ProxyConfig {
     pub directory: String,
     pub server_extra: String,
+    /// RUST_LOG for the ldapgate process.
+    pub log_filter: String,
 }
+
+const TEST_LOG_FILTER: &str = "ldapgate=debug";
 
 impl ProxyConfig {
     /// ldapgate in front of `slapd` over plain LDAP, no StartTLS upstream.
@@ -316,6 +320,7 @@ impl ProxyConfig {
                 slapd.ldap_url()
             ),
             server_extra: String::new(),
+            log_filter: TEST_LOG_FILTER.into(),
         }
     }
 
@@ -328,6 +333,16 @@ impl ProxyConfig {
                 slapd.certs.ca_pem.display()
             ),
             server_extra: String::new(),
+            log_filter: TEST_LOG_FILTER.into(),
+        }
+    }
+
+    /// Any `[directory]` section, tests' log level.
+    pub fn with_directory(directory: String) -> ProxyConfig {
+        ProxyConfig {
+            directory,
+            server_extra: String::new(),
+            log_filter: TEST_LOG_FILTER.into(),
         }
     }
 
@@ -372,7 +387,7 @@ impl Proxy {
             .arg("run")
             .arg("-c")
             .arg(&config_path)
-            .env("RUST_LOG", "ldapgate=debug")
+            .env("RUST_LOG", &config.log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
