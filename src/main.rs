@@ -142,6 +142,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ldaps = ?running.ldaps_addrs,
         "ldapgate ready"
     );
+    // Listeners are bound and the first upstream check has run. Outside
+    // systemd (no NOTIFY_SOCKET) this does nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "could not notify systemd of readiness");
+    }
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -150,6 +155,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     running.shutdown().await;
     Ok(())
 }
