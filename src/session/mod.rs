@@ -7,8 +7,8 @@
 //! returns to the pool if it is clean.
 
 pub mod policy;
+pub mod responses;
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +22,11 @@ use tracing::debug;
 
 use crate::ber::{self, FrameError};
 use crate::ldap::request::{self, BindAuth, Request};
-use crate::ldap::{oid, response, tag};
+use crate::ldap::{oid, response};
 use crate::stream::LdapStream;
 use crate::upstream::{UpstreamConn, UpstreamPool};
 use policy::{Policy, Verdict};
+use responses::{InFlight, Piece, StreamEnd};
 
 /// Everything sessions of one listener share.
 pub struct SessionContext {
@@ -105,11 +106,7 @@ struct Session {
     /// Bytes from the client not yet framed.
     cbuf: BytesMut,
     upstream: Option<UpstreamConn>,
-    /// Message IDs sent upstream whose final response has not arrived.
-    outstanding: HashSet<i32>,
-    /// Responses to substitute for the directory's: a refused bind becomes
-    /// an anonymous bind upstream whose response is replaced by the refusal.
-    substitutes: HashMap<i32, Vec<u8>>,
+    inflight: InFlight,
     /// A non-anonymous bind went upstream on this connection.
     bound: bool,
     /// False once the upstream connection carries state another client must
@@ -127,8 +124,7 @@ impl Session {
             peer,
             cbuf: BytesMut::with_capacity(8 * 1024),
             upstream: None,
-            outstanding: HashSet::new(),
-            substitutes: HashMap::new(),
+            inflight: InFlight::default(),
             bound: false,
             reusable: true,
             last_client_activity: now,
@@ -140,11 +136,7 @@ impl Session {
     /// session is still in flight on it.
     fn release(&mut self) {
         if let Some(conn) = self.upstream.take() {
-            if self.reusable
-                && self.outstanding.is_empty()
-                && self.substitutes.is_empty()
-                && conn.buf.is_empty()
-            {
+            if self.reusable && self.inflight.is_idle() && conn.buf.is_empty() {
                 self.ctx.pool.checkin(conn, self.bound);
             }
         }
@@ -157,7 +149,7 @@ impl Session {
                 Flow::Continue => {}
                 other => return other,
             }
-            let deadline = if self.outstanding.is_empty() {
+            let deadline = if self.inflight.outstanding.is_empty() {
                 self.last_client_activity + self.ctx.limits.idle_timeout
             } else {
                 self.last_upstream_progress + self.ctx.limits.operation_timeout
@@ -197,7 +189,7 @@ impl Session {
                     }
                 },
                 _ = sleep_until(deadline) => {
-                    if self.outstanding.is_empty() {
+                    if self.inflight.outstanding.is_empty() {
                         self.notify(client, LdapResultCode::Unavailable, "idle timeout").await;
                         return Flow::End(SessionEnd::IdleTimeout);
                     }
@@ -258,7 +250,7 @@ impl Session {
                     let _ = write_client(client, &to_client).await;
                     return Flow::End(SessionEnd::UpstreamError(e.to_string()));
                 }
-                if self.outstanding.len() == 1 {
+                if self.inflight.outstanding.len() == 1 {
                     // The operation timer starts when the first request goes out.
                     self.last_upstream_progress = Instant::now();
                 }
@@ -308,7 +300,7 @@ impl Session {
                         LdapResultCode::ProtocolError,
                         "StartTLS is not configured (server.tls_cert)",
                     ))
-                } else if !self.outstanding.is_empty() {
+                } else if !self.inflight.outstanding.is_empty() {
                     // RFC 4511 §4.14.1: no StartTLS while operations are outstanding.
                     Some((
                         LdapResultCode::OperationsError,
@@ -346,8 +338,8 @@ impl Session {
                     // Make the upstream leg anonymous as the client now
                     // believes it is, answering with the refusal.
                     to_upstream.extend(response::anonymous_bind_request(msgid));
-                    self.substitutes.insert(msgid, reply);
-                    self.outstanding.insert(msgid);
+                    self.inflight.substitutes.insert(msgid, reply);
+                    self.inflight.outstanding.insert(msgid);
                     self.bound = false;
                 } else {
                     to_client.extend(reply);
@@ -378,12 +370,12 @@ impl Session {
                 match req {
                     Request::Abandon { msgid: target } => {
                         if let Ok(target) = i32::try_from(target) {
-                            self.outstanding.remove(&target);
+                            self.inflight.outstanding.remove(&target);
                         }
                     }
                     Request::Bind(b) => {
                         self.bound = !b.name.is_empty() || !matches!(b.auth, BindAuth::Simple(_));
-                        self.outstanding.insert(msgid);
+                        self.inflight.outstanding.insert(msgid);
                     }
                     Request::Extended { oid: o, .. } => {
                         // An extended operation ldapgate does not know may
@@ -394,10 +386,10 @@ impl Session {
                         {
                             self.reusable = false;
                         }
-                        self.outstanding.insert(msgid);
+                        self.inflight.outstanding.insert(msgid);
                     }
                     _ => {
-                        self.outstanding.insert(msgid);
+                        self.inflight.outstanding.insert(msgid);
                     }
                 }
                 to_upstream.extend_from_slice(pdu);
@@ -413,51 +405,40 @@ impl Session {
         let Some(conn) = self.upstream.as_mut() else {
             return Flow::Continue;
         };
-        let mut ready = 0;
-        let mut flow = Flow::Continue;
-        loop {
-            let header = match ber::peek_pdu(&conn.buf[ready..], limit) {
-                Ok(h) => h,
-                Err(FrameError::Incomplete) => break,
-                Err(e) => {
-                    self.reusable = false;
-                    flow = Flow::End(SessionEnd::UpstreamError(format!("directory sent {e}")));
-                    break;
+        let routing = responses::route(&conn.buf, limit, &mut self.inflight);
+        for piece in routing.pieces {
+            let written = match piece {
+                Piece::Forward(n) => {
+                    let bytes = conn.buf.split_to(n);
+                    client.write_all(&bytes).await
                 }
+                Piece::Skip(n) => {
+                    conn.buf.advance(n);
+                    Ok(())
+                }
+                Piece::Own(bytes) => client.write_all(&bytes).await,
             };
-            if header.msgid == 0 {
-                // Unsolicited: a Notice of Disconnection. Pass it on; the
-                // directory closes the connection after it.
-                ready += header.len;
+            if let Err(e) = written {
+                return Flow::End(SessionEnd::ClientError(e.to_string()));
+            }
+        }
+        let flow = match routing.end {
+            None => Flow::Continue,
+            Some(StreamEnd::Unsolicited) => {
                 self.reusable = false;
-                flow = Flow::End(SessionEnd::UpstreamClosed);
-                break;
+                Flow::End(SessionEnd::UpstreamClosed)
             }
-            if tag::is_final_response(header.op_tag) {
-                self.outstanding.remove(&header.msgid);
-                if let Some(substitute) = self.substitutes.remove(&header.msgid) {
-                    let sent = async {
-                        client.write_all(&conn.buf[..ready]).await?;
-                        client.write_all(&substitute).await
-                    };
-                    if let Err(e) = sent.await {
-                        return Flow::End(SessionEnd::ClientError(e.to_string()));
-                    }
-                    conn.buf.advance(ready + header.len);
-                    ready = 0;
-                    continue;
+            Some(StreamEnd::Malformed(reason)) => {
+                self.reusable = false;
+                let notice =
+                    response::notice_of_disconnection(LdapResultCode::Unavailable, &reason);
+                if let Err(e) = client.write_all(&notice).await {
+                    return Flow::End(SessionEnd::ClientError(e.to_string()));
                 }
+                Flow::End(SessionEnd::UpstreamError(reason))
             }
-            ready += header.len;
-        }
-        let mut out = conn.buf.split_to(ready);
-        if let Flow::End(SessionEnd::UpstreamError(reason)) = &flow {
-            out.extend(response::notice_of_disconnection(
-                LdapResultCode::Unavailable,
-                reason,
-            ));
-        }
-        if let Err(e) = write_client(client, &out).await {
+        };
+        if let Err(e) = client.flush().await {
             return Flow::End(SessionEnd::ClientError(e.to_string()));
         }
         flow

@@ -1,0 +1,198 @@
+//! Routing the directory's responses back to the client: which buffered
+//! bytes are forwarded as they are, which response is replaced by one of
+//! ldapgate's own, and when the stream ends. Pure logic, no I/O.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::ber::{self, FrameError};
+use crate::ldap::tag;
+
+/// What a session has in flight on its upstream connection.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    /// Message IDs sent upstream whose final response has not arrived.
+    pub outstanding: HashSet<i32>,
+    /// Responses to substitute for the directory's: a refused bind becomes
+    /// an anonymous bind upstream whose response is replaced by the refusal.
+    pub substitutes: HashMap<i32, Vec<u8>>,
+}
+
+impl InFlight {
+    /// True when nothing of the session is in flight.
+    pub fn is_idle(&self) -> bool {
+        self.outstanding.is_empty() && self.substitutes.is_empty()
+    }
+}
+
+/// One step of what goes to the client, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Forward this many bytes from the front of the buffer unchanged.
+    Forward(usize),
+    /// Drop this many bytes from the front of the buffer.
+    Skip(usize),
+    /// Send these bytes of ldapgate's own.
+    Own(Vec<u8>),
+}
+
+/// Why the response stream ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The directory sent an unsolicited notification (a Notice of
+    /// Disconnection); it was forwarded and the directory will close.
+    Unsolicited,
+    /// The directory sent something that is not a PDU within the limit.
+    Malformed(String),
+}
+
+/// The routing of everything complete in a buffer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Routing {
+    pub pieces: Vec<Piece>,
+    pub end: Option<StreamEnd>,
+}
+
+impl Routing {
+    fn forward(&mut self, n: usize) {
+        if let Some(Piece::Forward(last)) = self.pieces.last_mut() {
+            *last += n;
+        } else {
+            self.pieces.push(Piece::Forward(n));
+        }
+    }
+}
+
+/// Routes every complete PDU in `buf`, updating `inflight`. Bytes of an
+/// incomplete PDU at the end are left for the next read.
+pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
+    let mut routing = Routing::default();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let header = match ber::peek_pdu(&buf[pos..], limit) {
+            Ok(h) => h,
+            Err(FrameError::Incomplete) => break,
+            Err(e) => {
+                routing.end = Some(StreamEnd::Malformed(format!("directory sent {e}")));
+                break;
+            }
+        };
+        pos += header.len;
+        if header.msgid == 0 {
+            routing.forward(header.len);
+            routing.end = Some(StreamEnd::Unsolicited);
+            break;
+        }
+        if tag::is_final_response(header.op_tag) {
+            inflight.outstanding.remove(&header.msgid);
+            if let Some(own) = inflight.substitutes.remove(&header.msgid) {
+                routing.pieces.push(Piece::Skip(header.len));
+                routing.pieces.push(Piece::Own(own));
+                continue;
+            }
+        }
+        routing.forward(header.len);
+    }
+    routing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ldap::response::{notice_of_disconnection, result_for};
+    use ldap3_proto::proto::LdapResultCode;
+
+    fn done(msgid: i32) -> Vec<u8> {
+        result_for(tag::SEARCH_REQUEST, msgid, LdapResultCode::Success, "").unwrap()
+    }
+
+    fn entry(msgid: i32) -> Vec<u8> {
+        // SearchResultEntry { "cn=x", no attributes }
+        let mut pdu = vec![0x30, 0x00, 0x02, 0x01, msgid as u8, 0x64, 0x08, 0x04, 0x04];
+        pdu.extend(b"cn=x");
+        pdu.extend([0x30, 0x00]);
+        pdu[1] = (pdu.len() - 2) as u8;
+        pdu
+    }
+
+    #[test]
+    fn entries_and_results_are_forwarded_in_one_piece() {
+        let mut inflight = InFlight::default();
+        inflight.outstanding.insert(2);
+        let mut buf = entry(2);
+        buf.extend(entry(2));
+        buf.extend(done(2));
+        let r = route(&buf, 1 << 20, &mut inflight);
+        assert_eq!(r.pieces, vec![Piece::Forward(buf.len())]);
+        assert_eq!(r.end, None);
+        assert!(inflight.is_idle());
+    }
+
+    #[test]
+    fn an_incomplete_tail_waits_for_more() {
+        let mut inflight = InFlight::default();
+        inflight.outstanding.insert(2);
+        let mut buf = entry(2);
+        let first = buf.len();
+        buf.extend(&done(2)[..5]);
+        let r = route(&buf, 1 << 20, &mut inflight);
+        assert_eq!(r.pieces, vec![Piece::Forward(first)]);
+        assert!(inflight.outstanding.contains(&2), "search still running");
+    }
+
+    #[test]
+    fn a_substitute_replaces_exactly_its_response() {
+        let mut inflight = InFlight::default();
+        inflight.outstanding.extend([2, 3]);
+        let own = result_for(
+            tag::BIND_REQUEST,
+            3,
+            LdapResultCode::InvalidCredentials,
+            "no",
+        )
+        .unwrap();
+        inflight.substitutes.insert(3, own.clone());
+        let upstream_bind = result_for(tag::BIND_REQUEST, 3, LdapResultCode::Success, "").unwrap();
+        let mut buf = entry(2);
+        buf.extend(&upstream_bind);
+        buf.extend(done(2));
+        let r = route(&buf, 1 << 20, &mut inflight);
+        assert_eq!(
+            r.pieces,
+            vec![
+                Piece::Forward(entry(2).len()),
+                Piece::Skip(upstream_bind.len()),
+                Piece::Own(own),
+                Piece::Forward(done(2).len()),
+            ]
+        );
+        assert!(inflight.is_idle());
+    }
+
+    #[test]
+    fn a_notice_of_disconnection_is_forwarded_and_ends_the_stream() {
+        let mut inflight = InFlight::default();
+        inflight.outstanding.insert(5);
+        let notice = notice_of_disconnection(LdapResultCode::Unavailable, "shutting down");
+        let mut buf = entry(5);
+        buf.extend(&notice);
+        buf.extend(done(5));
+        let r = route(&buf, 1 << 20, &mut inflight);
+        assert_eq!(
+            r.pieces,
+            vec![Piece::Forward(entry(5).len() + notice.len())]
+        );
+        assert_eq!(r.end, Some(StreamEnd::Unsolicited));
+    }
+
+    #[test]
+    fn oversized_or_malformed_responses_end_the_stream_after_what_came_before() {
+        let mut inflight = InFlight::default();
+        let mut buf = entry(2);
+        buf.extend([0x30, 0x84, 0x7f, 0, 0, 0]);
+        let r = route(&buf, 1 << 20, &mut inflight);
+        assert_eq!(r.pieces, vec![Piece::Forward(entry(2).len())]);
+        assert!(matches!(r.end, Some(StreamEnd::Malformed(m)) if m.contains("exceeds the limit")));
+        let r = route(b"HTTP/1.1 400", 1 << 20, &mut inflight);
+        assert!(matches!(r.end, Some(StreamEnd::Malformed(_))));
+    }
+}
