@@ -301,3 +301,65 @@ fn an_oversized_search_entry_from_the_directory_is_refused() {
     assert!(n.diagnostic.contains("exceeds the limit"), "{n:?}");
     others_still_served(&mut proxy);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_idle_timeout() {
+    let slapd = Slapd::start();
+    let mut proxy = Proxy::start(ProxyConfig::ldaps(&slapd).server("idle_timeout = \"2s\""));
+    // A 1 MiB entry, added directly to slapd.
+    let mut ldap = connect(&slapd.ldap_url(), None, false).await;
+    ldap.simple_bind(ADMIN_DN, ADMIN_PW)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let big = format!("uid=big,ou=people,{BASE_DN}");
+    let photo = vec![0x5a_u8; 1 << 20];
+    ldap.add(
+        &big,
+        vec![
+            (
+                "objectClass".as_bytes(),
+                std::collections::HashSet::from(["inetOrgPerson".as_bytes()]),
+            ),
+            (
+                "uid".as_bytes(),
+                std::collections::HashSet::from(["big".as_bytes()]),
+            ),
+            (
+                "cn".as_bytes(),
+                std::collections::HashSet::from(["Big".as_bytes()]),
+            ),
+            (
+                "sn".as_bytes(),
+                std::collections::HashSet::from(["B".as_bytes()]),
+            ),
+            (
+                "jpegPhoto".as_bytes(),
+                std::collections::HashSet::from([photo.as_slice()]),
+            ),
+        ],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    // 32 MiB of answers requested, none read: socket buffers fill up.
+    let mut raw = Raw::connect(proxy.ldap_port);
+    let mut requests = Vec::new();
+    for id in 1..=32 {
+        requests.extend(search_request(id, &big));
+    }
+    raw.send(&requests);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !proxy.log().contains("client stopped reading") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session not ended:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(raw);
+    others_still_served(&mut proxy);
+}

@@ -107,8 +107,11 @@ struct Session {
     cbuf: BytesMut,
     upstream: Option<UpstreamConn>,
     inflight: InFlight,
-    /// A non-anonymous bind went upstream on this connection.
-    bound: bool,
+    /// The upstream connection must be reset before another client uses it:
+    /// a non-anonymous bind went up (its identity must not leak), or an
+    /// abandoned operation may still send late results (the reset bind is a
+    /// barrier that waits them out).
+    needs_reset: bool,
     /// False once the upstream connection carries state another client must
     /// not inherit, or is in an unknown state.
     reusable: bool,
@@ -125,7 +128,7 @@ impl Session {
             cbuf: BytesMut::with_capacity(8 * 1024),
             upstream: None,
             inflight: InFlight::default(),
-            bound: false,
+            needs_reset: false,
             reusable: true,
             last_client_activity: now,
             last_upstream_progress: now,
@@ -137,7 +140,7 @@ impl Session {
     fn release(&mut self) {
         if let Some(conn) = self.upstream.take() {
             if self.reusable && self.inflight.is_idle() && conn.buf.is_empty() {
-                self.ctx.pool.checkin(conn, self.bound);
+                self.ctx.pool.checkin(conn, self.needs_reset);
             }
         }
     }
@@ -334,13 +337,12 @@ impl Session {
             Verdict::RefuseBind { code, message } => {
                 debug!(peer = %self.peer, ?code, %message, "bind refused");
                 let reply = response::result_for(op_tag, msgid, code, &message).unwrap_or_default();
-                if self.upstream.is_some() && self.bound {
+                if self.upstream.is_some() && self.needs_reset {
                     // Make the upstream leg anonymous as the client now
                     // believes it is, answering with the refusal.
                     to_upstream.extend(response::anonymous_bind_request(msgid));
                     self.inflight.substitutes.insert(msgid, reply);
                     self.inflight.outstanding.insert(msgid);
-                    self.bound = false;
                 } else {
                     to_client.extend(reply);
                 }
@@ -372,9 +374,12 @@ impl Session {
                         if let Ok(target) = i32::try_from(target) {
                             self.inflight.outstanding.remove(&target);
                         }
+                        self.needs_reset = true;
                     }
                     Request::Bind(b) => {
-                        self.bound = !b.name.is_empty() || !matches!(b.auth, BindAuth::Simple(_));
+                        if !b.name.is_empty() || !matches!(b.auth, BindAuth::Simple(_)) {
+                            self.needs_reset = true;
+                        }
                         self.inflight.outstanding.insert(msgid);
                     }
                     Request::Extended { oid: o, .. } => {
@@ -406,20 +411,32 @@ impl Session {
             return Flow::Continue;
         };
         let routing = responses::route(&conn.buf, limit, &mut self.inflight);
-        for piece in routing.pieces {
-            let written = match piece {
-                Piece::Forward(n) => {
-                    let bytes = conn.buf.split_to(n);
-                    client.write_all(&bytes).await
+        // A client that stops reading would otherwise hold this session and
+        // its upstream connection forever.
+        let write_limit = self.ctx.limits.idle_timeout;
+        let pieces = routing.pieces;
+        let written = timeout(write_limit, async {
+            for piece in pieces {
+                match piece {
+                    Piece::Forward(n) => {
+                        let bytes = conn.buf.split_to(n);
+                        client.write_all(&bytes).await?;
+                    }
+                    Piece::Skip(n) => conn.buf.advance(n),
+                    Piece::Own(bytes) => client.write_all(&bytes).await?,
                 }
-                Piece::Skip(n) => {
-                    conn.buf.advance(n);
-                    Ok(())
-                }
-                Piece::Own(bytes) => client.write_all(&bytes).await,
-            };
-            if let Err(e) = written {
-                return Flow::End(SessionEnd::ClientError(e.to_string()));
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Flow::End(SessionEnd::ClientError(e.to_string())),
+            Err(_) => {
+                self.reusable = false;
+                return Flow::End(SessionEnd::ClientError(
+                    "client stopped reading responses (idle_timeout)".into(),
+                ));
             }
         }
         let flow = match routing.end {

@@ -199,16 +199,16 @@ impl UpstreamPool {
         result
     }
 
-    /// Takes a connection back after a client session. `bound` says whether
-    /// the session bound on it; then it is reset to anonymous first, in the
-    /// background so the client does not wait for it.
-    pub fn checkin(self: &Arc<Self>, mut conn: UpstreamConn, bound: bool) {
+    /// Takes a connection back after a client session. With `needs_reset`
+    /// (the session bound, or abandoned an operation) it is first reset with
+    /// an anonymous bind, in the background so the client does not wait.
+    pub fn checkin(self: &Arc<Self>, mut conn: UpstreamConn, needs_reset: bool) {
         if self.settings.max_idle_per_server == 0
             || self.servers[conn.server].idle_count() >= self.settings.max_idle_per_server
         {
             return;
         }
-        if !bound {
+        if !needs_reset {
             conn.idle_since = Instant::now();
             self.park(conn);
             return;
