@@ -97,29 +97,28 @@ async fn subtree_and_base_searches() {
     assert_eq!(res.rc, 0);
     assert_eq!(entries.len(), 3 + GENERATED_USERS);
 
-    let (entries, _) = ldap
-        .search(
-            &format!("uid=bob,ou=people,{BASE_DN}"),
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["cn", "mail"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let bob = SearchEntry::construct(entries[0].clone());
+    let entries = search_ok(
+        &mut ldap,
+        &format!("uid=bob,ou=people,{BASE_DN}"),
+        Scope::Base,
+        "(objectClass=*)",
+        &["cn", "mail"],
+    )
+    .await;
+    let bob = entries[0].clone();
     assert_eq!(bob.attrs["cn"], vec!["Bob Builder"]);
     assert_eq!(bob.attrs["mail"], vec!["bob@example.com"]);
 
     // Root DSE stays readable; searching above base_dn is refused.
-    let (entries, _) = ldap
-        .search("", Scope::Base, "(objectClass=*)", vec!["namingContexts"])
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let root = SearchEntry::construct(entries[0].clone());
+    let entries = search_ok(
+        &mut ldap,
+        "",
+        Scope::Base,
+        "(objectClass=*)",
+        &["namingContexts"],
+    )
+    .await;
+    let root = entries[0].clone();
     assert_eq!(root.attrs["namingContexts"], vec![BASE_DN]);
     let above = ldap
         .search("dc=com", Scope::Subtree, "(objectClass=*)", vec!["1.1"])
@@ -229,27 +228,26 @@ async fn large_entry_with_binary_attribute_round_trips() {
     .unwrap()
     .success()
     .unwrap();
-    let (entries, _) = ldap
-        .search(&dn, Scope::Base, "(objectClass=*)", vec!["jpegPhoto"])
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    let entry = SearchEntry::construct(entries[0].clone());
+    let entries = search_ok(
+        &mut ldap,
+        &dn,
+        Scope::Base,
+        "(objectClass=*)",
+        &["jpegPhoto"],
+    )
+    .await;
+    let entry = entries[0].clone();
     assert_eq!(entry.bin_attrs["jpegPhoto"], vec![photo.clone()]);
 
     // A filter on binary bytes that are not UTF-8 passes through intact.
-    let (entries, _) = ldap
-        .search(
-            &format!("ou=people,{BASE_DN}"),
-            Scope::Subtree,
-            "(&(uid=dave)(jpegPhoto=*))",
-            vec!["1.1"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    let entries = search_ok(
+        &mut ldap,
+        &format!("ou=people,{BASE_DN}"),
+        Scope::Subtree,
+        "(&(uid=dave)(jpegPhoto=*))",
+        &["1.1"],
+    )
+    .await;
     assert_eq!(entries.len(), 1);
     let (entries, res) = ldap
         .search(
@@ -344,16 +342,8 @@ async fn add_modify_rename_compare_delete() {
     .success()
     .unwrap();
     let moved = format!("uid=erin2,ou=engineering,ou=people,{BASE_DN}");
-    let (entries, _) = ldap
-        .search(&moved, Scope::Base, "(objectClass=*)", vec!["mail"])
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    assert_eq!(
-        SearchEntry::construct(entries[0].clone()).attrs["mail"],
-        vec!["erin@example.com"]
-    );
+    let entries = search_ok(&mut ldap, &moved, Scope::Base, "(objectClass=*)", &["mail"]).await;
+    assert_eq!(entries[0].clone().attrs["mail"], vec!["erin@example.com"]);
 
     // Moving it out of base_dn is refused before it reaches the directory.
     let out = ldap
@@ -489,17 +479,14 @@ async fn abandon_stops_a_search_and_the_session_continues() {
     ldap.abandon(msgid).await.unwrap();
     drop(stream);
     // The connection still serves requests after the abandon.
-    let (entries, _) = ldap
-        .search(
-            &format!("uid=alice,ou=people,{BASE_DN}"),
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["uid"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    let entries = search_ok(
+        &mut ldap,
+        &format!("uid=alice,ou=people,{BASE_DN}"),
+        Scope::Base,
+        "(objectClass=*)",
+        &["uid"],
+    )
+    .await;
     assert_eq!(entries.len(), 1);
     proxy.assert_alive();
 }

@@ -50,12 +50,7 @@ async fn read_only_refuses_writes_but_serves_reads() {
     assert_eq!(res.rc, 53, "unwillingToPerform: {res:?}");
     let res = ldap.delete(ALICE).await.unwrap();
     assert_eq!(res.rc, 53);
-    let (entries, _) = ldap
-        .search(ALICE, Scope::Base, "(objectClass=*)", vec!["uid"])
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    let entries = search_ok(&mut ldap, ALICE, Scope::Base, "(objectClass=*)", &["uid"]).await;
     assert_eq!(entries.len(), 1);
 }
 
@@ -89,30 +84,24 @@ async fn base_dn_scopes_every_operation() {
     assert_eq!(res.1.rc, 50);
     let res = ldap.compare(ALICE, "uid", "alice").await.unwrap();
     assert_eq!(res.0.rc, 50);
-    let (entries, _) = ldap
-        .search(
-            &format!("ou=engineering,ou=people,{BASE_DN}"),
-            Scope::OneLevel,
-            "(uid=user00*)",
-            vec!["1.1"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    let entries = search_ok(
+        &mut ldap,
+        &format!("ou=engineering,ou=people,{BASE_DN}"),
+        Scope::OneLevel,
+        "(uid=user00*)",
+        &["1.1"],
+    )
+    .await;
     assert_eq!(entries.len(), 10);
     // The subschema entry stays readable for clients that need the schema.
-    let (entries, _) = ldap
-        .search(
-            "cn=Subschema",
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["objectClasses"],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    let entries = search_ok(
+        &mut ldap,
+        "cn=Subschema",
+        Scope::Base,
+        "(objectClass=*)",
+        &["objectClasses"],
+    )
+    .await;
     assert_eq!(entries.len(), 1);
 }
 

@@ -507,3 +507,23 @@ pub async fn connect(url: &str, certs: Option<&Certs>, starttls: bool) -> ldap3:
     ldap3::drive!(conn);
     ldap
 }
+
+/// A search that must succeed, its entries parsed.
+pub async fn search_ok(
+    ldap: &mut ldap3::Ldap,
+    base: &str,
+    scope: ldap3::Scope,
+    filter: &str,
+    attrs: &[&str],
+) -> Vec<ldap3::SearchEntry> {
+    let (entries, _) = ldap
+        .search(base, scope, filter, attrs.to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("search {base} {filter}: {e}"))
+        .success()
+        .unwrap_or_else(|e| panic!("search {base} {filter}: {e}"));
+    entries
+        .into_iter()
+        .map(ldap3::SearchEntry::construct)
+        .collect()
+}
