@@ -15,12 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod ber;
 pub mod config;
 pub mod daemon;
 pub mod fingerprint;
 pub mod ldap;
 pub mod listener;
+pub mod ratelimit;
 pub mod session;
 pub mod stream;
 pub mod tls;

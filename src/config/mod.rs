@@ -2,8 +2,10 @@
 //! validated values. Every problem is reported with the key at fault, all of
 //! them at once, and nothing reads a configuration string after this.
 
+mod auth;
 mod raw;
 
+pub use auth::{ControlConfig, Rate, RateLimitConfig, SignInConfig};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,10 @@ impl fmt::Debug for Secret {
 pub struct Config {
     pub server: ServerConfig,
     pub directory: DirectoryConfig,
+    pub signin: SignInConfig,
+    pub ratelimit: RateLimitConfig,
+    /// None when the file has no `[control]` section: no control channel.
+    pub control: Option<ControlConfig>,
 }
 
 /// `[server]`: the client-facing listeners.
@@ -181,10 +187,17 @@ impl Config {
                 None
             }
         };
+        let signin = v.signin(&raw.signin);
+        let ratelimit = v.ratelimit(&raw.ratelimit);
+        let control = raw.control.as_ref().map(|c| v.control(c));
         match (server, directory) {
-            (Some(server), Some(directory)) if v.problems.is_empty() => {
-                Ok(Config { server, directory })
-            }
+            (Some(server), Some(directory)) if v.problems.is_empty() => Ok(Config {
+                server,
+                directory,
+                signin,
+                ratelimit,
+                control: control.flatten(),
+            }),
             _ => Err(ConfigError::Invalid(v.problems)),
         }
     }

@@ -9,6 +9,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     pub directory: Option<RawDirectory>,
+    #[serde(default)]
+    pub signin: RawSignIn,
+    #[serde(default)]
+    pub ratelimit: RawRateLimit,
+    pub control: Option<RawControl>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,4 +95,67 @@ fn default_health_check_interval() -> String {
 }
 fn default_directory_max_message() -> i64 {
     16 * 1024 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSignIn {
+    pub attributes: Vec<String>,
+    pub user_object_classes: Vec<String>,
+    pub org_object_classes: Vec<String>,
+    pub rewrite_ldap_binds: bool,
+    pub cache_ttl: String,
+}
+
+impl Default for RawSignIn {
+    fn default() -> Self {
+        Self {
+            attributes: vec![
+                "uid".into(),
+                "mobile".into(),
+                "mail".into(),
+                "employeeNumber".into(),
+            ],
+            user_object_classes: vec!["inetOrgPerson".into()],
+            org_object_classes: vec!["organizationalUnit".into()],
+            rewrite_ldap_binds: true,
+            cache_ttl: "5m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    pub binds_per_ip: String,
+    pub binds_per_identity: String,
+    pub failures_before_lockout: i64,
+    pub lockout_window: String,
+    pub lockout_duration: String,
+    pub max_concurrent_binds: i64,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            binds_per_ip: "50/s".into(),
+            binds_per_identity: "10/m".into(),
+            failures_before_lockout: 5,
+            lockout_window: "15m".into(),
+            lockout_duration: "15m".into(),
+            max_concurrent_binds: 256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    pub listen: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
 }

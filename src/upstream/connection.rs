@@ -197,16 +197,22 @@ fn tls_error(server: String, e: std::io::Error) -> UpstreamError {
     }
 }
 
-/// A failed exchange, before it is attributed to a server and a stage.
-pub(crate) enum ExchangeError {
+/// A failed request of ldapgate's own, before it is attributed to a server
+/// and a stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("I/O error: {0}")]
     Io(std::io::Error),
+    #[error("no answer within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    #[error("connection closed or answered out of turn")]
     Closed,
+    #[error("bad response: {0}")]
     Frame(FrameError),
 }
 
 impl ExchangeError {
-    pub(crate) fn at(self, server: &str, stage: &'static str) -> UpstreamError {
+    pub fn at(self, server: &str, stage: &'static str) -> UpstreamError {
         let server = server.to_owned();
         match self {
             ExchangeError::Io(source) => UpstreamError::Io {
@@ -234,7 +240,7 @@ impl ExchangeError {
 /// Sends one request of ldapgate's own and reads until its response, within
 /// `limit`. Other PDUs that arrive first (late results of operations a
 /// client abandoned) are discarded.
-pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     request: &[u8],
@@ -259,7 +265,7 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads one complete PDU.
-pub(crate) async fn read_pdu<S: AsyncRead + Unpin>(
+pub async fn read_pdu<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     max_message_bytes: usize,

@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod endpoint;
 pub mod pool;
+pub mod requests;
 
 use std::time::Duration;
 

@@ -145,6 +145,13 @@ impl UpstreamPool {
         &self.servers
     }
 
+    /// The URL of server `index`, for messages.
+    pub fn server_name(&self, index: usize) -> String {
+        self.servers
+            .get(index)
+            .map_or_else(|| format!("server #{index}"), |s| s.endpoint.to_string())
+    }
+
     /// True when at least one server is up.
     pub fn any_up(&self) -> bool {
         self.servers.iter().any(UpstreamServer::is_up)

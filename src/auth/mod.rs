@@ -1,0 +1,324 @@
+//! Delegated authentication: a login identifier is resolved to exactly one
+//! directory entry ([`resolver`]), then the password is verified by binding
+//! as it on a connection of its own, and the directory's answer becomes a
+//! typed [`outcome::Outcome`]. One code path serves the control channel, the
+//! command line and the LDAP listener.
+
+pub mod outcome;
+pub mod resolver;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tracing::info;
+
+use crate::config::Config;
+use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
+use crate::upstream::UpstreamPool;
+use outcome::{bind_outcome, Outcome, PolicyResponse};
+use resolver::{Resolution, ResolvedEntry, SignInResolver};
+
+/// Logins longer than this are refused without touching the directory.
+pub const MAX_LOGIN_BYTES: usize = 256;
+
+/// One sign-in attempt.
+pub struct Attempt<'a> {
+    pub login: &'a str,
+    /// Never logged, never stored.
+    pub password: &'a str,
+    pub client: IpAddr,
+    /// Where the attempt came from, for the audit line: "control", "cli", "ldap".
+    pub channel: &'static str,
+}
+
+/// The verdict on one attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Password policy warnings on a success (grace logins, expiry soon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<PolicyResponse>,
+    /// Why, for the caller; says nothing that tells an unknown login from a
+    /// wrong password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+}
+
+impl Verdict {
+    fn bare(outcome: Outcome, detail: Option<String>) -> Verdict {
+        Verdict {
+            outcome,
+            dn: None,
+            id: None,
+            attributes: None,
+            warnings: None,
+            detail,
+            retry_after: None,
+        }
+    }
+
+    fn refused(refusal: &Refusal) -> Verdict {
+        let (outcome, detail) = match refusal {
+            Refusal::LockedOut { .. } => (
+                Outcome::AccountLocked,
+                "locked by ldapgate after repeated wrong passwords",
+            ),
+            Refusal::ClientRate { .. } => {
+                (Outcome::RateLimited, "too many attempts from this address")
+            }
+            Refusal::IdentityRate { .. } => {
+                (Outcome::RateLimited, "too many attempts for this login")
+            }
+        };
+        Verdict {
+            retry_after: Some(refusal.retry_after()),
+            ..Verdict::bare(outcome, Some(detail.into()))
+        }
+    }
+}
+
+/// What the audit line records besides the verdict.
+#[derive(Default)]
+struct AuditFacts {
+    id: Option<String>,
+    dn: Option<String>,
+    server: Option<String>,
+    subcode: Option<String>,
+    cached: bool,
+    collided: Vec<String>,
+}
+
+/// Delegated authentication for one directory.
+pub struct Authenticator {
+    resolver: SignInResolver,
+    pool: Arc<UpstreamPool>,
+    limiter: Arc<BindLimiter>,
+    binds: Semaphore,
+    operation_timeout: Duration,
+    max_message: usize,
+    /// Key of the login hash in audit lines; random per process.
+    audit_key: [u8; 32],
+}
+
+impl Authenticator {
+    pub fn new(
+        config: &Config,
+        pool: Arc<UpstreamPool>,
+        limiter: Arc<BindLimiter>,
+    ) -> Authenticator {
+        let mut audit_key = [0u8; 32];
+        // Without the OS RNG the key is zero: the audit hash then only
+        // hides the login from a casual reader, which is logged below.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut audit_key).is_err()
+        {
+            tracing::warn!("no system randomness for the audit key; login hashes are unkeyed");
+        }
+        Authenticator {
+            resolver: SignInResolver::new(config, pool.clone()),
+            pool,
+            limiter,
+            binds: Semaphore::new(config.ratelimit.max_concurrent_binds),
+            operation_timeout: config.directory.operation_timeout,
+            max_message: config.directory.max_message_bytes,
+            audit_key,
+        }
+    }
+
+    pub fn limiter(&self) -> &Arc<BindLimiter> {
+        &self.limiter
+    }
+
+    fn login_hash(&self, login: &str) -> String {
+        let digest = Sha256::new()
+            .chain_update(self.audit_key)
+            .chain_update(login.as_bytes())
+            .finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Decides one attempt and writes its audit line.
+    pub async fn authenticate(&self, attempt: &Attempt<'_>) -> Verdict {
+        let started = Instant::now();
+        let mut facts = AuditFacts::default();
+        let verdict = self.decide(attempt, &mut facts).await;
+        info!(
+            target: "ldapgate::audit",
+            channel = attempt.channel,
+            client = %attempt.client,
+            login_hash = %self.login_hash(attempt.login),
+            id = facts.id.as_deref().unwrap_or(""),
+            dn = facts.dn.as_deref().unwrap_or(""),
+            server = facts.server.as_deref().unwrap_or(""),
+            outcome = verdict.outcome.as_str(),
+            subcode = facts.subcode.as_deref().unwrap_or(""),
+            collided = %facts.collided.join(","),
+            cached = facts.cached,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "authentication"
+        );
+        verdict
+    }
+
+    async fn decide(&self, attempt: &Attempt<'_>, facts: &mut AuditFacts) -> Verdict {
+        let login = attempt.login;
+        // Refused before any network I/O: these cannot be right.
+        if attempt.password.is_empty() {
+            return Verdict::bare(Outcome::InvalidCredentials, Some("empty password".into()));
+        }
+        if login.trim().is_empty()
+            || login.len() > MAX_LOGIN_BYTES
+            || login.chars().any(char::is_control)
+        {
+            return Verdict::bare(Outcome::InvalidCredentials, None);
+        }
+        if let Err(r) = self.limiter.check_client(attempt.client) {
+            return Verdict::refused(&r);
+        }
+        let login_key = normalised_login(login);
+        if let Err(r) = self.limiter.check_lockout(&login_key) {
+            return Verdict::refused(&r);
+        }
+        let (resolution, cached) = match self
+            .resolver
+            .resolve(login, self.operation_timeout, self.max_message)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Verdict::bare(Outcome::DirectoryUnavailable, Some(e.to_string()));
+            }
+        };
+        facts.cached = cached;
+        let entry = match resolution {
+            Resolution::Found(entry) => entry,
+            Resolution::NotFound => {
+                // Counts as a wrong guess for this login, so a spray of
+                // guesses at one unknown name is limited like any other.
+                if let Err(r) = self.limiter.check_identity(&login_key) {
+                    return Verdict::refused(&r);
+                }
+                self.limiter.record_failure(&login_key);
+                return Verdict::bare(Outcome::InvalidCredentials, None);
+            }
+            Resolution::Ambiguous { entries, collided } => {
+                facts.collided = collided;
+                return Verdict::bare(
+                    Outcome::AmbiguousLogin,
+                    Some(format!("the login matches {entries} entries")),
+                );
+            }
+        };
+        facts.id = Some(entry.id.clone());
+        facts.dn = Some(entry.dn.clone());
+        let identity = format!("id:{}", entry.id);
+        if let Err(r) = self.limiter.check_identity(&identity) {
+            return Verdict::refused(&r);
+        }
+        let verdict = self.bind(&entry, attempt.password, facts).await;
+        match verdict.outcome {
+            Outcome::InvalidCredentials => {
+                if cached {
+                    // The entry may have moved since it was cached.
+                    self.resolver.forget(login);
+                }
+                self.limiter.record_failure(&identity);
+            }
+            Outcome::Success => self.limiter.record_success(&identity),
+            _ => {}
+        }
+        verdict
+    }
+
+    async fn bind(
+        &self,
+        entry: &Arc<ResolvedEntry>,
+        password: &str,
+        facts: &mut AuditFacts,
+    ) -> Verdict {
+        let Ok(_permit) = tokio::time::timeout(self.operation_timeout, self.binds.acquire()).await
+        else {
+            return Verdict::bare(
+                Outcome::RateLimited,
+                Some("too many binds in progress (ratelimit.max_concurrent_binds)".into()),
+            );
+        };
+        let mut conn = match self.pool.checkout().await {
+            Ok(c) => c,
+            Err(e) => return Verdict::bare(Outcome::DirectoryUnavailable, Some(e.to_string())),
+        };
+        let server = self.pool.server_name(conn.server);
+        facts.server = Some(server.clone());
+        if !conn.encrypted() {
+            // A password leaves ldapgate only over TLS.
+            self.pool.checkin(conn, false);
+            return Verdict::bare(
+                Outcome::DirectoryUnavailable,
+                Some(format!(
+                    "{server}: the directory leg is not encrypted (use ldaps:// or starttls)"
+                )),
+            );
+        }
+        let reply = conn
+            .bind_simple(
+                &entry.dn,
+                password,
+                self.operation_timeout,
+                self.max_message,
+            )
+            .await;
+        let reply = match reply {
+            Ok(r) => {
+                // Bound as the user now: reset before anyone else uses it.
+                self.pool.checkin(conn, true);
+                r
+            }
+            Err(e) => {
+                return Verdict::bare(
+                    Outcome::DirectoryUnavailable,
+                    Some(e.at(&server, "bind").to_string()),
+                );
+            }
+        };
+        if let Some(code) = outcome::ad_subcode(&reply.diagnostic) {
+            facts.subcode = Some(format!("{code:x}"));
+        } else if let Some(err) = reply.policy.and_then(|p| p.error) {
+            facts.subcode = Some(format!("ppolicy:{err}"));
+        }
+        let outcome = bind_outcome(reply.code, &reply.diagnostic, reply.policy.as_ref());
+        if outcome != Outcome::Success {
+            let detail = match outcome {
+                Outcome::InvalidCredentials => None,
+                Outcome::DirectoryUnavailable => Some(format!(
+                    "{server}: result {} {}",
+                    reply.code, reply.diagnostic
+                )),
+                other => Some(other.as_str().replace('_', " ")),
+            };
+            return Verdict::bare(outcome, detail);
+        }
+        let warnings = reply
+            .policy
+            .filter(|p| p.grace_logins_remaining.is_some() || p.time_before_expiration.is_some());
+        Verdict {
+            outcome: Outcome::Success,
+            dn: Some(entry.dn.clone()),
+            id: Some(entry.id.clone()),
+            attributes: Some(entry.attributes.clone()),
+            warnings,
+            detail: None,
+            retry_after: None,
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Bind rate limiting and lockout.
+//!
+//! Rates are GCRA limiters from `governor`, keyed by client address and by
+//! identity (the resolved entry's id, or the normalised login when it did
+//! not resolve). Lockout counts wrong-password results per identity within
+//! a window. Memory stays bounded: limiter keys whose state has returned to
+//! "fresh" are dropped by [`BindLimiter::housekeeping`], and the failure and
+//! lockout tables are capacity-bounded caches with time-to-live.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::{Rate, RateLimitConfig};
+
+/// Most identities tracked for lockout; beyond it the oldest are evicted.
+const MAX_TRACKED: u64 = 200_000;
+
+/// Why an attempt may not go ahead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many attempts from this client address.
+    ClientRate { retry_after: Duration },
+    /// Too many attempts for this identity.
+    IdentityRate { retry_after: Duration },
+    /// Locked after repeated wrong passwords.
+    LockedOut { retry_after: Duration },
+}
+
+impl Refusal {
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Refusal::ClientRate { retry_after }
+            | Refusal::IdentityRate { retry_after }
+            | Refusal::LockedOut { retry_after } => *retry_after,
+        }
+    }
+
+    /// A metric-safe label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::ClientRate { .. } => "per_ip",
+            Refusal::IdentityRate { .. } => "per_identity",
+            Refusal::LockedOut { .. } => "lockout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+/// The limits for one directory.
+pub struct BindLimiter {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_identity: DefaultKeyedRateLimiter<String>,
+    clock: DefaultClock,
+    failures_before_lockout: u32,
+    lockout_window: Duration,
+    lockout_duration: Duration,
+    failures: moka::sync::Cache<String, Failures>,
+    locked: moka::sync::Cache<String, Instant>,
+}
+
+fn quota(rate: Rate) -> Quota {
+    // `count` per `period`, with a burst of `count`. The period divided by
+    // a non-zero count is non-zero unless the period is below a nanosecond
+    // per request, which config validation cannot produce; fall back to
+    // one per period rather than panic.
+    let per_request = rate.period / rate.count.get();
+    Quota::with_period(per_request)
+        .unwrap_or_else(|| Quota::with_period(rate.period).unwrap_or(Quota::per_second(rate.count)))
+        .allow_burst(rate.count)
+}
+
+impl BindLimiter {
+    pub fn new(cfg: &RateLimitConfig) -> Arc<BindLimiter> {
+        Arc::new(BindLimiter {
+            per_ip: RateLimiter::keyed(quota(cfg.binds_per_ip)),
+            per_identity: RateLimiter::keyed(quota(cfg.binds_per_identity)),
+            clock: DefaultClock::default(),
+            failures_before_lockout: cfg.failures_before_lockout,
+            lockout_window: cfg.lockout_window,
+            lockout_duration: cfg.lockout_duration,
+            failures: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED)
+                .time_to_live(cfg.lockout_window)
+                .build(),
+            locked: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED)
+                .time_to_live(cfg.lockout_duration)
+                .build(),
+        })
+    }
+
+    fn check<K: Hash + Eq + Clone>(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+    ) -> Result<(), Duration> {
+        limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Counts an attempt from `client`.
+    pub fn check_client(&self, client: IpAddr) -> Result<(), Refusal> {
+        self.check(&self.per_ip, &client.to_canonical())
+            .map_err(|retry_after| Refusal::ClientRate { retry_after })
+    }
+
+    /// Refuses an identity that is locked out; counts nothing.
+    pub fn check_lockout(&self, identity: &str) -> Result<(), Refusal> {
+        match self.locked.get(identity) {
+            Some(until) if until > Instant::now() => Err(Refusal::LockedOut {
+                retry_after: until - Instant::now(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts an attempt for `identity`.
+    pub fn check_identity(&self, identity: &str) -> Result<(), Refusal> {
+        self.check_lockout(identity)?;
+        self.check(&self.per_identity, &identity.to_owned())
+            .map_err(|retry_after| Refusal::IdentityRate { retry_after })
+    }
+
+    /// Records a wrong password for `identity`; returns true when this one
+    /// locked it.
+    pub fn record_failure(&self, identity: &str) -> bool {
+        if self.failures_before_lockout == 0 {
+            return false;
+        }
+        let now = Instant::now();
+        let mut entry = self.failures.get(identity).unwrap_or(Failures {
+            count: 0,
+            since: now,
+        });
+        if now.duration_since(entry.since) > self.lockout_window {
+            entry = Failures {
+                count: 0,
+                since: now,
+            };
+        }
+        entry.count += 1;
+        if entry.count >= self.failures_before_lockout {
+            self.failures.invalidate(identity);
+            self.locked
+                .insert(identity.to_owned(), now + self.lockout_duration);
+            return true;
+        }
+        self.failures.insert(identity.to_owned(), entry);
+        false
+    }
+
+    /// A correct password clears the failure count.
+    pub fn record_success(&self, identity: &str) {
+        self.failures.invalidate(identity);
+    }
+
+    /// Drops limiter state that has returned to "fresh"; call periodically.
+    pub fn housekeeping(&self) {
+        self.per_ip.retain_recent();
+        self.per_ip.shrink_to_fit();
+        self.per_identity.retain_recent();
+        self.per_identity.shrink_to_fit();
+        self.failures.run_pending_tasks();
+        self.locked.run_pending_tasks();
+    }
+
+    /// Keys held by the rate limiters and lockout tables, for tests and metrics.
+    pub fn tracked_keys(&self) -> usize {
+        self.per_ip.len()
+            + self.per_identity.len()
+            + self.failures.entry_count() as usize
+            + self.locked.entry_count() as usize
+    }
+
+    /// Runs [`Self::housekeeping`] every `every` until the limiter is dropped.
+    pub fn spawn_housekeeping(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(limiter) = weak.upgrade() else {
+                    return;
+                };
+                limiter.housekeeping();
+            }
+        });
+    }
+}
+
+/// The identity key for a login that did not resolve: case-folded and
+/// trimmed, so `Alice` and `alice ` share a budget.
+pub fn normalised_login(login: &str) -> String {
+    format!("login:{}", login.trim().to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(per_ip: &str, per_identity: &str, failures: u32) -> RateLimitConfig {
+        RateLimitConfig {
+            binds_per_ip: per_ip.parse().unwrap(),
+            binds_per_identity: per_identity.parse().unwrap(),
+            failures_before_lockout: failures,
+            lockout_window: Duration::from_secs(60),
+            lockout_duration: Duration::from_millis(300),
+            max_concurrent_binds: 4,
+        }
+    }
+
+    #[test]
+    fn per_ip_rate_allows_the_burst_then_refuses() {
+        let l = BindLimiter::new(&config("5/s", "100/s", 0));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            l.check_client(ip).unwrap();
+        }
+        let refused = l.check_client(ip).unwrap_err();
+        assert!(matches!(refused, Refusal::ClientRate { .. }));
+        assert!(refused.retry_after() <= Duration::from_millis(200));
+        // Another address has its own budget; v4-mapped v6 is the same client.
+        l.check_client("10.0.0.2".parse().unwrap()).unwrap();
+        assert!(l.check_client("::ffff:10.0.0.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn lockout_after_n_failures_and_release_after_the_duration() {
+        let l = BindLimiter::new(&config("100/s", "100/s", 3));
+        assert!(!l.record_failure("id:a"));
+        assert!(!l.record_failure("id:a"));
+        l.check_identity("id:a").unwrap();
+        assert!(l.record_failure("id:a"));
+        assert!(matches!(
+            l.check_identity("id:a"),
+            Err(Refusal::LockedOut { .. })
+        ));
+        l.check_identity("id:b").unwrap();
+        std::thread::sleep(Duration::from_millis(350));
+        l.check_identity("id:a").unwrap();
+    }
+
+    #[test]
+    fn success_clears_the_failure_count() {
+        let l = BindLimiter::new(&config("100/s", "100/s", 3));
+        l.record_failure("id:a");
+        l.record_failure("id:a");
+        l.record_success("id:a");
+        assert!(!l.record_failure("id:a"));
+        assert!(!l.record_failure("id:a"));
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_spray_of_distinct_logins() {
+        // 1000/s per identity: a key is fresh again 1 ms after one use.
+        let l = BindLimiter::new(&config("1000000/s", "1000/s", 5));
+        for i in 0..100_000u32 {
+            let login = normalised_login(&format!("spray-{i}"));
+            l.check_identity(&login).unwrap();
+            l.check_client(IpAddr::from(i.to_be_bytes())).unwrap();
+            l.record_failure(&login);
+        }
+        assert!(l.tracked_keys() >= 100_000, "the spray was tracked");
+        std::thread::sleep(Duration::from_millis(20));
+        l.housekeeping();
+        // Rate state is gone; failure counts remain only up to their cap
+        // and their window.
+        assert_eq!(l.per_ip.len() + l.per_identity.len(), 0);
+        assert!(l.failures.entry_count() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn normalises_logins() {
+        assert_eq!(normalised_login(" Alice "), normalised_login("alice"));
+    }
+}

@@ -1,0 +1,162 @@
+//! Requests ldapgate makes on its own account on an upstream connection
+//! (resolving sign-in IDs, verifying passwords, later sync): a simple bind
+//! that asks for the password policy control, and a search that collects
+//! its entries. One request at a time per connection.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ldap3_proto::control::LdapControl;
+use ldap3_proto::proto::{
+    LdapBindCred, LdapBindRequest, LdapMsg, LdapOp, LdapSearchRequest, LdapSearchResultEntry,
+};
+use ldap3_proto::LdapCodec;
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+use tokio_util::codec::Decoder;
+
+use super::connection::{read_pdu, ExchangeError, UpstreamConn};
+use crate::auth::outcome::{decode_policy_response, PolicyResponse, PPOLICY_OID};
+use crate::ber::{self, FrameError};
+use crate::ldap::response::{self, ResultSummary};
+use crate::ldap::tag;
+
+/// Message ID of ldapgate's own requests; they never overlap.
+const MSGID: i32 = 7;
+
+/// What a bind answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindReply {
+    pub code: i64,
+    pub diagnostic: String,
+    /// The password policy response control, when the server sent one.
+    pub policy: Option<PolicyResponse>,
+}
+
+/// What a search returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchReply {
+    pub entries: Vec<LdapSearchResultEntry>,
+    pub done: ResultSummary,
+}
+
+impl UpstreamConn {
+    /// A simple bind, asking (non-critically) for the password policy control.
+    pub async fn bind_simple(
+        &mut self,
+        dn: &str,
+        password: &str,
+        limit: Duration,
+        max_message_bytes: usize,
+    ) -> Result<BindReply, ExchangeError> {
+        let request = response::encode(LdapMsg::new_with_ctrls(
+            MSGID,
+            LdapOp::BindRequest(LdapBindRequest {
+                version: 3,
+                dn: dn.to_owned(),
+                cred: LdapBindCred::Simple(password.to_owned()),
+            }),
+            vec![LdapControl::PasswordPolicyRequest { criticality: false }],
+        ));
+        let pdu = self
+            .send_and_await(&request, limit, max_message_bytes, |_| Ok(()))
+            .await?;
+        let summary = response::read_result(&pdu).map_err(ExchangeError::Frame)?;
+        let policy = policy_control(&pdu).map_err(ExchangeError::Frame)?;
+        Ok(BindReply {
+            code: summary.code,
+            diagnostic: summary.diagnostic,
+            policy,
+        })
+    }
+
+    /// A search; entries are decoded, references ignored.
+    pub async fn search(
+        &mut self,
+        request: LdapSearchRequest,
+        limit: Duration,
+        max_message_bytes: usize,
+    ) -> Result<SearchReply, ExchangeError> {
+        let pdu = response::encode(LdapMsg::new(MSGID, LdapOp::SearchRequest(request)));
+        let mut entries = Vec::new();
+        let done = self
+            .send_and_await(&pdu, limit, max_message_bytes, |entry| {
+                entries.push(decode_entry(entry, max_message_bytes)?);
+                Ok(())
+            })
+            .await?;
+        let done = response::read_result(&done).map_err(ExchangeError::Frame)?;
+        Ok(SearchReply { entries, done })
+    }
+
+    /// Sends `request` and reads until its final response, which it
+    /// returns; search entries go to `on_entry` as they arrive.
+    async fn send_and_await(
+        &mut self,
+        request: &[u8],
+        limit: Duration,
+        max_message_bytes: usize,
+        mut on_entry: impl FnMut(&[u8]) -> Result<(), FrameError>,
+    ) -> Result<bytes::Bytes, ExchangeError> {
+        let work = async {
+            self.stream
+                .write_all(request)
+                .await
+                .map_err(ExchangeError::Io)?;
+            self.stream.flush().await.map_err(ExchangeError::Io)?;
+            loop {
+                let pdu = read_pdu(&mut self.stream, &mut self.buf, max_message_bytes).await?;
+                let h = ber::peek_pdu(&pdu, max_message_bytes).map_err(ExchangeError::Frame)?;
+                if h.msgid != MSGID {
+                    // A Notice of Disconnection, or a stray; the connection
+                    // cannot be trusted with this request.
+                    return Err(ExchangeError::Closed);
+                }
+                if tag::is_final_response(h.op_tag) {
+                    return Ok(pdu);
+                }
+                if h.op_tag == tag::SEARCH_RESULT_ENTRY {
+                    on_entry(&pdu).map_err(ExchangeError::Frame)?;
+                }
+            }
+        };
+        timeout(limit, work)
+            .await
+            .map_err(|_| ExchangeError::Timeout(limit))?
+    }
+}
+
+fn decode_entry(pdu: &[u8], max: usize) -> Result<LdapSearchResultEntry, FrameError> {
+    let mut buf = BytesMut::from(pdu);
+    match LdapCodec::new(Some(max), None).decode(&mut buf) {
+        Ok(Some(LdapMsg {
+            op: LdapOp::SearchResultEntry(entry),
+            ..
+        })) => Ok(entry),
+        _ => Err(FrameError::Malformed("undecodable search entry")),
+    }
+}
+
+/// Finds and decodes the password policy response control of a response.
+fn policy_control(pdu: &[u8]) -> Result<Option<PolicyResponse>, FrameError> {
+    let (_, _, controls) = ber::message_parts(pdu)?;
+    let Some(controls) = controls else {
+        return Ok(None);
+    };
+    let mut list = controls.children();
+    while !list.is_empty() {
+        let mut control = list.expect(0x30, "control is not a SEQUENCE")?.children();
+        let oid = control.expect(0x04, "controlType is not an OCTET STRING")?;
+        if oid.value != PPOLICY_OID.as_bytes() {
+            continue;
+        }
+        while !control.is_empty() {
+            let field = control.next()?;
+            if field.tag == 0x04 {
+                return decode_policy_response(field.value).map(Some);
+            }
+        }
+        return Ok(Some(PolicyResponse::default()));
+    }
+    Ok(None)
+}
