@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use ldapgate::auth::outcome::Outcome;
+use ldapgate::auth::{Attempt, Authenticator};
 use ldapgate::config::Config;
+use ldapgate::ratelimit::BindLimiter;
+use ldapgate::upstream::UpstreamPool;
 use ldapgate::{daemon, fingerprint};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
@@ -38,6 +42,15 @@ enum Command {
     CheckConfig {
         #[arg(short, long)]
         config: PathBuf,
+    },
+    /// Delegated authentication from the shell; the password is read from
+    /// standard input (first line). Prints the JSON outcome; exit 0 on success.
+    Authenticate {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The sign-in ID: uid, mobile, mail, employee number, ...
+        #[arg(long)]
+        login: String,
     },
     /// Print a server's certificate fingerprints in the forms `pins` accepts.
     Fingerprint {
@@ -107,6 +120,38 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Authenticate { config, login } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    for problem in e.problems() {
+                        eprintln!("ldapgate: config: {problem}");
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut password) {
+                eprintln!("ldapgate: reading the password from stdin: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            match authenticate(&config, &login, password).await {
+                Ok((json, ok)) => {
+                    println!("{json}");
+                    if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(EXIT_CHECK_FAILED)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ldapgate: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
         Command::Fingerprint {
             target,
             starttls,
@@ -131,6 +176,26 @@ async fn dispatch(command: Command) -> ExitCode {
             }
         }
     }
+}
+
+async fn authenticate(
+    config: &Config,
+    login: &str,
+    password: &str,
+) -> anyhow::Result<(String, bool)> {
+    let pool = UpstreamPool::new(&config.directory)?;
+    let limiter = BindLimiter::new(&config.ratelimit);
+    let authenticator = Authenticator::new(config, pool, limiter);
+    let verdict = authenticator
+        .authenticate(&Attempt {
+            login,
+            password,
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            channel: "cli",
+        })
+        .await;
+    let ok = verdict.outcome == Outcome::Success;
+    Ok((serde_json::to_string(&verdict)?, ok))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -136,11 +136,56 @@ pub fn sample_ldif() -> String {
             cn.split(' ').nth(1).unwrap_or(cn)
         ));
     }
+    // Two people sharing a mobile number (ambiguous), and one whose uid is
+    // also their employee number (one person by two attributes).
+    for (uid, mobile, employee) in [
+        ("dup1", "+8613800009999", "E-dup1"),
+        ("dup2", "+8613800009999", "E-dup2"),
+        ("pat", "+8613800000004", "pat"),
+    ] {
+        ldif.push_str(&format!(
+            "dn: uid={uid},ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\n\
+             sn: {uid}\nmobile: {mobile}\nemployeeNumber: {employee}\nuserPassword: {uid}-pw\n\n"
+        ));
+    }
     for i in 0..GENERATED_USERS {
         ldif.push_str(&format!(
             "dn: uid=user{i:03},ou=engineering,ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\n\
              uid: user{i:03}\ncn: User {i}\nsn: {i}\nmail: user{i:03}@example.com\n\
              userPassword: user{i:03}-pw\n\n"
+        ));
+    }
+    ldif
+}
+
+/// Password policies and users in each policy state, for the ppolicy
+/// overlay (OpenLDAP 2.5: the schema is built into the module).
+pub fn ppolicy_ldif() -> String {
+    let mut ldif =
+        format!("dn: ou=policies,{BASE_DN}\nobjectClass: organizationalUnit\nou: policies\n\n");
+    for (cn, extra) in [
+        (
+            "lockout",
+            "pwdLockout: TRUE\npwdMaxFailure: 3\npwdLockoutDuration: 0\n",
+        ),
+        ("expired", "pwdMaxAge: 60\npwdGraceAuthNLimit: 0\n"),
+        ("grace", "pwdMaxAge: 60\npwdGraceAuthNLimit: 2\n"),
+        ("reset", "pwdMustChange: TRUE\n"),
+    ] {
+        ldif.push_str(&format!(
+            "dn: cn={cn},ou=policies,{BASE_DN}\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\n\
+             cn: {cn}\npwdAttribute: userPassword\n{extra}\n"
+        ));
+    }
+    for (uid, policy, extra) in [
+        ("pp-locked", "lockout", ""),
+        ("pp-expired", "expired", "pwdChangedTime: 20000101000000Z\n"),
+        ("pp-grace", "grace", "pwdChangedTime: 20000101000000Z\n"),
+        ("pp-reset", "reset", "pwdReset: TRUE\n"),
+    ] {
+        ldif.push_str(&format!(
+            "dn: uid={uid},ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+             userPassword: {uid}-pw\npwdPolicySubentry: cn={policy},ou=policies,{BASE_DN}\n{extra}\n"
         ));
     }
     ldif
@@ -159,6 +204,15 @@ impl Slapd {
     /// Starts slapd with the sample directory, plain LDAP (StartTLS
     /// available) and LDAPS, on free ports.
     pub fn start() -> Slapd {
+        Self::start_with(false)
+    }
+
+    /// With the ppolicy overlay and the users of [`ppolicy_ldif`].
+    pub fn start_with_ppolicy() -> Slapd {
+        Self::start_with(true)
+    }
+
+    fn start_with(ppolicy: bool) -> Slapd {
         let slapadd = require_program("slapadd", "slapd ldap-utils");
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(&dir.path().join("tls"), "slapd");
@@ -174,6 +228,7 @@ impl Slapd {
                  include /etc/ldap/schema/nis.schema\n\
                  modulepath /usr/lib/ldap\n\
                  moduleload back_mdb\n\
+                 {ppolicy_module}\
                  pidfile {dir}/slapd.pid\n\
                  TLSCACertificateFile {ca}\n\
                  TLSCertificateFile {cert}\n\
@@ -189,17 +244,28 @@ impl Slapd {
                  index objectClass eq\n\
                  index uid,mail,mobile,employeeNumber eq\n\
                  access to attrs=userPassword by self write by anonymous auth by * none\n\
-                 access to * by * read\n",
+                 access to * by * read\n\
+                 {ppolicy_overlay}",
                 dir = dir.path().display(),
                 ca = certs.ca_pem.display(),
                 cert = certs.cert_pem.display(),
                 key = certs.key_pem.display(),
                 db = db.display(),
+                ppolicy_module = if ppolicy { "moduleload ppolicy\n" } else { "" },
+                ppolicy_overlay = if ppolicy {
+                    "overlay ppolicy\nppolicy_use_lockout\n"
+                } else {
+                    ""
+                },
             ),
         )
         .unwrap();
         let ldif = dir.path().join("data.ldif");
-        std::fs::write(&ldif, sample_ldif()).unwrap();
+        let mut data = sample_ldif();
+        if ppolicy {
+            data.push_str(&ppolicy_ldif());
+        }
+        std::fs::write(&ldif, data).unwrap();
         let out = Command::new(slapadd)
             .arg("-f")
             .arg(&conf)

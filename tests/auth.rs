@@ -1,0 +1,261 @@
+//! Delegated authentication against a real slapd with the ppolicy overlay:
+//! every outcome over `ldapgate authenticate`, hostile logins, and the
+//! rate limits and lockout through the library's one code path.
+
+mod common;
+
+use common::*;
+use ldapgate::auth::outcome::Outcome;
+use ldapgate::auth::{Attempt, Authenticator};
+use ldapgate::config::Config;
+use ldapgate::ratelimit::BindLimiter;
+use ldapgate::upstream::UpstreamPool;
+use serde_json::Value;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A configuration for delegated auth against `slapd` over LDAPS.
+fn auth_config(slapd: &Slapd, extra: &str) -> PathBuf {
+    let pw = slapd.dir.path().join("bind_password");
+    std::fs::write(&pw, ADMIN_PW).unwrap();
+    let path = slapd.dir.path().join(format!("auth-{}.toml", free_port()));
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nldap_listen = [\"127.0.0.1:{}\"]\n[directory]\nservers = [\"{}\"]\nca_file = \"{}\"\n\
+             base_dn = \"{BASE_DN}\"\nbind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"\n{extra}\n",
+            free_port(),
+            slapd.ldaps_url(),
+            slapd.certs.ca_pem.display(),
+            pw.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `ldapgate authenticate`: the JSON verdict and the exit code.
+fn cli(config: &Path, login: &str, password: &str) -> (Value, i32) {
+    let mut child = Command::new(ldapgate_binary())
+        .args(["authenticate", "-c"])
+        .arg(config)
+        .args(["--login", login])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains(password) || password.is_empty(),
+        "password in the log: {stderr}"
+    );
+    (json, out.status.code().unwrap_or(-1))
+}
+
+fn outcome(v: &Value) -> &str {
+    v["outcome"].as_str().unwrap_or("<none>")
+}
+
+#[test]
+fn every_sign_in_id_and_every_outcome_over_the_command_line() {
+    let slapd = Slapd::start_with_ppolicy();
+    let cfg = auth_config(&slapd, "");
+    for login in [
+        "alice",
+        "+8613800000001",
+        "alice@example.com",
+        "E-alice",
+        "ALICE",
+    ] {
+        let (v, code) = cli(&cfg, login, "alice-pw");
+        assert_eq!((outcome(&v), code), ("success", 0), "{login}: {v}");
+        assert_eq!(v["dn"], format!("uid=alice,ou=people,{BASE_DN}"));
+        assert_eq!(v["attributes"]["mail"][0], "alice@example.com");
+        assert!(v["id"].as_str().unwrap().len() == 36, "entryUUID: {v}");
+    }
+    // The same person by two attributes is one entry.
+    let (v, _) = cli(&cfg, "pat", "pat-pw");
+    assert_eq!(outcome(&v), "success", "{v}");
+
+    // A wrong password and an unknown login look the same.
+    let (wrong, code) = cli(&cfg, "alice", "nope");
+    assert_eq!((outcome(&wrong), code), ("invalid_credentials", 1));
+    let (unknown, _) = cli(&cfg, "nobody-here", "nope");
+    assert_eq!(wrong, unknown);
+
+    let (v, _) = cli(&cfg, "+8613800009999", "dup1-pw");
+    assert_eq!(outcome(&v), "ambiguous_login", "{v}");
+
+    let (v, _) = cli(&cfg, "pp-expired", "pp-expired-pw");
+    assert_eq!(outcome(&v), "password_expired", "{v}");
+    let (v, _) = cli(&cfg, "pp-reset", "pp-reset-pw");
+    assert_eq!(outcome(&v), "password_must_change", "{v}");
+    let (v, _) = cli(&cfg, "pp-grace", "pp-grace-pw");
+    assert_eq!(outcome(&v), "success", "{v}");
+    assert_eq!(v["warnings"]["grace_logins_remaining"], 1, "{v}");
+    // The directory's own lockout: three wrong, then the right password.
+    for _ in 0..3 {
+        let (v, _) = cli(&cfg, "pp-locked", "wrong");
+        assert_eq!(outcome(&v), "invalid_credentials", "{v}");
+    }
+    let (v, _) = cli(&cfg, "pp-locked", "pp-locked-pw");
+    assert_eq!(outcome(&v), "account_locked", "{v}");
+}
+
+#[test]
+fn empty_password_is_refused_before_any_network_io() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dead.toml");
+    // Nothing listens on the directory port: any I/O would say unavailable.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[directory]\nservers = [\"ldaps://127.0.0.1:{}\"]\nbase_dn = \"{BASE_DN}\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let (v, code) = cli(&cfg, "alice", "");
+    assert_eq!((outcome(&v), code), ("invalid_credentials", 1), "{v}");
+    let (v, _) = cli(&cfg, "alice", "x");
+    assert_eq!(outcome(&v), "directory_unavailable", "{v}");
+}
+
+async fn authenticator(slapd: &Slapd, extra: &str) -> Authenticator {
+    let config = Config::load(&auth_config(slapd, extra)).unwrap();
+    let pool = UpstreamPool::new(&config.directory).unwrap();
+    let limiter = BindLimiter::new(&config.ratelimit);
+    Authenticator::new(&config, pool, limiter)
+}
+
+async fn attempt(a: &Authenticator, login: &str, password: &str, client: [u8; 4]) -> Outcome {
+    a.authenticate(&Attempt {
+        login,
+        password,
+        client: IpAddr::from(client),
+        channel: "test",
+    })
+    .await
+    .outcome
+}
+
+#[tokio::test]
+async fn hostile_logins_neither_inject_nor_crash() {
+    let slapd = Slapd::start();
+    let a = authenticator(
+        &slapd,
+        "[ratelimit]\nbinds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"",
+    )
+    .await;
+    let long = "a".repeat(10 * 1024);
+    for login in [
+        "*",
+        "(",
+        ")",
+        "\\",
+        "*)(uid=*",
+        "alice)(|(uid=*",
+        "al\\2aice",
+        "al\0ice",
+        "ålice😀",
+        long.as_str(),
+        "(&(objectClass=*))",
+    ] {
+        // A `*` that reached the directory as a wildcard would match every
+        // user: ambiguous, not invalid.
+        let o = attempt(&a, login, "alice-pw", [10, 0, 0, 1]).await;
+        assert_eq!(
+            o,
+            Outcome::InvalidCredentials,
+            "login {:?}",
+            &login[..login.len().min(20)]
+        );
+    }
+    assert_eq!(
+        attempt(&a, "alice", "alice-pw", [10, 0, 0, 1]).await,
+        Outcome::Success
+    );
+}
+
+#[tokio::test]
+async fn lockout_after_n_wrong_passwords_and_release_after_the_duration() {
+    let slapd = Slapd::start();
+    let a = authenticator(
+        &slapd,
+        "[ratelimit]\nbinds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\n\
+         failures_before_lockout = 3\nlockout_duration = \"2s\"",
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            attempt(&a, "bob", "wrong", [10, 0, 0, 2]).await,
+            Outcome::InvalidCredentials
+        );
+    }
+    // Locked, whatever the password, and by any of bob's sign-in IDs.
+    assert_eq!(
+        attempt(&a, "bob", "bob-pw", [10, 0, 0, 2]).await,
+        Outcome::AccountLocked
+    );
+    assert_eq!(
+        attempt(&a, "bob@example.com", "bob-pw", [10, 0, 0, 3]).await,
+        Outcome::AccountLocked
+    );
+    // Others are not affected.
+    assert_eq!(
+        attempt(&a, "carol", "carol-pw", [10, 0, 0, 2]).await,
+        Outcome::Success
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        attempt(&a, "bob", "bob-pw", [10, 0, 0, 2]).await,
+        Outcome::Success
+    );
+}
+
+#[tokio::test]
+async fn right_password_account_states_do_not_count_towards_lockout() {
+    let slapd = Slapd::start_with_ppolicy();
+    let a = authenticator(
+        &slapd,
+        "[ratelimit]\nbinds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\nfailures_before_lockout = 2",
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(
+            attempt(&a, "pp-reset", "pp-reset-pw", [10, 0, 0, 4]).await,
+            Outcome::PasswordMustChange
+        );
+    }
+}
+
+#[tokio::test]
+async fn per_ip_rate_limit() {
+    let slapd = Slapd::start();
+    let a = authenticator(
+        &slapd,
+        "[ratelimit]\nbinds_per_ip = \"3/m\"\nbinds_per_identity = \"1000/s\"",
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            attempt(&a, "alice", "alice-pw", [10, 0, 0, 5]).await,
+            Outcome::Success
+        );
+    }
+    assert_eq!(
+        attempt(&a, "alice", "alice-pw", [10, 0, 0, 5]).await,
+        Outcome::RateLimited
+    );
+    assert_eq!(
+        attempt(&a, "alice", "alice-pw", [10, 0, 0, 6]).await,
+        Outcome::Success
+    );
+}
