@@ -10,8 +10,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::control::{ControlError, ControlServer, ControlState};
 use crate::listener::{Admission, BindError, BoundListener, ListenerKind};
+use crate::ratelimit::BindLimiter;
 use crate::session::policy::Policy;
 use crate::session::{SessionContext, SessionLimits};
 use crate::upstream::pool::PoolSetupError;
@@ -19,6 +22,8 @@ use crate::upstream::UpstreamPool;
 
 /// How long a TLS handshake from a client may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often rate-limiter state that has gone stale is dropped.
+const LIMITER_HOUSEKEEPING: Duration = Duration::from_secs(10);
 /// How long SIGTERM waits for open sessions before exiting anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,12 +34,15 @@ pub enum StartError {
     Pool(#[from] PoolSetupError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
 }
 
 /// A started daemon: its bound addresses and the handle that stops it.
 pub struct Running {
     pub ldap_addrs: Vec<SocketAddr>,
     pub ldaps_addrs: Vec<SocketAddr>,
+    pub control_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     listeners: TaskTracker,
     sessions: TaskTracker,
@@ -77,6 +85,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }
     }
     pool.spawn_health_checks(config.directory.health_check_interval);
+    let limiter = BindLimiter::new(&config.ratelimit);
+    limiter.spawn_housekeeping(LIMITER_HOUSEKEEPING);
+    let authenticator = Arc::new(Authenticator::new(config, pool.clone(), limiter));
 
     let tls_acceptor = config
         .server
@@ -127,9 +138,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             stop_rx.clone(),
         ));
     }
+    let mut control_addr = None;
+    if let Some(control) = &config.control {
+        let state = Arc::new(ControlState::new(authenticator.clone(), control));
+        let server = ControlServer::bind(control, state).await?;
+        control_addr = Some(server.addr);
+        listeners.spawn(server.serve(stop_rx.clone()));
+    }
     Ok(Running {
         ldap_addrs,
         ldaps_addrs,
+        control_addr,
         stop,
         listeners,
         sessions,

@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod ber;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod fingerprint;
 pub mod ldap;

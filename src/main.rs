@@ -26,8 +26,18 @@ const EXIT_USAGE: u8 = 2;
     about = "LDAP proxy and delegated-authentication appliance"
 )]
 struct Cli {
+    /// Log format on standard error: `human` (colours on a terminal) or
+    /// `json` (one object per line; audit lines have target ldapgate::audit).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -68,13 +78,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,6 +219,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     info!(
         ldap = ?running.ldap_addrs,
         ldaps = ?running.ldaps_addrs,
+        control = ?running.control_addr,
         "ldapgate ready"
     );
     // Listeners are bound and the first upstream check has run. Outside

@@ -259,3 +259,34 @@ async fn per_ip_rate_limit() {
         Outcome::Success
     );
 }
+
+#[test]
+fn audit_line_is_json_when_asked_and_never_holds_the_password() {
+    let slapd = Slapd::start();
+    let cfg = auth_config(&slapd, "");
+    let mut child = Command::new(ldapgate_binary())
+        .args(["--log-format", "json", "authenticate", "-c"])
+        .arg(&cfg)
+        .args(["--login", "carol"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "carol-pw").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("carol-pw"), "{stderr}");
+    let audit: Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["target"] == "ldapgate::audit")
+        .unwrap_or_else(|| panic!("no JSON audit line in:\n{stderr}"));
+    let f = &audit["fields"];
+    assert_eq!(f["outcome"], "success");
+    assert_eq!(f["dn"], format!("uid=carol,ou=people,{BASE_DN}"));
+    assert_eq!(f["channel"], "cli");
+    assert_eq!(f["login_hash"].as_str().unwrap().len(), 16);
+    assert!(f["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(f["server"].as_str().unwrap().starts_with("ldaps://"));
+}

@@ -95,7 +95,7 @@ async fn subtree_and_base_searches() {
         .success()
         .unwrap();
     assert_eq!(res.rc, 0);
-    assert_eq!(entries.len(), 3 + GENERATED_USERS);
+    assert_eq!(entries.len(), NAMED_USERS + GENERATED_USERS);
 
     let entries = search_ok(
         &mut ldap,

@@ -17,6 +17,9 @@ pub const BASE_DN: &str = "dc=example,dc=com";
 /// The directory's root DN and its password.
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
 pub const ADMIN_PW: &str = "admin-secret";
+/// Users under ou=people besides the generated ones: alice, bob, carol,
+/// dup1, dup2, pat.
+pub const NAMED_USERS: usize = 6;
 /// Number of generated users `user000`..: enough for several search pages.
 pub const GENERATED_USERS: usize = 60;
 
@@ -360,6 +363,8 @@ pub struct Proxy {
     pub dir: tempfile::TempDir,
     pub ldap_port: u16,
     pub ldaps_port: u16,
+    /// Listening only when the config enabled the control channel.
+    pub control_port: u16,
     pub certs: Certs,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -373,6 +378,10 @@ pub struct ProxyConfig {
     pub server_extra: String,
     /// RUST_LOG for the ldapgate process.
     pub log_filter: String,
+    /// More sections after `[directory]` (`[signin]`, `[ratelimit]`, ...).
+    pub sections: String,
+    /// With a bearer token: a `[control]` section on a free port.
+    pub control_token: Option<String>,
 }
 
 const TEST_LOG_FILTER: &str = "ldapgate=debug";
@@ -387,6 +396,8 @@ impl ProxyConfig {
             ),
             server_extra: String::new(),
             log_filter: TEST_LOG_FILTER.into(),
+            sections: String::new(),
+            control_token: None,
         }
     }
 
@@ -400,6 +411,8 @@ impl ProxyConfig {
             ),
             server_extra: String::new(),
             log_filter: TEST_LOG_FILTER.into(),
+            sections: String::new(),
+            control_token: None,
         }
     }
 
@@ -409,6 +422,8 @@ impl ProxyConfig {
             directory,
             server_extra: String::new(),
             log_filter: TEST_LOG_FILTER.into(),
+            sections: String::new(),
+            control_token: None,
         }
     }
 
@@ -416,6 +431,28 @@ impl ProxyConfig {
         self.directory.push_str(extra);
         self.directory.push('\n');
         self
+    }
+
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push_str(text);
+        self.sections.push('\n');
+        self
+    }
+
+    /// Enables the control channel, accepting `token`.
+    pub fn control(mut self, token: &str) -> Self {
+        self.control_token = Some(token.to_owned());
+        self
+    }
+
+    /// Adds the service account (cn=admin) with its password in a file.
+    pub fn service_account(self, slapd: &Slapd) -> Self {
+        let pw = slapd.dir.path().join("bind_password");
+        std::fs::write(&pw, ADMIN_PW).unwrap();
+        self.directory(&format!(
+            "bind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"",
+            pw.display()
+        ))
     }
 
     pub fn server(mut self, extra: &str) -> Self {
@@ -436,15 +473,30 @@ impl Proxy {
         let certs = Certs::generate(&dir.path().join("tls"), "ldapgate");
         let ldap_port = free_port();
         let ldaps_port = free_port();
-        let text = format!(
+        let control_port = free_port();
+        let mut text = format!(
             "[server]\nldap_listen = [\"127.0.0.1:{ldap_port}\"]\n\
              ldaps_listen = [\"127.0.0.1:{ldaps_port}\"]\n\
-             tls_cert = \"{}\"\ntls_key = \"{}\"\n{}\n[directory]\n{}",
+             tls_cert = \"{}\"\ntls_key = \"{}\"\n{}\n[directory]\n{}\n{}\n",
             certs.cert_pem.display(),
             certs.key_pem.display(),
             config.server_extra,
-            config.directory
+            config.directory,
+            config.sections,
         );
+        if let Some(token) = &config.control_token {
+            use sha2::Digest;
+            let hash: String = sha2::Sha256::digest(token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            text.push_str(&format!(
+                "[control]\nlisten = \"127.0.0.1:{control_port}\"\ntls_cert = \"{}\"\n\
+                 tls_key = \"{}\"\ntoken_sha256 = [\"{hash}\"]\n",
+                certs.cert_pem.display(),
+                certs.key_pem.display(),
+            ));
+        }
         let config_path = dir.path().join("ldapgate.toml");
         std::fs::write(&config_path, text).unwrap();
         let log_path = dir.path().join("ldapgate.log");
@@ -471,10 +523,18 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        if config.control_token.is_some() {
+            wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], control_port)),
+                "ldapgate control channel",
+                &mut child,
+            );
+        }
         Ok(Proxy {
             dir,
             ldap_port,
             ldaps_port,
+            control_port,
             certs,
             config_path,
             log_path,
@@ -592,4 +652,73 @@ pub async fn search_ok(
         .into_iter()
         .map(ldap3::SearchEntry::construct)
         .collect()
+}
+
+/// An HTTP reply read by curl.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// A request to the control channel with curl, trusting ldapgate's CA.
+pub fn control_request(
+    proxy: &Proxy,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpReply {
+    let curl = require_program("curl", "curl");
+    let headers_file = proxy.dir.path().join(format!("h-{}", free_port()));
+    let body_file = proxy.dir.path().join(format!("b-{}", free_port()));
+    let mut cmd = Command::new(curl);
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-X",
+        method,
+        "-w",
+        "%{http_code}",
+    ])
+    .arg("--cacert")
+    .arg(&proxy.certs.ca_pem)
+    .arg("-D")
+    .arg(&headers_file)
+    .arg("-o")
+    .arg(&body_file)
+    .arg(format!("https://127.0.0.1:{}{path}", proxy.control_port));
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "curl failed: {}", show(&out));
+    HttpReply {
+        status: String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        headers: std::fs::read_to_string(&headers_file).unwrap_or_default(),
+        body: std::fs::read_to_string(&body_file).unwrap_or_default(),
+    }
 }

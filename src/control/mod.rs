@@ -1,0 +1,196 @@
+//! The control channel: a small HTTPS API for the cloud side. Callers are
+//! authenticated by bearer token (its SHA-256 compared in constant time
+//! against `control.token_sha256`) and/or by client certificate.
+//!
+//! Routes live in [`routes`]; this module serves them over rustls.
+
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
+
+use crate::auth::Authenticator;
+use crate::config::ControlConfig;
+use crate::tls::{self, TlsFileError};
+
+/// The client address of a request, put there by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// What handlers share.
+pub struct ControlState {
+    pub authenticator: Arc<Authenticator>,
+    token_sha256: Vec<[u8; 32]>,
+}
+
+impl ControlState {
+    pub fn new(authenticator: Arc<Authenticator>, config: &ControlConfig) -> Self {
+        ControlState {
+            authenticator,
+            token_sha256: config.token_sha256.clone(),
+        }
+    }
+
+    /// True when `token` hashes to a configured value. Every configured
+    /// hash is compared, in constant time, whatever matches first. With no
+    /// tokens configured, callers are authenticated by certificate alone.
+    pub fn token_ok(&self, token: Option<&str>) -> bool {
+        if self.token_sha256.is_empty() {
+            return true;
+        }
+        let Some(token) = token else { return false };
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.token_sha256
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, h| acc | h.ct_eq(&presented))
+            .into()
+    }
+}
+
+/// Why the control channel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control.client_ca_file: {0}")]
+    ClientCa(#[from] TlsFileError),
+    #[error("control TLS setup: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr} (control): {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound control listener.
+pub struct ControlServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    pub addr: SocketAddr,
+}
+
+impl ControlServer {
+    pub async fn bind(
+        config: &ControlConfig,
+        state: Arc<ControlState>,
+    ) -> Result<Self, ControlError> {
+        let server_config = match &config.client_ca_file {
+            None => config.tls.config.clone(),
+            Some(ca) => {
+                let roots = Arc::new(tls::load_roots(ca)?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, tls::provider())
+                    .build()
+                    .map_err(|e| ControlError::Tls(e.to_string()))?;
+                let chain = tls::load_certs(&config.tls.cert)?;
+                let key = tls::load_key(&config.tls.key)?;
+                let built = ServerConfig::builder_with_provider(tls::provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| ControlError::Tls(e.to_string()))?
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(chain, key)
+                    .map_err(|e| ControlError::Tls(e.to_string()))?;
+                Arc::new(built)
+            }
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ControlError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().unwrap_or(config.listen);
+        Ok(ControlServer {
+            listener,
+            acceptor: TlsAcceptor::from(server_config),
+            router: routes::router(state),
+            addr,
+        })
+    }
+
+    /// Serves until `stop` turns true.
+    pub async fn serve(self, mut stop: watch::Receiver<bool>) {
+        info!(addr = %self.addr, "control channel listening (HTTPS)");
+        loop {
+            let (tcp, peer) = tokio::select! {
+                a = self.listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "control accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                // The guard wait_for returns is not Send; drop it inside.
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = self.acceptor.clone();
+            let router = self.router.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "control TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = router.map_request(
+                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ClientAddr(peer));
+                        req.map(axum::body::Body::new)
+                    },
+                );
+                let served = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
+                    .await;
+                if let Err(e) = served {
+                    debug!(%peer, error = %e, "control connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_by_hash() {
+        let state = ControlState {
+            authenticator: unreachable_authenticator(),
+            token_sha256: vec![Sha256::digest(b"s3cret").into(), [0u8; 32]],
+        };
+        assert!(state.token_ok(Some("s3cret")));
+        assert!(!state.token_ok(Some("s3cret ")));
+        assert!(!state.token_ok(Some("")));
+        assert!(!state.token_ok(None));
+    }
+
+    fn unreachable_authenticator() -> Arc<Authenticator> {
+        let text = "[directory]\nservers = [\"ldaps://127.0.0.1:1\"]\nbase_dn = \"dc=x\"\n";
+        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let pool = crate::upstream::UpstreamPool::new(&config.directory).unwrap();
+        let limiter = crate::ratelimit::BindLimiter::new(&config.ratelimit);
+        Arc::new(Authenticator::new(&config, pool, limiter))
+    }
+}
