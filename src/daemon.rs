@@ -97,6 +97,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let ctx = Arc::new(SessionContext {
         policy: Policy::from_config(config),
         pool: pool.clone(),
+        authenticator: config
+            .signin
+            .rewrite_ldap_binds
+            .then(|| authenticator.clone()),
         starttls: tls_acceptor.clone(),
         limits: SessionLimits {
             client_max_message: config.server.max_message_bytes,

@@ -290,3 +290,79 @@ fn audit_line_is_json_when_asked_and_never_holds_the_password() {
     assert!(f["duration_ms"].as_f64().unwrap() > 0.0);
     assert!(f["server"].as_str().unwrap().starts_with("ldaps://"));
 }
+
+#[tokio::test]
+async fn ldap_binds_with_sign_in_ids_are_resolved_on_the_listener() {
+    let slapd = Slapd::start_with_ppolicy();
+    let mut proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .section("[ratelimit]\nbinds_per_ip = \"1000/s\"\nfailures_before_lockout = 3\nlockout_duration = \"1m\""),
+    );
+    // libldap: bind by mobile number, then the session is alice.
+    let out = ldap_tool(
+        "ldapwhoami",
+        &proxy.certs.ca_pem,
+        &[
+            "-x",
+            "-H",
+            &proxy.ldap_url(),
+            "-D",
+            "+8613800000001",
+            "-w",
+            "alice-pw",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}\n{}", show(&out), proxy.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("dn:uid=alice,ou=people,{BASE_DN}")
+    );
+
+    // ldap3: by uid and by mail; operations then run as the user.
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    ldap.simple_bind("bob@example.com", "bob-pw")
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let who = ldap
+        .extended(ldap3::exop::WhoAmI)
+        .await
+        .unwrap()
+        .0
+        .parse::<ldap3::exop::WhoAmIResp>();
+    assert_eq!(who.authzid, format!("dn:uid=bob,ou=people,{BASE_DN}"));
+
+    // Failures look like ordinary bind failures, and leave the session anonymous.
+    let r = ldap.simple_bind("bob", "wrong").await.unwrap();
+    assert_eq!(r.rc, 49, "{r:?}");
+    let who = ldap
+        .extended(ldap3::exop::WhoAmI)
+        .await
+        .unwrap()
+        .0
+        .parse::<ldap3::exop::WhoAmIResp>();
+    assert_eq!(who.authzid, "");
+    let r = ldap.simple_bind("nobody", "x").await.unwrap();
+    assert_eq!(r.rc, 49, "{r:?}");
+    let r = ldap.simple_bind("+8613800009999", "dup1-pw").await.unwrap();
+    assert_eq!(r.rc, 49, "ambiguous: {r:?}");
+    let r = ldap.simple_bind("pp-reset", "pp-reset-pw").await.unwrap();
+    assert_eq!(
+        (r.rc, r.text.as_str()),
+        (49, "password must change"),
+        "{r:?}"
+    );
+
+    // ldapgate's own lockout on the LDAP path: unwillingToPerform, saying why.
+    for _ in 0..3 {
+        assert_eq!(ldap.simple_bind("carol", "wrong").await.unwrap().rc, 49);
+    }
+    let r = ldap.simple_bind("carol", "carol-pw").await.unwrap();
+    assert_eq!(r.rc, 53, "{r:?}");
+    assert!(r.text.contains("locked by ldapgate"), "{r:?}");
+    assert!(proxy.log().contains("channel=\"ldap\""), "{}", proxy.log());
+    proxy.assert_alive();
+}

@@ -18,7 +18,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
-use crate::upstream::UpstreamPool;
+use crate::upstream::{UpstreamConn, UpstreamPool};
 use outcome::{bind_outcome, Outcome, PolicyResponse};
 use resolver::{Resolution, ResolvedEntry, SignInResolver};
 
@@ -150,9 +150,21 @@ impl Authenticator {
 
     /// Decides one attempt and writes its audit line.
     pub async fn authenticate(&self, attempt: &Attempt<'_>) -> Verdict {
+        self.authenticate_keeping(attempt, false).await.0
+    }
+
+    /// Like [`Self::authenticate`]; with `keep`, a successful attempt also
+    /// hands back the upstream connection now bound as the user, for an
+    /// LDAP session to carry on with. Otherwise that connection is reset to
+    /// anonymous and pooled.
+    pub async fn authenticate_keeping(
+        &self,
+        attempt: &Attempt<'_>,
+        keep: bool,
+    ) -> (Verdict, Option<UpstreamConn>) {
         let started = Instant::now();
         let mut facts = AuditFacts::default();
-        let verdict = self.decide(attempt, &mut facts).await;
+        let (verdict, conn) = self.decide(attempt, keep, &mut facts).await;
         info!(
             target: "ldapgate::audit",
             channel = attempt.channel,
@@ -168,27 +180,63 @@ impl Authenticator {
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "authentication"
         );
-        verdict
+        (verdict, conn)
     }
 
-    async fn decide(&self, attempt: &Attempt<'_>, facts: &mut AuditFacts) -> Verdict {
+    async fn decide(
+        &self,
+        attempt: &Attempt<'_>,
+        keep: bool,
+        facts: &mut AuditFacts,
+    ) -> (Verdict, Option<UpstreamConn>) {
+        let (verdict, conn) = match self.check_and_resolve(attempt, facts).await {
+            Ok((entry, identity, cached)) => {
+                let (verdict, conn) = self.bind(&entry, attempt.password, keep, facts).await;
+                match verdict.outcome {
+                    Outcome::InvalidCredentials => {
+                        if cached {
+                            // The entry may have moved since it was cached.
+                            self.resolver.forget(attempt.login);
+                        }
+                        self.limiter.record_failure(&identity);
+                    }
+                    Outcome::Success => self.limiter.record_success(&identity),
+                    _ => {}
+                }
+                (verdict, conn)
+            }
+            Err(verdict) => (verdict, None),
+        };
+        (verdict, conn)
+    }
+
+    /// Everything before the bind: input checks, limits, resolution.
+    /// Returns the entry, its identity key and whether it came from cache.
+    async fn check_and_resolve(
+        &self,
+        attempt: &Attempt<'_>,
+        facts: &mut AuditFacts,
+    ) -> Result<(Arc<ResolvedEntry>, String, bool), Verdict> {
         let login = attempt.login;
         // Refused before any network I/O: these cannot be right.
         if attempt.password.is_empty() {
-            return Verdict::bare(Outcome::InvalidCredentials, Some("empty password".into()));
+            return Err(Verdict::bare(
+                Outcome::InvalidCredentials,
+                Some("empty password".into()),
+            ));
         }
         if login.trim().is_empty()
             || login.len() > MAX_LOGIN_BYTES
             || login.chars().any(char::is_control)
         {
-            return Verdict::bare(Outcome::InvalidCredentials, None);
+            return Err(Verdict::bare(Outcome::InvalidCredentials, None));
         }
         if let Err(r) = self.limiter.check_client(attempt.client) {
-            return Verdict::refused(&r);
+            return Err(Verdict::refused(&r));
         }
         let login_key = normalised_login(login);
         if let Err(r) = self.limiter.check_lockout(&login_key) {
-            return Verdict::refused(&r);
+            return Err(Verdict::refused(&r));
         }
         let (resolution, cached) = match self
             .resolver
@@ -197,7 +245,10 @@ impl Authenticator {
         {
             Ok(r) => r,
             Err(e) => {
-                return Verdict::bare(Outcome::DirectoryUnavailable, Some(e.to_string()));
+                return Err(Verdict::bare(
+                    Outcome::DirectoryUnavailable,
+                    Some(e.to_string()),
+                ));
             }
         };
         facts.cached = cached;
@@ -207,89 +258,73 @@ impl Authenticator {
                 // Counts as a wrong guess for this login, so a spray of
                 // guesses at one unknown name is limited like any other.
                 if let Err(r) = self.limiter.check_identity(&login_key) {
-                    return Verdict::refused(&r);
+                    return Err(Verdict::refused(&r));
                 }
                 self.limiter.record_failure(&login_key);
-                return Verdict::bare(Outcome::InvalidCredentials, None);
+                return Err(Verdict::bare(Outcome::InvalidCredentials, None));
             }
             Resolution::Ambiguous { entries, collided } => {
                 facts.collided = collided;
-                return Verdict::bare(
+                return Err(Verdict::bare(
                     Outcome::AmbiguousLogin,
                     Some(format!("the login matches {entries} entries")),
-                );
+                ));
             }
         };
         facts.id = Some(entry.id.clone());
         facts.dn = Some(entry.dn.clone());
         let identity = format!("id:{}", entry.id);
         if let Err(r) = self.limiter.check_identity(&identity) {
-            return Verdict::refused(&r);
+            return Err(Verdict::refused(&r));
         }
-        let verdict = self.bind(&entry, attempt.password, facts).await;
-        match verdict.outcome {
-            Outcome::InvalidCredentials => {
-                if cached {
-                    // The entry may have moved since it was cached.
-                    self.resolver.forget(login);
-                }
-                self.limiter.record_failure(&identity);
-            }
-            Outcome::Success => self.limiter.record_success(&identity),
-            _ => {}
-        }
-        verdict
+        Ok((entry, identity, cached))
     }
 
     async fn bind(
         &self,
         entry: &Arc<ResolvedEntry>,
         password: &str,
+        keep: bool,
         facts: &mut AuditFacts,
-    ) -> Verdict {
+    ) -> (Verdict, Option<UpstreamConn>) {
+        let unavailable = |detail: String| {
+            (
+                Verdict::bare(Outcome::DirectoryUnavailable, Some(detail)),
+                None,
+            )
+        };
         let Ok(_permit) = tokio::time::timeout(self.operation_timeout, self.binds.acquire()).await
         else {
-            return Verdict::bare(
-                Outcome::RateLimited,
-                Some("too many binds in progress (ratelimit.max_concurrent_binds)".into()),
+            let detail = "too many binds in progress (ratelimit.max_concurrent_binds)";
+            return (
+                Verdict::bare(Outcome::RateLimited, Some(detail.into())),
+                None,
             );
         };
         let mut conn = match self.pool.checkout().await {
             Ok(c) => c,
-            Err(e) => return Verdict::bare(Outcome::DirectoryUnavailable, Some(e.to_string())),
+            Err(e) => return unavailable(e.to_string()),
         };
         let server = self.pool.server_name(conn.server);
         facts.server = Some(server.clone());
         if !conn.encrypted() {
             // A password leaves ldapgate only over TLS.
             self.pool.checkin(conn, false);
-            return Verdict::bare(
-                Outcome::DirectoryUnavailable,
-                Some(format!(
-                    "{server}: the directory leg is not encrypted (use ldaps:// or starttls)"
-                )),
-            );
+            return unavailable(format!(
+                "{server}: the directory leg is not encrypted (use ldaps:// or starttls)"
+            ));
         }
-        let reply = conn
+        let reply = match conn
             .bind_simple(
                 &entry.dn,
                 password,
                 self.operation_timeout,
                 self.max_message,
             )
-            .await;
-        let reply = match reply {
-            Ok(r) => {
-                // Bound as the user now: reset before anyone else uses it.
-                self.pool.checkin(conn, true);
-                r
-            }
-            Err(e) => {
-                return Verdict::bare(
-                    Outcome::DirectoryUnavailable,
-                    Some(e.at(&server, "bind").to_string()),
-                );
-            }
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return unavailable(e.at(&server, "bind").to_string()),
         };
         if let Some(code) = outcome::ad_subcode(&reply.diagnostic) {
             facts.subcode = Some(format!("{code:x}"));
@@ -297,6 +332,14 @@ impl Authenticator {
             facts.subcode = Some(format!("ppolicy:{err}"));
         }
         let outcome = bind_outcome(reply.code, &reply.diagnostic, reply.policy.as_ref());
+        // Bound as the user (or failed, which leaves it anonymous): hand it
+        // to the session that asked, or reset it before anyone else uses it.
+        let kept = if keep && outcome == Outcome::Success {
+            Some(conn)
+        } else {
+            self.pool.checkin(conn, true);
+            None
+        };
         if outcome != Outcome::Success {
             let detail = match outcome {
                 Outcome::InvalidCredentials => None,
@@ -306,12 +349,12 @@ impl Authenticator {
                 )),
                 other => Some(other.as_str().replace('_', " ")),
             };
-            return Verdict::bare(outcome, detail);
+            return (Verdict::bare(outcome, detail), None);
         }
         let warnings = reply
             .policy
             .filter(|p| p.grace_logins_remaining.is_some() || p.time_before_expiration.is_some());
-        Verdict {
+        let verdict = Verdict {
             outcome: Outcome::Success,
             dn: Some(entry.dn.clone()),
             id: Some(entry.id.clone()),
@@ -319,6 +362,7 @@ impl Authenticator {
             warnings,
             detail: None,
             retry_after: None,
-        }
+        };
+        (verdict, kept)
     }
 }

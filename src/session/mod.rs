@@ -20,6 +20,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
+use crate::auth::outcome::Outcome;
+use crate::auth::{Attempt, Authenticator};
 use crate::ber::{self, FrameError};
 use crate::ldap::request::{self, BindAuth, Request};
 use crate::ldap::{oid, response};
@@ -32,6 +34,8 @@ use responses::{InFlight, Piece, StreamEnd};
 pub struct SessionContext {
     pub policy: Policy,
     pub pool: Arc<UpstreamPool>,
+    /// Resolves sign-in IDs in bind names (when `rewrite_ldap_binds`).
+    pub authenticator: Option<Arc<Authenticator>>,
     /// Offered through StartTLS when set.
     pub starttls: Option<TlsAcceptor>,
     pub limits: SessionLimits,
@@ -334,18 +338,20 @@ impl Session {
                 );
                 Flow::Continue
             }
+            Verdict::ResolveBind => {
+                let (code, message) = match self.sign_in(&req).await {
+                    Ok(()) => {
+                        to_client.extend(bind_response(msgid, LdapResultCode::Success, ""));
+                        return Flow::Continue;
+                    }
+                    Err(refusal) => refusal,
+                };
+                self.refuse_bind(msgid, code, &message, to_upstream, to_client);
+                Flow::Continue
+            }
             Verdict::RefuseBind { code, message } => {
                 debug!(peer = %self.peer, ?code, %message, "bind refused");
-                let reply = response::result_for(op_tag, msgid, code, &message).unwrap_or_default();
-                if self.upstream.is_some() && self.needs_reset {
-                    // Make the upstream leg anonymous as the client now
-                    // believes it is, answering with the refusal.
-                    to_upstream.extend(response::anonymous_bind_request(msgid));
-                    self.inflight.substitutes.insert(msgid, reply);
-                    self.inflight.outstanding.insert(msgid);
-                } else {
-                    to_client.extend(reply);
-                }
+                self.refuse_bind(msgid, code, &message, to_upstream, to_client);
                 Flow::Continue
             }
             Verdict::Forward => {
@@ -401,6 +407,102 @@ impl Session {
                 Flow::Continue
             }
         }
+    }
+
+    /// Answers a bind with a refusal. A failed bind leaves a connection
+    /// anonymous, so when the upstream leg carries an identity it is made
+    /// anonymous too, and the refusal stands in for that bind's response.
+    fn refuse_bind(
+        &mut self,
+        msgid: i32,
+        code: LdapResultCode,
+        message: &str,
+        to_upstream: &mut BytesMut,
+        to_client: &mut Vec<u8>,
+    ) {
+        let reply = bind_response(msgid, code, message);
+        if self.upstream.is_some() && self.needs_reset {
+            to_upstream.extend(response::anonymous_bind_request(msgid));
+            self.inflight.substitutes.insert(msgid, reply);
+            self.inflight.outstanding.insert(msgid);
+        } else {
+            to_client.extend(reply);
+        }
+    }
+
+    /// A bind with a sign-in ID for a name: authenticated by the same code
+    /// path as the control channel; on success the session carries on with
+    /// the upstream connection that bound as the user.
+    async fn sign_in(&mut self, req: &Request<'_>) -> Result<(), (LdapResultCode, String)> {
+        let invalid = || {
+            (
+                LdapResultCode::InvalidCredentials,
+                "invalid credentials".to_owned(),
+            )
+        };
+        let Request::Bind(bind) = req else {
+            return Err(invalid());
+        };
+        let Some(authenticator) = self.ctx.authenticator.clone() else {
+            return Err((
+                LdapResultCode::InvalidDNSyntax,
+                "bind name is not a DN".into(),
+            ));
+        };
+        if !self.inflight.is_idle() {
+            // RFC 4511 §4.2.1: operations must finish before a bind.
+            return Err((
+                LdapResultCode::OperationsError,
+                "finish or abandon outstanding operations before binding".into(),
+            ));
+        }
+        let (Ok(login), BindAuth::Simple(password)) = (std::str::from_utf8(bind.name), bind.auth)
+        else {
+            return Err(invalid());
+        };
+        let Ok(password) = std::str::from_utf8(password) else {
+            return Err(invalid());
+        };
+        let attempt = Attempt {
+            login,
+            password,
+            client: self.peer.ip(),
+            channel: "ldap",
+        };
+        let (verdict, conn) = authenticator.authenticate_keeping(&attempt, true).await;
+        if let Some(conn) = conn {
+            if let Some(old) = self.upstream.take() {
+                if self.reusable && old.buf.is_empty() {
+                    self.ctx.pool.checkin(old, self.needs_reset);
+                }
+            }
+            self.upstream = Some(conn);
+            self.reusable = true;
+            self.needs_reset = true;
+            return Ok(());
+        }
+        let retry = verdict
+            .retry_after
+            .map(|d| format!("; retry in {}s", d.as_secs().max(1)))
+            .unwrap_or_default();
+        Err(match verdict.outcome {
+            Outcome::RateLimited => (LdapResultCode::Busy, format!("rate limited{retry}")),
+            Outcome::AccountLocked if verdict.retry_after.is_some() => (
+                LdapResultCode::UnwillingToPerform,
+                format!("locked by ldapgate after repeated wrong passwords{retry}"),
+            ),
+            Outcome::DirectoryUnavailable => (
+                LdapResultCode::Unavailable,
+                verdict
+                    .detail
+                    .unwrap_or_else(|| "directory unavailable".into()),
+            ),
+            Outcome::InvalidCredentials => invalid(),
+            other => (
+                LdapResultCode::InvalidCredentials,
+                other.as_str().replace('_', " "),
+            ),
+        })
     }
 
     /// Forwards every complete PDU the directory has sent, unchanged except
@@ -466,6 +568,10 @@ impl Session {
         let notice = response::notice_of_disconnection(code, message);
         let _ = write_client(client, &notice).await;
     }
+}
+
+fn bind_response(msgid: i32, code: LdapResultCode, message: &str) -> Vec<u8> {
+    response::result_for(crate::ldap::tag::BIND_REQUEST, msgid, code, message).unwrap_or_default()
 }
 
 fn violation(to_client: &mut Vec<u8>, reason: String) -> Flow {

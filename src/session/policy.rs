@@ -26,6 +26,9 @@ pub enum Verdict {
         code: LdapResultCode,
         message: String,
     },
+    /// A simple bind whose name is a sign-in ID, not a DN: resolve it and
+    /// bind as the entry it names (`[signin] rewrite_ldap_binds`).
+    ResolveBind,
     /// StartTLS, which the session performs itself.
     StartTls,
     /// The client is leaving.
@@ -57,6 +60,8 @@ pub struct Policy {
     /// Whether every configured upstream leg is encrypted; password writes
     /// need that, whichever server the session lands on.
     pub upstream_encrypted: bool,
+    /// Resolve bind names that are not DNs as sign-in IDs.
+    pub rewrite_signin: bool,
 }
 
 impl Policy {
@@ -68,6 +73,7 @@ impl Policy {
             read_only: d.read_only,
             require_tls: config.server.require_tls,
             upstream_encrypted: d.every_leg_encrypted(),
+            rewrite_signin: config.signin.rewrite_ldap_binds,
         }
     }
 
@@ -192,6 +198,7 @@ impl Policy {
         }
         let dn = match Dn::from_bytes(name) {
             Ok(dn) => dn,
+            Err(_) if self.rewrite_signin => return Verdict::ResolveBind,
             Err(e) => {
                 return refuse_bind(
                     LdapResultCode::InvalidDNSyntax,
@@ -302,6 +309,7 @@ mod tests {
             read_only: false,
             require_tls: false,
             upstream_encrypted: true,
+            rewrite_signin: false,
         }
     }
 
@@ -347,6 +355,24 @@ mod tests {
             code(p.decide(&bind("alice", "pw"), false)),
             Some(LdapResultCode::InvalidDNSyntax)
         );
+        let mut rewriting = policy();
+        rewriting.rewrite_signin = true;
+        assert_eq!(
+            rewriting.decide(&bind("alice", "pw"), false),
+            Verdict::ResolveBind
+        );
+        assert_eq!(
+            rewriting.decide(&bind("+8613800000001", "pw"), false),
+            Verdict::ResolveBind
+        );
+        // An empty password is refused before anything is resolved.
+        assert!(matches!(
+            rewriting.decide(&bind("alice", ""), false),
+            Verdict::RefuseBind {
+                code: LdapResultCode::InvalidCredentials,
+                ..
+            }
+        ));
         let sasl = Request::Bind(BindRequest {
             version: 3,
             name: b"",
