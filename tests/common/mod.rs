@@ -5,6 +5,8 @@
 //! benchmarks (included with `#[path]`), so all three run the same setup.
 #![allow(dead_code)]
 
+pub mod samba;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,143 @@
+//! Delegated authentication against a real Samba AD DC: sign-in by
+//! sAMAccountName, userPrincipalName, mail and mobile, and the account
+//! states AD reports through its `data XXX` sub-codes.
+
+mod common;
+
+use common::samba::*;
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn ad_directory(samba: &SambaAd) -> String {
+    let pw = samba.dir.join("ldapgate_bind_password");
+    std::fs::write(&pw, AD_ADMIN_PW).unwrap();
+    format!(
+        "kind = \"ad\"\nservers = [\"ldaps://127.0.0.1:636\"]\npins = [\"{}\"]\nbase_dn = \"{AD_BASE_DN}\"\n\
+         bind_dn = \"{AD_ADMIN_DN}\"\nbind_password_file = \"{}\"\n",
+        samba.pin,
+        pw.display()
+    )
+}
+
+const AD_SIGNIN: &str =
+    "[signin]\nattributes = [\"sAMAccountName\", \"userPrincipalName\", \"mail\", \"mobile\"]\n\
+                         user_object_classes = [\"user\"]\n\
+                         [ratelimit]\nbinds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\n";
+
+fn config_file(samba: &SambaAd) -> PathBuf {
+    let path = samba.dir.join(format!("ldapgate-{}.toml", free_port()));
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nldap_listen = [\"127.0.0.1:{}\"]\n[directory]\n{}\n{AD_SIGNIN}",
+            free_port(),
+            ad_directory(samba)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn cli(config: &PathBuf, login: &str, password: &str) -> Value {
+    let mut child = Command::new(ldapgate_binary())
+        .args(["authenticate", "-c"])
+        .arg(config)
+        .args(["--login", login])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)))
+}
+
+#[test]
+fn ad_user_signs_in_by_every_id_and_each_account_state_is_reported() {
+    let samba = samba();
+    let cfg = config_file(samba);
+    for login in [
+        "ada",
+        "ada@example.com",
+        "ada.lovelace@example.com",
+        "+8613900000001",
+    ] {
+        let v = cli(&cfg, login, "Ada!Passw0rd1");
+        assert_eq!(v["outcome"], "success", "{login}: {v}");
+        assert_eq!(v["dn"], format!("CN=ada,CN=Users,{AD_BASE_DN}"));
+        let id = v["id"].as_str().unwrap();
+        // objectGUID as a GUID string: 8-4-4-4-12 hex digits.
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, vec![8, 4, 4, 4, 12], "{id}");
+    }
+    let wrong = cli(&cfg, "ada", "wrong");
+    assert_eq!(wrong["outcome"], "invalid_credentials", "{wrong}");
+    assert_eq!(
+        cli(&cfg, "nobody", "x"),
+        wrong,
+        "unknown login looks like a wrong password"
+    );
+    for (login, password, outcome) in [
+        ("dis", "Dis!Passw0rd1", "account_disabled"),
+        ("exp", "Exp!Passw0rd1", "account_expired"),
+        ("mcp", "Mcp!Passw0rd1", "password_must_change"),
+    ] {
+        let v = cli(&cfg, login, password);
+        assert_eq!(v["outcome"], outcome, "{login}: {v}");
+    }
+}
+
+#[test]
+fn ad_lockout_is_reported_as_account_locked() {
+    let samba = samba();
+    let cfg = config_file(samba);
+    // Three wrong passwords reach AD (ldapgate's own threshold is 5), and
+    // AD locks the account: sub-code 775, whatever the password.
+    for _ in 0..3 {
+        assert_eq!(cli(&cfg, "lck", "wrong")["outcome"], "invalid_credentials");
+    }
+    let v = cli(&cfg, "lck", "Lck!Passw0rd1");
+    assert_eq!(v["outcome"], "account_locked", "{v}");
+}
+
+#[tokio::test]
+async fn ad_sign_in_over_https_and_over_an_ldap_bind() {
+    let samba = samba();
+    let token = "ad-test-token";
+    let mut proxy = Proxy::start(
+        ProxyConfig::with_directory(ad_directory(samba))
+            .section(AD_SIGNIN)
+            .control(token),
+    );
+    let body =
+        serde_json::json!({ "login": "ada@example.com", "password": "Ada!Passw0rd1" }).to_string();
+    let r = control_request(&proxy, "POST", "/v1/authenticate", Some(token), Some(&body));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["attributes"]["sAMAccountName"][0], "ada");
+    let body = serde_json::json!({ "login": "dis", "password": "Dis!Passw0rd1" }).to_string();
+    let r = control_request(&proxy, "POST", "/v1/authenticate", Some(token), Some(&body));
+    assert_eq!(
+        (r.status, r.json()["outcome"].as_str()),
+        (403, Some("account_disabled")),
+        "{r:?}"
+    );
+
+    // An LDAP client binding by sAMAccountName through ldapgate.
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    ldap.simple_bind("ada", "Ada!Passw0rd1")
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let r = ldap.simple_bind("mcp", "Mcp!Passw0rd1").await.unwrap();
+    assert_eq!(
+        (r.rc, r.text.as_str()),
+        (49, "password must change"),
+        "{r:?}"
+    );
+    proxy.assert_alive();
+}
