@@ -7,6 +7,9 @@
 //! - [`listener`]: accept loops for LDAP (StartTLS) and LDAPS, allowlist, connection cap.
 //! - [`stream`]: the plain-or-TLS byte stream under either leg.
 //! - [`session`]: one client connection; [`session::policy`] decides per request.
+//! - [`auth`]: delegated authentication: sign-in resolution, bind, outcomes.
+//! - [`ratelimit`]: per-address and per-identity bind limits, lockout.
+//! - [`control`]: the HTTPS control channel (`/v1/authenticate`).
 //! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
 //! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses.
 //! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover.
