@@ -16,6 +16,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -26,11 +27,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::*;
 use ldap3_proto::proto::*;
-use ldapgate::ber;
-use ldapgate::ldap::response::encode;
 use ldapgate::ldap::tag;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::*;
+use tokio::io::AsyncWriteExt;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Workload {
@@ -49,72 +48,6 @@ impl Workload {
     }
 }
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn user_dn(i: usize) -> String {
-    format!(
-        "uid=user{:03},ou=engineering,ou=people,{BASE_DN}",
-        i % GENERATED_USERS
-    )
-}
-
-fn bind_pdu(msgid: i32, i: usize) -> Vec<u8> {
-    encode(LdapMsg::new(
-        msgid,
-        LdapOp::BindRequest(LdapBindRequest {
-            version: 3,
-            dn: user_dn(i),
-            cred: LdapBindCred::Simple(format!("user{:03}-pw", i % GENERATED_USERS)),
-        }),
-    ))
-}
-
-fn search_pdu(msgid: i32, i: usize) -> Vec<u8> {
-    encode(LdapMsg::new(
-        msgid,
-        LdapOp::SearchRequest(LdapSearchRequest {
-            base: user_dn(i),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 0,
-            timelimit: 0,
-            typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
-            attrs: vec!["cn".into(), "mail".into()],
-        }),
-    ))
-}
-
-const UNBIND: &[u8] = &[0x30, 0x05, 0x02, 0x01, 0x03, 0x42, 0x00];
-
-/// Reads PDUs until one with `final_tag` arrives; checks its result code.
-async fn await_response(s: &mut TcpStream, buf: &mut BytesMut, final_tag: u8) {
-    loop {
-        while let Ok(h) = ber::peek_pdu(buf, 1 << 24) {
-            let pdu = buf.split_to(h.len);
-            if h.op_tag == final_tag {
-                let r = ldapgate::ldap::response::read_result(&pdu).unwrap();
-                assert_eq!(r.code, 0, "benchmark request failed: {r:?}");
-                return;
-            }
-        }
-        buf.reserve(16384);
-        let n = s.read_buf(buf).await.expect("read");
-        assert!(n > 0, "server closed the connection");
-    }
-}
-
-async fn open(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.expect("connect");
-    s.set_nodelay(true).unwrap();
-    s
-}
-
 async fn client(
     addr: SocketAddr,
     workload: Workload,
@@ -127,12 +60,26 @@ async fn client(
     match workload {
         Workload::Search => {
             let mut s = open(addr).await;
-            s.write_all(&bind_pdu(1, worker)).await.unwrap();
-            await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await;
+            s.write_all(&bind_pdu(1, &user_dn(worker), &user_pw(worker)))
+                .await
+                .unwrap();
+            assert_eq!(
+                await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await,
+                0
+            );
             let mut msgid = 2;
             while Instant::now() < until {
-                s.write_all(&search_pdu(msgid, i)).await.unwrap();
-                await_response(&mut s, &mut buf, tag::SEARCH_RESULT_DONE).await;
+                let search = search_pdu(
+                    msgid,
+                    &user_dn(i),
+                    LdapSearchScope::Base,
+                    LdapFilter::Present("objectClass".into()),
+                );
+                s.write_all(&search).await.unwrap();
+                assert_eq!(
+                    await_response(&mut s, &mut buf, tag::SEARCH_RESULT_DONE).await,
+                    0
+                );
                 done.fetch_add(1, Ordering::Relaxed);
                 msgid += 1;
                 i += 1;
@@ -142,8 +89,13 @@ async fn client(
             let mut s = open(addr).await;
             let mut msgid = 1;
             while Instant::now() < until {
-                s.write_all(&bind_pdu(msgid, i)).await.unwrap();
-                await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await;
+                s.write_all(&bind_pdu(msgid, &user_dn(i), &user_pw(i)))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await,
+                    0
+                );
                 done.fetch_add(1, Ordering::Relaxed);
                 msgid += 1;
                 i += 1;
@@ -153,8 +105,13 @@ async fn client(
             while Instant::now() < until {
                 let mut s = open(addr).await;
                 buf.clear();
-                s.write_all(&bind_pdu(1, i)).await.unwrap();
-                await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await;
+                s.write_all(&bind_pdu(1, &user_dn(i), &user_pw(i)))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await,
+                    0
+                );
                 s.write_all(UNBIND).await.unwrap();
                 drop(s);
                 done.fetch_add(1, Ordering::Relaxed);
@@ -215,11 +172,6 @@ fn start_haproxy(slapd: &Slapd) -> Option<(Child, SocketAddr, tempfile::TempDir)
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for_port(addr, "haproxy", &mut child);
     Some((child, addr, dir))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {

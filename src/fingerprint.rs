@@ -66,7 +66,7 @@ pub async fn fetch(
 ) -> Result<ServerCertificates, FingerprintError> {
     let verifier = PinnedCertVerifier::new(Trust::FingerprintOnly, tls::provider())?;
     let connector = TlsConnector::from(tls::client_config(Arc::new(verifier))?);
-    let server = UpstreamServer::new(endpoint.clone(), starttls, connector).map_err(|e| {
+    let server = UpstreamServer::new(endpoint.clone(), starttls, connector, 0).map_err(|e| {
         FingerprintError::Target {
             target: endpoint.to_string(),
             reason: e.to_string(),

@@ -18,9 +18,13 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
+use crate::upstream::pool::ConnStash;
 use crate::upstream::{UpstreamConn, UpstreamPool};
 use outcome::{bind_outcome, Outcome, PolicyResponse};
 use resolver::{Resolution, ResolvedEntry, SignInResolver};
+
+/// Idle connections kept in the bind pool at most.
+const MAX_IDLE_BIND_CONNECTIONS: usize = 64;
 
 /// Logins longer than this are refused without touching the directory.
 pub const MAX_LOGIN_BYTES: usize = 256;
@@ -104,6 +108,10 @@ struct AuditFacts {
 pub struct Authenticator {
     resolver: SignInResolver,
     pool: Arc<UpstreamPool>,
+    /// The bind pool: connections that carry nothing but user binds, so
+    /// they need no reset between sign-ins and never hold the service
+    /// account's identity.
+    bind_conns: ConnStash,
     limiter: Arc<BindLimiter>,
     binds: Semaphore,
     operation_timeout: Duration,
@@ -128,6 +136,12 @@ impl Authenticator {
         Authenticator {
             resolver: SignInResolver::new(config, pool.clone()),
             pool,
+            bind_conns: ConnStash::new(
+                config
+                    .ratelimit
+                    .max_concurrent_binds
+                    .min(MAX_IDLE_BIND_CONNECTIONS),
+            ),
             limiter,
             binds: Semaphore::new(config.ratelimit.max_concurrent_binds),
             operation_timeout: config.directory.operation_timeout,
@@ -301,15 +315,18 @@ impl Authenticator {
                 None,
             );
         };
-        let mut conn = match self.pool.checkout().await {
-            Ok(c) => c,
-            Err(e) => return unavailable(e.to_string()),
+        let mut conn = match self.bind_conns.take() {
+            Some(c) => c,
+            None => match self.pool.checkout().await {
+                Ok(c) => c,
+                Err(e) => return unavailable(e.to_string()),
+            },
         };
         let server = self.pool.server_name(conn.server);
         facts.server = Some(server.clone());
         if !conn.encrypted() {
             // A password leaves ldapgate only over TLS.
-            self.pool.checkin(conn, false);
+            self.bind_conns.put(conn);
             return unavailable(format!(
                 "{server}: the directory leg is not encrypted (use ldaps:// or starttls)"
             ));
@@ -332,12 +349,12 @@ impl Authenticator {
             facts.subcode = Some(format!("ppolicy:{err}"));
         }
         let outcome = bind_outcome(reply.code, &reply.diagnostic, reply.policy.as_ref());
-        // Bound as the user (or failed, which leaves it anonymous): hand it
-        // to the session that asked, or reset it before anyone else uses it.
+        // Bound as the user, or anonymous after a failure: hand it to the
+        // session that asked, or keep it for the next sign-in's bind.
         let kept = if keep && outcome == Outcome::Success {
             Some(conn)
         } else {
-            self.pool.checkin(conn, true);
+            self.bind_conns.put(conn);
             None
         };
         if outcome != Outcome::Success {

@@ -9,7 +9,7 @@
 //! first".
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::config::{Config, DirectoryKind, ServiceAccount};
 use crate::upstream::connection::ExchangeError;
+use crate::upstream::pool::ConnStash;
 use crate::upstream::{NoServerAvailable, UpstreamConn, UpstreamPool};
 
 /// How many entries a resolution asks for: two would prove ambiguity, a few
@@ -79,7 +80,7 @@ pub struct SignInResolver {
     kind: DirectoryKind,
     cache: Option<moka::sync::Cache<String, Arc<ResolvedEntry>>>,
     /// Connections bound as the service account, never handed to clients.
-    service_conns: Mutex<Vec<UpstreamConn>>,
+    service_conns: ConnStash,
 }
 
 impl SignInResolver {
@@ -100,7 +101,7 @@ impl SignInResolver {
             id_attribute: id_attribute(kind),
             kind,
             cache,
-            service_conns: Mutex::new(Vec::new()),
+            service_conns: ConnStash::new(SERVICE_CONNECTIONS),
         }
     }
 
@@ -148,7 +149,7 @@ impl SignInResolver {
                 })
             }
         };
-        self.return_service_conn(conn);
+        self.service_conns.put(conn);
         // sizeLimitExceeded (4) still carries the entries: ambiguous.
         if reply.done.code != 0 && reply.done.code != 4 {
             return Err(ResolveError::Search {
@@ -205,7 +206,7 @@ impl SignInResolver {
         limit: Duration,
         max_message: usize,
     ) -> Result<UpstreamConn, ResolveError> {
-        if let Some(conn) = self.service_conns.lock().ok().and_then(|mut v| v.pop()) {
+        if let Some(conn) = self.service_conns.take() {
             return Ok(conn);
         }
         let mut conn = self.pool.checkout().await?;
@@ -227,14 +228,6 @@ impl SignInResolver {
             }
         }
         Ok(conn)
-    }
-
-    fn return_service_conn(&self, conn: UpstreamConn) {
-        if let Ok(mut idle) = self.service_conns.lock() {
-            if idle.len() < SERVICE_CONNECTIONS {
-                idle.push(conn);
-            }
-        }
     }
 }
 

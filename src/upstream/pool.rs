@@ -27,6 +27,52 @@ use crate::tls::{self, verifier::Trust, PinnedCertVerifier, TlsFileError};
 /// short bound keeps the pool from handing out connections about to close.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
+/// Idle connections set aside for one purpose (service-account searches,
+/// user binds), never handed to client sessions.
+pub struct ConnStash {
+    max: usize,
+    conns: Mutex<Vec<UpstreamConn>>,
+}
+
+impl ConnStash {
+    pub fn new(max: usize) -> Self {
+        ConnStash {
+            max,
+            conns: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection that is still alive and not too old, if any.
+    pub fn take(&self) -> Option<UpstreamConn> {
+        let mut conns = self.conns.lock().ok()?;
+        while let Some(mut conn) = conns.pop() {
+            if conn.idle_since.elapsed() < MAX_IDLE && conn.is_alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Idle connections held now.
+    pub fn len(&self) -> usize {
+        self.conns.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps `conn` for later, up to the stash's size.
+    pub fn put(&self, mut conn: UpstreamConn) {
+        if let Ok(mut conns) = self.conns.lock() {
+            if conns.len() < self.max {
+                conn.idle_since = Instant::now();
+                conns.push(conn);
+            }
+        }
+    }
+}
+
 /// One configured directory server and its idle connections.
 pub struct UpstreamServer {
     pub endpoint: Endpoint,
@@ -34,7 +80,7 @@ pub struct UpstreamServer {
     pub tls: TlsConnector,
     pub server_name: ServerName<'static>,
     up: AtomicBool,
-    idle: Mutex<Vec<UpstreamConn>>,
+    idle: ConnStash,
 }
 
 impl UpstreamServer {
@@ -43,6 +89,7 @@ impl UpstreamServer {
         endpoint: Endpoint,
         starttls: bool,
         tls: TlsConnector,
+        max_idle: usize,
     ) -> Result<Self, super::endpoint::EndpointError> {
         Ok(UpstreamServer {
             server_name: endpoint.server_name()?,
@@ -52,7 +99,7 @@ impl UpstreamServer {
             // Optimistic until proven otherwise, so the first client is not
             // refused before the first health check.
             up: AtomicBool::new(true),
-            idle: Mutex::new(Vec::new()),
+            idle: ConnStash::new(max_idle),
         })
     }
 
@@ -70,10 +117,6 @@ impl UpstreamServer {
             }
             _ => {}
         }
-    }
-
-    fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 }
 
@@ -123,6 +166,7 @@ impl UpstreamPool {
                     endpoint.clone(),
                     cfg.starttls,
                     connector.clone(),
+                    cfg.pool_size,
                 )?)
             })
             .collect::<Result<Vec<_>, PoolSetupError>>()?;
@@ -164,7 +208,7 @@ impl UpstreamPool {
         order.sort_by_key(|i| !self.servers[*i].is_up());
         let mut errors = Vec::new();
         for i in order {
-            if let Some(conn) = self.take_idle(i) {
+            if let Some(conn) = self.servers[i].idle.take() {
                 return Ok(conn);
             }
             match self.connect(i).await {
@@ -176,16 +220,6 @@ impl UpstreamPool {
             }
         }
         Err(NoServerAvailable(errors))
-    }
-
-    fn take_idle(&self, i: usize) -> Option<UpstreamConn> {
-        let mut idle = self.servers[i].idle.lock().ok()?;
-        while let Some(mut conn) = idle.pop() {
-            if conn.idle_since.elapsed() < MAX_IDLE && conn.is_alive() {
-                return Some(conn);
-            }
-        }
-        None
     }
 
     async fn connect(&self, i: usize) -> Result<UpstreamConn, UpstreamError> {
@@ -210,13 +244,10 @@ impl UpstreamPool {
     /// (the session bound, or abandoned an operation) it is first reset with
     /// an anonymous bind, in the background so the client does not wait.
     pub fn checkin(self: &Arc<Self>, mut conn: UpstreamConn, needs_reset: bool) {
-        if self.settings.max_idle_per_server == 0
-            || self.servers[conn.server].idle_count() >= self.settings.max_idle_per_server
-        {
+        if self.servers[conn.server].idle.len() >= self.settings.max_idle_per_server {
             return;
         }
         if !needs_reset {
-            conn.idle_since = Instant::now();
             self.park(conn);
             return;
         }
@@ -238,11 +269,7 @@ impl UpstreamPool {
     }
 
     fn park(&self, conn: UpstreamConn) {
-        if let Ok(mut idle) = self.servers[conn.server].idle.lock() {
-            if idle.len() < self.settings.max_idle_per_server {
-                idle.push(conn);
-            }
-        }
+        self.servers[conn.server].idle.put(conn);
     }
 
     /// Checks every server once: connect, TLS and pin, and an anonymous

@@ -1,0 +1,92 @@
+//! A lean raw-PDU LDAP client and run bookkeeping shared by the benchmarks,
+//! so that what is measured is the servers, not a client library.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use ldap3_proto::proto::*;
+use ldapgate::ber;
+use ldapgate::ldap::response::encode;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+
+use crate::common::{BASE_DN, GENERATED_USERS};
+
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn user_uid(i: usize) -> String {
+    format!("user{:03}", i % GENERATED_USERS)
+}
+
+pub fn user_dn(i: usize) -> String {
+    format!("uid={},ou=engineering,ou=people,{BASE_DN}", user_uid(i))
+}
+
+pub fn user_pw(i: usize) -> String {
+    format!("{}-pw", user_uid(i))
+}
+
+pub fn bind_pdu(msgid: i32, dn: &str, pw: &str) -> Vec<u8> {
+    encode(LdapMsg::new(
+        msgid,
+        LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: dn.into(),
+            cred: LdapBindCred::Simple(pw.into()),
+        }),
+    ))
+}
+
+pub fn search_pdu(msgid: i32, base: &str, scope: LdapSearchScope, filter: LdapFilter) -> Vec<u8> {
+    encode(LdapMsg::new(
+        msgid,
+        LdapOp::SearchRequest(LdapSearchRequest {
+            base: base.into(),
+            scope,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter,
+            attrs: vec!["cn".into(), "mail".into()],
+        }),
+    ))
+}
+
+pub const UNBIND: &[u8] = &[0x30, 0x05, 0x02, 0x01, 0x7f, 0x42, 0x00];
+
+/// Reads PDUs until one with `final_tag`; returns its result code.
+pub async fn await_response<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+    final_tag: u8,
+) -> i64 {
+    loop {
+        while let Ok(h) = ber::peek_pdu(buf, 1 << 24) {
+            let pdu = buf.split_to(h.len);
+            if h.op_tag == final_tag {
+                return ldapgate::ldap::response::read_result(&pdu).unwrap().code;
+            }
+        }
+        buf.reserve(16384);
+        let n = s.read_buf(buf).await.expect("read");
+        assert!(n > 0, "server closed the connection");
+    }
+}
+
+pub async fn open(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
