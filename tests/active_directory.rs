@@ -141,3 +141,25 @@ async fn ad_sign_in_over_https_and_over_an_ldap_bind() {
     );
     proxy.assert_alive();
 }
+
+#[tokio::test]
+async fn each_ad_outcome_over_every_channel() {
+    let samba = samba();
+    let token = "ad-outcomes-token";
+    let proxy = Proxy::start(
+        ProxyConfig::with_directory(ad_directory(samba))
+            .section(AD_SIGNIN)
+            .control(token),
+    );
+    for (login, password, outcome) in [
+        ("ada", "Ada!Passw0rd1", "success"),
+        ("+8613900000001", "Ada!Passw0rd1", "success"),
+        ("ada", "wrong", "invalid_credentials"),
+        ("dis", "Dis!Passw0rd1", "account_disabled"),
+        ("exp", "Exp!Passw0rd1", "account_expired"),
+        ("mcp", "Mcp!Passw0rd1", "password_must_change"),
+    ] {
+        let got = sign_in_everywhere(&proxy, token, login, password).await;
+        assert_everywhere(&got, login, outcome);
+    }
+}

@@ -366,3 +366,35 @@ async fn ldap_binds_with_sign_in_ids_are_resolved_on_the_listener() {
     assert!(proxy.log().contains("channel=\"ldap\""), "{}", proxy.log());
     proxy.assert_alive();
 }
+
+#[tokio::test]
+async fn each_outcome_over_every_channel() {
+    let slapd = Slapd::start_with_ppolicy();
+    let token = "outcomes-token";
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .section("[ratelimit]\nbinds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\nfailures_before_lockout = 100")
+            .control(token),
+    );
+    for (login, password, outcome) in [
+        ("alice", "alice-pw", "success"),
+        ("+8613800000002", "bob-pw", "success"),
+        // (pp-grace has two grace logins in all: tested on its own above.)
+        ("alice", "wrong", "invalid_credentials"),
+        ("nobody", "x", "invalid_credentials"),
+        ("+8613800009999", "dup1-pw", "ambiguous_login"),
+        ("pp-expired", "pp-expired-pw", "password_expired"),
+        ("pp-reset", "pp-reset-pw", "password_must_change"),
+    ] {
+        let got = sign_in_everywhere(&proxy, token, login, password).await;
+        assert_everywhere(&got, login, outcome);
+    }
+    // The directory's lockout (3 wrong), then the right password everywhere.
+    for _ in 0..3 {
+        let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+        assert_eq!(ldap.simple_bind("pp-locked", "wrong").await.unwrap().rc, 49);
+    }
+    let got = sign_in_everywhere(&proxy, token, "pp-locked", "pp-locked-pw").await;
+    assert_everywhere(&got, "pp-locked", "account_locked");
+}

@@ -724,3 +724,69 @@ pub fn control_request(
         body: std::fs::read_to_string(&body_file).unwrap_or_default(),
     }
 }
+
+/// The outcome of one sign-in over each of the three channels: the JSON of
+/// `ldapgate authenticate` (with the proxy's own config), the JSON and
+/// status of `POST /v1/authenticate`, and an LDAP simple bind with the login
+/// as its name (result code and diagnostic).
+pub struct ChannelOutcomes {
+    pub cli: String,
+    pub http: (u16, String),
+    pub ldap: (i64, String),
+}
+
+pub async fn sign_in_everywhere(
+    proxy: &Proxy,
+    token: &str,
+    login: &str,
+    password: &str,
+) -> ChannelOutcomes {
+    let mut child = Command::new(ldapgate_binary())
+        .args(["authenticate", "-c"])
+        .arg(&proxy.config_path)
+        .args(["--login", login])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    let body = serde_json::json!({ "login": login, "password": password }).to_string();
+    let http = control_request(proxy, "POST", "/v1/authenticate", Some(token), Some(&body));
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    let bind = ldap.simple_bind(login, password).await.unwrap();
+    let _ = ldap.unbind().await;
+    ChannelOutcomes {
+        cli: cli["outcome"].as_str().unwrap_or("").to_owned(),
+        http: (
+            http.status,
+            http.json()["outcome"].as_str().unwrap_or("").to_owned(),
+        ),
+        ldap: (bind.rc as i64, bind.text),
+    }
+}
+
+/// Asserts that every channel reports `outcome`.
+pub fn assert_everywhere(got: &ChannelOutcomes, login: &str, outcome: &str) {
+    let (status, ldap_code, ldap_text) = match outcome {
+        "success" => (200, 0, ""),
+        "invalid_credentials" => (401, 49, "invalid credentials"),
+        "ambiguous_login" => (401, 49, "ambiguous login"),
+        other => (403, 49, other),
+    };
+    assert_eq!(got.cli, outcome, "{login}: ldapgate authenticate");
+    assert_eq!(
+        (got.http.0, got.http.1.as_str()),
+        (status, outcome),
+        "{login}: /v1/authenticate"
+    );
+    let ldap_text = ldap_text.replace('_', " ");
+    assert_eq!(
+        (got.ldap.0, got.ldap.1.as_str()),
+        (ldap_code, ldap_text.as_str()),
+        "{login}: LDAP bind"
+    );
+}
