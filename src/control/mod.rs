@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::server::WebPkiClientVerifier;
@@ -27,6 +27,9 @@ use tracing::{debug, info, warn};
 use crate::auth::Authenticator;
 use crate::config::ControlConfig;
 use crate::tls::{self, TlsFileError};
+
+/// How long a request's headers may take to arrive.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client address of a request, put there by the server.
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +162,13 @@ impl ControlServer {
                         req.map(axum::body::Body::new)
                     },
                 );
-                let served = auto::Builder::new(TokioExecutor::new())
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                // A client that trickles its headers is cut off.
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                let served = builder
                     .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
                     .await;
                 if let Err(e) = served {

@@ -486,6 +486,12 @@ impl Session {
             .map(|d| format!("; retry in {}s", d.as_secs().max(1)))
             .unwrap_or_default();
         Err(match verdict.outcome {
+            // A success always hands over its connection; without one the
+            // session cannot carry the identity.
+            Outcome::Success => (
+                LdapResultCode::Unavailable,
+                "the directory connection was lost after the bind".into(),
+            ),
             Outcome::RateLimited => (LdapResultCode::Busy, format!("rate limited{retry}")),
             Outcome::AccountLocked if verdict.retry_after.is_some() => (
                 LdapResultCode::UnwillingToPerform,
