@@ -29,5 +29,6 @@ pub mod listener;
 pub mod ratelimit;
 pub mod session;
 pub mod stream;
+pub mod sync;
 pub mod tls;
 pub mod upstream;

@@ -9,8 +9,11 @@ use ldapgate::auth::outcome::Outcome;
 use ldapgate::auth::{Attempt, Authenticator};
 use ldapgate::config::Config;
 use ldapgate::ratelimit::BindLimiter;
+use ldapgate::sync::export::{self, Exporter};
+use ldapgate::upstream::service::ServiceConnections;
 use ldapgate::upstream::UpstreamPool;
 use ldapgate::{daemon, fingerprint};
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
@@ -32,6 +35,22 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Every organization and account under base_dn; the last line is
+    /// `{"type":"end",...}` on success, `{"type":"error",...}` otherwise.
+    Full {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Forget the recorded base-DN fingerprint after checking that the base
+    /// DN really is the intended entry; the next pull records it anew.
+    Rearm {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,6 +80,11 @@ enum Command {
         /// The sign-in ID: uid, mobile, mail, employee number, ...
         #[arg(long)]
         login: String,
+    },
+    /// Sync pulls to standard output as NDJSON.
+    Sync {
+        #[command(subcommand)]
+        action: SyncCommand,
     },
     /// Print a server's certificate fingerprints in the forms `pins` accepts.
     Fingerprint {
@@ -166,6 +190,29 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Sync { action } => {
+            let (config, full) = match &action {
+                SyncCommand::Full { config } => (config, true),
+                SyncCommand::Rearm { config } => (config, false),
+            };
+            let config = match Config::load(config) {
+                Ok(c) => c,
+                Err(e) => {
+                    for problem in e.problems() {
+                        eprintln!("ldapgate: config: {problem}");
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match sync(&config, full).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
+                Err(e) => {
+                    eprintln!("ldapgate: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
         Command::Fingerprint {
             target,
             starttls,
@@ -210,6 +257,48 @@ async fn authenticate(
         .await;
     let ok = verdict.outcome == Outcome::Success;
     Ok((serde_json::to_string(&verdict)?, ok))
+}
+
+/// A sync pull (or a rearm) from the shell; Ok(false) when it failed.
+async fn sync(config: &Config, full: bool) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let pool = UpstreamPool::new(&config.directory)?;
+    let service = Arc::new(ServiceConnections::new(
+        pool,
+        config.directory.service_account.clone(),
+    ));
+    let exporter = Arc::new(Exporter::new(config, service));
+    if !full {
+        let removed = exporter.rearm()?;
+        println!(
+            "{}",
+            if removed {
+                "base DN fingerprint forgotten; the next pull records the current entry"
+            } else {
+                "no base DN fingerprint was recorded"
+            }
+        );
+        return Ok(true);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let task = tokio::spawn({
+        let exporter = exporter.clone();
+        async move { exporter.full(&tx).await }
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while let Some(line) = rx.recv().await {
+        writeln!(out, "{line}")?;
+    }
+    let result = task.await?;
+    let ok = result.is_ok();
+    let last = match result {
+        Ok(counts) => export::end_line(counts),
+        Err(e) => export::error_line(&e),
+    };
+    writeln!(out, "{last}")?;
+    out.flush()?;
+    Ok(ok)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
 use crate::upstream::pool::ConnStash;
+use crate::upstream::service::ServiceConnections;
 use crate::upstream::{UpstreamConn, UpstreamPool};
 use outcome::{bind_outcome, Outcome, PolicyResponse};
 use resolver::{Resolution, ResolvedEntry, SignInResolver};
@@ -134,7 +135,13 @@ impl Authenticator {
             tracing::warn!("no system randomness for the audit key; login hashes are unkeyed");
         }
         Authenticator {
-            resolver: SignInResolver::new(config, pool.clone()),
+            resolver: SignInResolver::new(
+                config,
+                Arc::new(ServiceConnections::new(
+                    pool.clone(),
+                    config.directory.service_account.clone(),
+                )),
+            ),
             pool,
             bind_conns: ConnStash::new(
                 config

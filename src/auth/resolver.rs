@@ -15,17 +15,13 @@ use std::time::Duration;
 use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
 use serde::Serialize;
 
-use crate::config::{Config, DirectoryKind, ServiceAccount};
+use crate::config::{Config, DirectoryKind};
 use crate::upstream::connection::ExchangeError;
-use crate::upstream::pool::ConnStash;
-use crate::upstream::{NoServerAvailable, UpstreamConn, UpstreamPool};
+use crate::upstream::service::{ServiceConnections, ServiceError};
 
 /// How many entries a resolution asks for: two would prove ambiguity, a few
 /// more let the audit line say which attributes collided.
 const SIZE_LIMIT: i32 = 10;
-
-/// Idle service-account connections kept for resolution.
-const SERVICE_CONNECTIONS: usize = 8;
 
 /// The entry a login resolved to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,13 +49,7 @@ pub enum Resolution {
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error(transparent)]
-    Unavailable(#[from] NoServerAvailable),
-    #[error("service account bind as {dn} failed with result {code}: {diagnostic}")]
-    ServiceBind {
-        dn: String,
-        code: i64,
-        diagnostic: String,
-    },
+    Service(#[from] ServiceError),
     #[error("sign-in search on {server}: {source}")]
     Exchange {
         server: String,
@@ -71,20 +61,17 @@ pub enum ResolveError {
 
 /// Resolves logins for one directory.
 pub struct SignInResolver {
-    pool: Arc<UpstreamPool>,
-    service: Option<ServiceAccount>,
+    service: Arc<ServiceConnections>,
     base_dn: String,
     attributes: Vec<String>,
     user_classes: Vec<String>,
     id_attribute: &'static str,
     kind: DirectoryKind,
     cache: Option<moka::sync::Cache<String, Arc<ResolvedEntry>>>,
-    /// Connections bound as the service account, never handed to clients.
-    service_conns: ConnStash,
 }
 
 impl SignInResolver {
-    pub fn new(config: &Config, pool: Arc<UpstreamPool>) -> SignInResolver {
+    pub fn new(config: &Config, service: Arc<ServiceConnections>) -> SignInResolver {
         let kind = config.directory.kind;
         let cache = (!config.signin.cache_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
@@ -93,15 +80,13 @@ impl SignInResolver {
                 .build()
         });
         SignInResolver {
-            pool,
-            service: config.directory.service_account.clone(),
+            service,
             base_dn: config.directory.base_dn.to_string(),
             attributes: config.signin.attributes.clone(),
             user_classes: config.signin.user_object_classes.clone(),
             id_attribute: id_attribute(kind),
             kind,
             cache,
-            service_conns: ConnStash::new(SERVICE_CONNECTIONS),
         }
     }
 
@@ -123,7 +108,7 @@ impl SignInResolver {
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(login)) {
             return Ok((Resolution::Found(hit), true));
         }
-        let mut conn = self.service_conn(limit, max_message).await?;
+        let mut conn = self.service.get(limit, max_message).await?;
         let mut attrs = self.attributes.clone();
         attrs.extend([
             "cn".to_owned(),
@@ -144,12 +129,12 @@ impl SignInResolver {
             Ok(r) => r,
             Err(source) => {
                 return Err(ResolveError::Exchange {
-                    server: self.pool.server_name(conn.server),
+                    server: self.service.pool().server_name(conn.server),
                     source,
                 })
             }
         };
-        self.service_conns.put(conn);
+        self.service.put(conn);
         // sizeLimitExceeded (4) still carries the entries: ambiguous.
         if reply.done.code != 0 && reply.done.code != 4 {
             return Err(ResolveError::Search {
@@ -199,35 +184,6 @@ impl SignInResolver {
             },
         };
         Ok((resolution, false))
-    }
-
-    async fn service_conn(
-        &self,
-        limit: Duration,
-        max_message: usize,
-    ) -> Result<UpstreamConn, ResolveError> {
-        if let Some(conn) = self.service_conns.take() {
-            return Ok(conn);
-        }
-        let mut conn = self.pool.checkout().await?;
-        if let Some(account) = &self.service {
-            let dn = account.dn.to_string();
-            let reply = conn
-                .bind_simple(&dn, account.password.expose(), limit, max_message)
-                .await
-                .map_err(|source| ResolveError::Exchange {
-                    server: self.pool.server_name(conn.server),
-                    source,
-                })?;
-            if reply.code != 0 {
-                return Err(ResolveError::ServiceBind {
-                    dn,
-                    code: reply.code,
-                    diagnostic: reply.diagnostic,
-                });
-            }
-        }
-        Ok(conn)
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod auth;
 mod raw;
+mod sync;
 
 pub use auth::{ControlConfig, Rate, RateLimitConfig, SignInConfig};
 use std::fmt;
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+pub use sync::SyncConfig;
 
 use ipnet::IpNet;
 use thiserror::Error;
@@ -82,6 +84,7 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     /// None when the file has no `[control]` section: no control channel.
     pub control: Option<ControlConfig>,
+    pub sync: SyncConfig,
 }
 
 /// `[server]`: the client-facing listeners.
@@ -190,6 +193,7 @@ impl Config {
         let signin = v.signin(&raw.signin);
         let ratelimit = v.ratelimit(&raw.ratelimit);
         let control = raw.control.as_ref().map(|c| v.control(c));
+        let sync = v.sync(&raw.sync);
         match (server, directory) {
             (Some(server), Some(directory)) if v.problems.is_empty() => Ok(Config {
                 server,
@@ -197,6 +201,7 @@ impl Config {
                 signin,
                 ratelimit,
                 control: control.flatten(),
+                sync,
             }),
             _ => Err(ConfigError::Invalid(v.problems)),
         }

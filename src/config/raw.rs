@@ -14,6 +14,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub ratelimit: RawRateLimit,
     pub control: Option<RawControl>,
+    #[serde(default)]
+    pub sync: RawSync,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,4 +160,29 @@ pub struct RawControl {
     pub token_sha256: Vec<String>,
     #[serde(default)]
     pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSync {
+    pub state_dir: String,
+    pub page_size: i64,
+    pub max_account_deletes: i64,
+    pub max_org_deletes: i64,
+    pub verify_interval: String,
+    /// IDaaS field = LDAP attribute; replaces the defaults when present.
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            state_dir: "/var/lib/ldapgate".into(),
+            page_size: 500,
+            max_account_deletes: 30,
+            max_org_deletes: 10,
+            verify_interval: "24h".into(),
+            fields: None,
+        }
+    }
 }

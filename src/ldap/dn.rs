@@ -130,6 +130,29 @@ impl Dn {
         }
     }
 
+    /// The normalised form as a string, for use as a map key.
+    pub fn key(&self) -> String {
+        self.rdns
+            .iter()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|a| {
+                        let mut value = String::with_capacity(a.value.len());
+                        for c in a.value.chars() {
+                            if matches!(c, '\\' | ',' | '+' | '=') {
+                                value.push('\\');
+                            }
+                            value.push(c);
+                        }
+                        format!("{}={value}", a.attr)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Number of RDNs.
     pub fn depth(&self) -> usize {
         self.rdns.len()
@@ -309,6 +332,12 @@ mod tests {
         ));
         assert!(matches!(Dn::parse("cn=a\\"), Err(DnError::BadEscape(_))));
         assert_eq!(Dn::from_bytes(&[0xff]), Err(DnError::NotUtf8));
+    }
+
+    #[test]
+    fn keys_are_normalised_and_unambiguous() {
+        assert_eq!(dn("OU=A B, DC=x").key(), dn("ou=a  b,dc=X").key());
+        assert_ne!(dn("cn=a\\,b,dc=x").key(), dn("cn=a,cn=b,dc=x").key());
     }
 
     #[test]

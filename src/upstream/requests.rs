@@ -33,6 +33,18 @@ pub struct BindReply {
     pub policy: Option<PolicyResponse>,
 }
 
+/// One page of a paged search (RFC 2696).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub entries: Vec<LdapSearchResultEntry>,
+    pub done: ResultSummary,
+    /// Empty on the last page.
+    pub cookie: Vec<u8>,
+}
+
+/// OID of the simple paged results control (RFC 2696).
+pub const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
+
 /// What a search returned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchReply {
@@ -89,6 +101,50 @@ impl UpstreamConn {
         Ok(SearchReply { entries, done })
     }
 
+    /// One page of a paged search; pass the previous page's cookie (empty
+    /// for the first). A server that ignores paging answers without the
+    /// control: that is an error, not a last page, so a short export can
+    /// never pass for a complete one.
+    pub async fn search_page(
+        &mut self,
+        request: LdapSearchRequest,
+        page_size: i64,
+        cookie: Vec<u8>,
+        limit: Duration,
+        max_message_bytes: usize,
+    ) -> Result<Page, ExchangeError> {
+        let pdu = response::encode(LdapMsg::new_with_ctrls(
+            MSGID,
+            LdapOp::SearchRequest(request),
+            vec![LdapControl::SimplePagedResults {
+                size: page_size,
+                cookie,
+            }],
+        ));
+        let mut entries = Vec::new();
+        let done = self
+            .send_and_await(&pdu, limit, max_message_bytes, |entry| {
+                entries.push(decode_entry(entry, max_message_bytes)?);
+                Ok(())
+            })
+            .await?;
+        let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
+        let cookie = match control_value(&done, PAGED_RESULTS_OID).map_err(ExchangeError::Frame)? {
+            Some(Some(value)) => paged_cookie(value).map_err(ExchangeError::Frame)?,
+            _ if summary.code != 0 => Vec::new(),
+            _ => {
+                return Err(ExchangeError::Frame(FrameError::Malformed(
+                    "paged search answered without the paged results control",
+                )))
+            }
+        };
+        Ok(Page {
+            entries,
+            done: summary,
+            cookie,
+        })
+    }
+
     /// Sends `request` and reads until its final response, which it
     /// returns; search entries go to `on_entry` as they arrive.
     async fn send_and_await(
@@ -137,8 +193,9 @@ fn decode_entry(pdu: &[u8], max: usize) -> Result<LdapSearchResultEntry, FrameEr
     }
 }
 
-/// Finds and decodes the password policy response control of a response.
-fn policy_control(pdu: &[u8]) -> Result<Option<PolicyResponse>, FrameError> {
+/// Finds a response control: None when absent, Some(None) when present
+/// without a value.
+fn control_value<'a>(pdu: &'a [u8], oid: &str) -> Result<Option<Option<&'a [u8]>>, FrameError> {
     let (_, _, controls) = ber::message_parts(pdu)?;
     let Some(controls) = controls else {
         return Ok(None);
@@ -146,17 +203,39 @@ fn policy_control(pdu: &[u8]) -> Result<Option<PolicyResponse>, FrameError> {
     let mut list = controls.children();
     while !list.is_empty() {
         let mut control = list.expect(0x30, "control is not a SEQUENCE")?.children();
-        let oid = control.expect(0x04, "controlType is not an OCTET STRING")?;
-        if oid.value != PPOLICY_OID.as_bytes() {
+        let control_type = control.expect(0x04, "controlType is not an OCTET STRING")?;
+        if control_type.value != oid.as_bytes() {
             continue;
         }
         while !control.is_empty() {
             let field = control.next()?;
             if field.tag == 0x04 {
-                return decode_policy_response(field.value).map(Some);
+                return Ok(Some(Some(field.value)));
             }
         }
-        return Ok(Some(PolicyResponse::default()));
+        return Ok(Some(None));
     }
     Ok(None)
+}
+
+/// Finds and decodes the password policy response control of a response.
+fn policy_control(pdu: &[u8]) -> Result<Option<PolicyResponse>, FrameError> {
+    match control_value(pdu, PPOLICY_OID)? {
+        Some(Some(value)) => decode_policy_response(value).map(Some),
+        Some(None) => Ok(Some(PolicyResponse::default())),
+        None => Ok(None),
+    }
+}
+
+/// `realSearchControlValue ::= SEQUENCE { size INTEGER, cookie OCTET STRING }`.
+fn paged_cookie(value: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let mut outer = crate::ber::TlvReader::new(value);
+    let mut seq = outer
+        .expect(0x30, "paged results value is not a SEQUENCE")?
+        .children();
+    seq.expect(0x02, "paged results size is not an INTEGER")?;
+    Ok(seq
+        .expect(0x04, "paged results cookie is not an OCTET STRING")?
+        .value
+        .to_vec())
 }

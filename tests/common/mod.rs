@@ -218,6 +218,15 @@ impl Slapd {
     }
 
     fn start_with(ppolicy: bool) -> Slapd {
+        Self::start_full(ppolicy, "")
+    }
+
+    /// With extra global `slapd.conf` lines for the database (e.g. limits).
+    pub fn start_with_database_lines(lines: &str) -> Slapd {
+        Self::start_full(false, lines)
+    }
+
+    fn start_full(ppolicy: bool, database_lines: &str) -> Slapd {
         let slapadd = require_program("slapadd", "slapd ldap-utils");
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(&dir.path().join("tls"), "slapd");
@@ -250,6 +259,7 @@ impl Slapd {
                  index uid,mail,mobile,employeeNumber eq\n\
                  access to attrs=userPassword by self write by anonymous auth by * none\n\
                  access to * by * read\n\
+                 {database_lines}\n\
                  {ppolicy_overlay}",
                 dir = dir.path().display(),
                 ca = certs.ca_pem.display(),
