@@ -17,7 +17,9 @@ use crate::listener::{Admission, BindError, BoundListener, ListenerKind};
 use crate::ratelimit::BindLimiter;
 use crate::session::policy::Policy;
 use crate::session::{SessionContext, SessionLimits};
+use crate::sync::export::Exporter;
 use crate::upstream::pool::PoolSetupError;
+use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamPool;
 
 /// How long a TLS handshake from a client may take.
@@ -144,7 +146,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     let mut control_addr = None;
     if let Some(control) = &config.control {
-        let state = Arc::new(ControlState::new(authenticator.clone(), control));
+        let service = Arc::new(ServiceConnections::new(
+            pool.clone(),
+            config.directory.service_account.clone(),
+        ));
+        let exporter = Arc::new(Exporter::new(config, service));
+        let state = Arc::new(ControlState::new(authenticator.clone(), exporter, control));
         let server = ControlServer::bind(control, state).await?;
         control_addr = Some(server.addr);
         listeners.spawn(server.serve(stop_rx.clone()));

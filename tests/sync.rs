@@ -187,3 +187,77 @@ fn a_missing_base_dn_is_an_error() {
     assert_eq!(code, 1);
     assert_eq!(lines[0]["error"], "directory_error", "{lines:?}");
 }
+
+#[test]
+fn full_export_over_https_and_base_dn_moved_is_a_409() {
+    let slapd = Slapd::start();
+    let token = "sync-token";
+    let base = format!("ou=people,{BASE_DN}");
+    let proxy = Proxy::start(
+        ProxyConfig::with_directory(format!(
+            "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{base}\"\n",
+            slapd.ldaps_url(),
+            slapd.certs.ca_pem.display()
+        ))
+        .service_account(&slapd)
+        .control(token),
+    );
+    let r = control_request(&proxy, "GET", "/v1/sync/full", Some(token), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-ndjson")
+    );
+    let lines: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    assert_eq!(end["counts"]["orgs"], 1, "engineering under people");
+    assert_eq!(end["counts"]["accounts"], NAMED_USERS + GENERATED_USERS);
+    assert_eq!(
+        control_request(&proxy, "GET", "/v1/sync/full", None, None).status,
+        401
+    );
+
+    // Recreate the base entry (and what is under it) as a different entry.
+    let out = ldap_tool(
+        "ldapdelete",
+        &slapd.certs.ca_pem,
+        &[
+            "-x",
+            "-r",
+            "-H",
+            &slapd.ldap_url(),
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PW,
+            &base,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let out = ldap_tool(
+        "ldapadd",
+        &slapd.certs.ca_pem,
+        &[
+            "-x",
+            "-H",
+            &slapd.ldap_url(),
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PW,
+        ],
+        Some(&format!(
+            "dn: {base}\nobjectClass: organizationalUnit\nou: people\n"
+        )),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let r = control_request(&proxy, "GET", "/v1/sync/full", Some(token), None);
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["error"], "base_dn_moved");
+}

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
 use crate::config::ControlConfig;
+use crate::sync::export::Exporter;
 use crate::tls::{self, TlsFileError};
 
 /// How long a request's headers may take to arrive.
@@ -38,13 +39,19 @@ pub struct ClientAddr(pub SocketAddr);
 /// What handlers share.
 pub struct ControlState {
     pub authenticator: Arc<Authenticator>,
+    pub exporter: Arc<Exporter>,
     token_sha256: Vec<[u8; 32]>,
 }
 
 impl ControlState {
-    pub fn new(authenticator: Arc<Authenticator>, config: &ControlConfig) -> Self {
+    pub fn new(
+        authenticator: Arc<Authenticator>,
+        exporter: Arc<Exporter>,
+        config: &ControlConfig,
+    ) -> Self {
         ControlState {
             authenticator,
+            exporter,
             token_sha256: config.token_sha256.clone(),
         }
     }
@@ -185,8 +192,10 @@ mod tests {
 
     #[test]
     fn tokens_compare_by_hash() {
+        let (authenticator, exporter) = unreachable_directory();
         let state = ControlState {
-            authenticator: unreachable_authenticator(),
+            authenticator,
+            exporter,
             token_sha256: vec![Sha256::digest(b"s3cret").into(), [0u8; 32]],
         };
         assert!(state.token_ok(Some("s3cret")));
@@ -195,11 +204,18 @@ mod tests {
         assert!(!state.token_ok(None));
     }
 
-    fn unreachable_authenticator() -> Arc<Authenticator> {
+    fn unreachable_directory() -> (Arc<Authenticator>, Arc<Exporter>) {
         let text = "[directory]\nservers = [\"ldaps://127.0.0.1:1\"]\nbase_dn = \"dc=x\"\n";
         let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
         let pool = crate::upstream::UpstreamPool::new(&config.directory).unwrap();
         let limiter = crate::ratelimit::BindLimiter::new(&config.ratelimit);
-        Arc::new(Authenticator::new(&config, pool, limiter))
+        let service = Arc::new(crate::upstream::service::ServiceConnections::new(
+            pool.clone(),
+            None,
+        ));
+        (
+            Arc::new(Authenticator::new(&config, pool, limiter)),
+            Arc::new(Exporter::new(&config, service)),
+        )
     }
 }

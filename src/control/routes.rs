@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -21,6 +21,7 @@ const MAX_BODY: usize = 16 * 1024;
 pub fn router(state: Arc<ControlState>) -> Router {
     Router::new()
         .route("/v1/authenticate", post(authenticate))
+        .route("/v1/sync/full", get(sync_full))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -112,5 +113,76 @@ async fn authenticate(
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
     }
+    response
+}
+
+/// `GET /v1/sync/full`: NDJSON, streamed as pages arrive. A refusal found
+/// before the first line (the base DN moved) is a 409; a failure after it is
+/// the last line, `{"type":"error",...}`, in place of `{"type":"end",...}`.
+async fn sync_full(State(state): State<Arc<ControlState>>, headers: HeaderMap) -> Response {
+    use crate::sync::export::{end_line, error_line, SyncError};
+    if !state.token_ok(bearer(&headers)) {
+        return unauthorized();
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
+    let exporter = state.exporter.clone();
+    let task = tokio::spawn(async move { exporter.full(&tx).await });
+    let first = rx.recv().await;
+    if first.is_none() {
+        // Finished before a single line: either an empty directory or a
+        // refusal, which gets a status of its own.
+        let result = task.await;
+        return match result {
+            Ok(Ok(counts)) => ndjson(futures_util::stream::iter([Ok::<
+                _,
+                std::convert::Infallible,
+            >(
+                end_line(counts) + "\n"
+            )])),
+            Ok(Err(e @ SyncError::BaseDnMoved { .. })) => (
+                StatusCode::CONFLICT,
+                Json(json!({ "error": "base_dn_moved", "detail": e.to_string() })),
+            )
+                .into_response(),
+            Ok(Err(e)) => (
+                StatusCode::BAD_GATEWAY,
+                Json(json!({ "error": e.code(), "detail": e.to_string() })),
+            )
+                .into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        };
+    }
+    let stream = futures_util::stream::unfold(
+        (first, rx, Some(task)),
+        |(first, mut rx, task)| async move {
+            if let Some(line) = first {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(line + "\n"),
+                    (None, rx, task),
+                ));
+            }
+            if let Some(line) = rx.recv().await {
+                return Some((Ok(line + "\n"), (None, rx, task)));
+            }
+            let last = match task?.await {
+                Ok(Ok(counts)) => end_line(counts),
+                Ok(Err(e)) => error_line(&e),
+                Err(_) => json!({ "type": "error", "error": "internal" }).to_string(),
+            };
+            Some((Ok(last + "\n"), (None, rx, None)))
+        },
+    );
+    ndjson(stream)
+}
+
+fn ndjson<S>(stream: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<String, std::convert::Infallible>> + Send + 'static,
+{
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     response
 }

@@ -496,6 +496,12 @@ impl Proxy {
             config.directory,
             config.sections,
         );
+        if !config.sections.contains("[sync]") {
+            text.push_str(&format!(
+                "[sync]\nstate_dir = \"{}\"\n",
+                dir.path().join("state").display()
+            ));
+        }
         if let Some(token) = &config.control_token {
             use sha2::Digest;
             let hash: String = sha2::Sha256::digest(token.as_bytes())
