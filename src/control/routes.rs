@@ -15,6 +15,9 @@ use super::{ClientAddr, ControlState};
 use crate::auth::outcome::Outcome;
 use crate::auth::Attempt;
 
+/// Target size of one chunk of a streamed pull.
+const CHUNK_BYTES: usize = 64 * 1024;
+
 /// Request bodies are small; a sign-in never needs more.
 const MAX_BODY: usize = 16 * 1024;
 
@@ -156,13 +159,12 @@ async fn sync_full(State(state): State<Arc<ControlState>>, headers: HeaderMap) -
         (first, rx, Some(task)),
         |(first, mut rx, task)| async move {
             if let Some(line) = first {
-                return Some((
-                    Ok::<_, std::convert::Infallible>(line + "\n"),
-                    (None, rx, task),
-                ));
+                let chunk = batch(line, &mut rx);
+                return Some((Ok::<_, std::convert::Infallible>(chunk), (None, rx, task)));
             }
             if let Some(line) = rx.recv().await {
-                return Some((Ok(line + "\n"), (None, rx, task)));
+                let chunk = batch(line, &mut rx);
+                return Some((Ok(chunk), (None, rx, task)));
             }
             let last = match task?.await {
                 Ok(Ok(counts)) => end_line(counts),
@@ -173,6 +175,24 @@ async fn sync_full(State(state): State<Arc<ControlState>>, headers: HeaderMap) -
         },
     );
     ndjson(stream)
+}
+
+/// `line` and the lines already waiting behind it, newline-terminated, up
+/// to about [`CHUNK_BYTES`]: one HTTP chunk (and TLS record) per batch
+/// rather than per line.
+fn batch(line: String, rx: &mut tokio::sync::mpsc::Receiver<String>) -> String {
+    let mut chunk = line;
+    chunk.push('\n');
+    while chunk.len() < CHUNK_BYTES {
+        match rx.try_recv() {
+            Ok(next) => {
+                chunk.push_str(&next);
+                chunk.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    chunk
 }
 
 fn ndjson<S>(stream: S) -> Response

@@ -218,15 +218,20 @@ impl Slapd {
     }
 
     fn start_with(ppolicy: bool) -> Slapd {
-        Self::start_full(ppolicy, "")
+        Self::start_full(ppolicy, "", "")
     }
 
     /// With extra global `slapd.conf` lines for the database (e.g. limits).
     pub fn start_with_database_lines(lines: &str) -> Slapd {
-        Self::start_full(false, lines)
+        Self::start_full(false, lines, "")
     }
 
-    fn start_full(ppolicy: bool, database_lines: &str) -> Slapd {
+    /// With more entries loaded at start (bulk-loaded with `slapadd -q`).
+    pub fn start_with_extra_ldif(ldif: &str) -> Slapd {
+        Self::start_full(false, "", ldif)
+    }
+
+    fn start_full(ppolicy: bool, database_lines: &str, extra_ldif: &str) -> Slapd {
         let slapadd = require_program("slapadd", "slapd ldap-utils");
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(&dir.path().join("tls"), "slapd");
@@ -280,8 +285,10 @@ impl Slapd {
         if ppolicy {
             data.push_str(&ppolicy_ldif());
         }
+        data.push_str(extra_ldif);
         std::fs::write(&ldif, data).unwrap();
         let out = Command::new(slapadd)
+            .arg("-q")
             .arg("-f")
             .arg(&conf)
             .arg("-l")
@@ -576,6 +583,11 @@ impl Proxy {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The ldapgate process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Panics with the log if the process has exited (e.g. panicked).
