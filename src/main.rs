@@ -9,6 +9,7 @@ use ldapgate::auth::outcome::Outcome;
 use ldapgate::auth::{Attempt, Authenticator};
 use ldapgate::config::Config;
 use ldapgate::ratelimit::BindLimiter;
+use ldapgate::sync::changes;
 use ldapgate::sync::export::{self, Exporter};
 use ldapgate::upstream::service::ServiceConnections;
 use ldapgate::upstream::UpstreamPool;
@@ -44,6 +45,17 @@ enum SyncCommand {
     Full {
         #[arg(short, long)]
         config: PathBuf,
+    },
+    /// The changes since the pull that returned COOKIE, then an `end` line
+    /// with the next cookie. A change set over the deletion limits is held
+    /// back with an approval token; pass it as --approve after review.
+    Changes {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        cookie: String,
+        #[arg(long)]
+        approve: Option<String>,
     },
     /// Forget the recorded base-DN fingerprint after checking that the base
     /// DN really is the intended entry; the next pull records it anew.
@@ -191,9 +203,10 @@ async fn dispatch(command: Command) -> ExitCode {
             }
         }
         Command::Sync { action } => {
-            let (config, full) = match &action {
-                SyncCommand::Full { config } => (config, true),
-                SyncCommand::Rearm { config } => (config, false),
+            let config = match &action {
+                SyncCommand::Full { config }
+                | SyncCommand::Rearm { config }
+                | SyncCommand::Changes { config, .. } => config,
             };
             let config = match Config::load(config) {
                 Ok(c) => c,
@@ -204,7 +217,7 @@ async fn dispatch(command: Command) -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            match sync(&config, full).await {
+            match sync(&config, &action).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
                 Err(e) => {
@@ -260,7 +273,7 @@ async fn authenticate(
 }
 
 /// A sync pull (or a rearm) from the shell; Ok(false) when it failed.
-async fn sync(config: &Config, full: bool) -> anyhow::Result<bool> {
+async fn sync(config: &Config, action: &SyncCommand) -> anyhow::Result<bool> {
     use std::io::Write;
     let pool = UpstreamPool::new(&config.directory)?;
     let service = Arc::new(ServiceConnections::new(
@@ -268,7 +281,25 @@ async fn sync(config: &Config, full: bool) -> anyhow::Result<bool> {
         config.directory.service_account.clone(),
     ));
     let exporter = Arc::new(Exporter::new(config, service));
-    if !full {
+    if let SyncCommand::Changes {
+        cookie, approve, ..
+    } = action
+    {
+        let (text, ok) = match changes::changes(&exporter, cookie, approve.as_deref()).await {
+            Ok(set) => {
+                let mut text = set.lines.join("\n");
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&set.end_line());
+                (text, true)
+            }
+            Err(e) => (export::error_line(&e), false),
+        };
+        println!("{text}");
+        return Ok(ok);
+    }
+    if let SyncCommand::Rearm { .. } = action {
         let removed = exporter.rearm()?;
         println!(
             "{}",
@@ -293,7 +324,7 @@ async fn sync(config: &Config, full: bool) -> anyhow::Result<bool> {
     let result = task.await?;
     let ok = result.is_ok();
     let last = match result {
-        Ok(counts) => export::end_line(counts),
+        Ok((counts, cookie)) => export::end_line(counts, &cookie),
         Err(e) => export::error_line(&e),
     };
     writeln!(out, "{last}")?;

@@ -261,3 +261,262 @@ fn full_export_over_https_and_base_dn_moved_is_a_409() {
     assert_eq!(r.status, 409, "{r:?}");
     assert_eq!(r.json()["error"], "base_dn_moved");
 }
+
+fn changes(config: &Path, cookie: &str, approve: Option<&str>) -> (Vec<Value>, i32) {
+    let mut cmd = Command::new(ldapgate_binary());
+    cmd.args(["sync", "changes", "-c"])
+        .arg(config)
+        .args(["--cookie", cookie]);
+    if let Some(a) = approve {
+        cmd.args(["--approve", a]);
+    }
+    let out = cmd.output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (lines, out.status.code().unwrap_or(-1))
+}
+
+fn modify(slapd: &Slapd, ldif: &str) {
+    let out = ldap_tool(
+        "ldapmodify",
+        &slapd.certs.ca_pem,
+        &[
+            "-x",
+            "-H",
+            &slapd.ldap_url(),
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PW,
+        ],
+        Some(ldif),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+fn id_of<'a>(lines: &'a [Value], username: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l["fields"]["username"] == username)
+        .and_then(|l| l["id"].as_str())
+        .unwrap_or_else(|| panic!("{username} not in pull"))
+}
+
+#[test]
+fn each_change_shows_up_once_with_the_right_op_and_id() {
+    let slapd = Slapd::start();
+    let cfg = sync_config(&slapd, BASE_DN, true, "page_size = 10");
+    let (full, code) = pull(&cfg);
+    assert_eq!(code, 0);
+    let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
+    let carol = id_of(&full, "carol").to_owned();
+    let alice = id_of(&full, "alice").to_owned();
+    let bob = id_of(&full, "bob").to_owned();
+    let dup1 = id_of(&full, "dup1").to_owned();
+    let groups = full
+        .iter()
+        .find(|l| l["fields"]["name"] == "groups")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = format!("ou=people,{BASE_DN}");
+    modify(
+        &slapd,
+        &format!(
+            "dn: uid=newbie,{p}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: newbie\ncn: New\nsn: N\n\n\
+             dn: uid=bob,{p}\nchangetype: modify\nreplace: mail\nmail: robert@example.com\n\n\
+             dn: uid=carol,{p}\nchangetype: modrdn\nnewrdn: uid=carol2\ndeleteoldrdn: 1\n\n\
+             dn: uid=alice,{p}\nchangetype: modrdn\nnewrdn: uid=alice\ndeleteoldrdn: 1\nnewsuperior: ou=engineering,{p}\n\n\
+             dn: uid=dup1,{p}\nchangetype: delete\n\n\
+             dn: ou=sales,{BASE_DN}\nchangetype: add\nobjectClass: organizationalUnit\nou: sales\n\n\
+             dn: ou=groups,{BASE_DN}\nchangetype: modrdn\nnewrdn: ou=teams\ndeleteoldrdn: 1\n"
+        ),
+    );
+    let (lines, code) = changes(&cfg, &cookie, None);
+    assert_eq!(code, 0, "{lines:?}");
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end");
+    let body = &lines[..lines.len() - 1];
+    let op_of = |id: &str| -> Vec<&str> {
+        body.iter()
+            .filter(|l| l["id"] == id)
+            .map(|l| l["op"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(op_of(&bob), vec!["upsert"]);
+    assert_eq!(
+        op_of(&carol),
+        vec!["upsert"],
+        "a rename is one upsert with the same id"
+    );
+    assert_eq!(
+        op_of(&alice),
+        vec!["upsert"],
+        "a move is one upsert with the same id"
+    );
+    assert_eq!(op_of(&dup1), vec!["delete"]);
+    assert_eq!(op_of(&groups), vec!["upsert"], "renamed OU");
+    let carol_line = body.iter().find(|l| l["id"] == carol.as_str()).unwrap();
+    assert_eq!(carol_line["fields"]["username"], "carol2");
+    let bob_line = body.iter().find(|l| l["id"] == bob.as_str()).unwrap();
+    assert_eq!(bob_line["fields"]["email"], "robert@example.com");
+    assert!(body
+        .iter()
+        .any(|l| l["op"] == "upsert" && l["fields"]["username"] == "newbie"));
+    assert!(body
+        .iter()
+        .any(|l| l["op"] == "upsert" && l["type"] == "org" && l["fields"]["name"] == "sales"));
+    // Only those seven objects changed.
+    assert_eq!(body.len(), 7, "{body:#?}");
+    assert_eq!(end["counts"]["account_deletes"], 1);
+
+    // Nothing since: an empty change set. The old cookie still replays.
+    let next = end["cookie"].as_str().unwrap();
+    let (again, _) = changes(&cfg, next, None);
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (replay, code) = changes(&cfg, &cookie, None);
+    assert_eq!((code, replay.len()), (0, lines.len()));
+    let (unknown, code) = changes(&cfg, "00ff", None);
+    assert_eq!(
+        (code, unknown[0]["error"].as_str()),
+        (1, Some("cookie_unknown"))
+    );
+}
+
+#[test]
+fn mass_deletion_is_held_back_until_approved() {
+    let slapd = Slapd::start();
+    let cfg = sync_config(&slapd, BASE_DN, true, "");
+    let (full, _) = pull(&cfg);
+    let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
+    let ldif: String = (0..31)
+        .map(|i| {
+            format!("dn: uid=user{i:03},ou=engineering,ou=people,{BASE_DN}\nchangetype: delete\n\n")
+        })
+        .collect();
+    modify(&slapd, &ldif);
+    let (held, code) = changes(&cfg, &cookie, None);
+    assert_eq!(code, 1);
+    assert_eq!(held.len(), 1, "nothing delivered: {held:?}");
+    assert_eq!(held[0]["error"], "sync_protection");
+    assert_eq!(held[0]["account_deletes"], 31);
+    assert_eq!(held[0]["org_deletes"], 0);
+    let token = held[0]["approval"].as_str().unwrap().to_owned();
+    // The cookie did not advance: asking again gives the same token.
+    assert_eq!(
+        changes(&cfg, &cookie, None).0[0]["approval"],
+        token.as_str()
+    );
+    assert_eq!(
+        changes(&cfg, &cookie, Some("0123abcd")).0[0]["error"],
+        "sync_protection"
+    );
+    let (delivered, code) = changes(&cfg, &cookie, Some(&token));
+    assert_eq!(code, 0, "{delivered:?}");
+    let deletes = delivered.iter().filter(|l| l["op"] == "delete").count();
+    assert_eq!(deletes, 31);
+    // One more deletion changes the change set: the old token no longer fits.
+    modify(
+        &slapd,
+        &format!("dn: uid=user031,ou=engineering,ou=people,{BASE_DN}\nchangetype: delete\n"),
+    );
+    let (held, _) = changes(&cfg, &cookie, Some(&token));
+    assert_eq!(held[0]["error"], "sync_protection");
+    assert_ne!(held[0]["approval"], token.as_str());
+}
+
+#[test]
+fn changes_over_https() {
+    let slapd = Slapd::start();
+    let token = "changes-token";
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .control(token),
+    );
+    let r = control_request(&proxy, "GET", "/v1/sync/full", Some(token), None);
+    let end: Value = serde_json::from_str(r.body.lines().last().unwrap()).unwrap();
+    let cookie = end["cookie"].as_str().unwrap();
+    modify(
+        &slapd,
+        &format!("dn: uid=bob,ou=people,{BASE_DN}\nchangetype: modify\nreplace: cn\ncn: Bobby\n"),
+    );
+    let r = control_request(
+        &proxy,
+        "GET",
+        &format!("/v1/sync/changes?cookie={cookie}"),
+        Some(token),
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let lines: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["fields"]["display_name"], "Bobby");
+    let r = control_request(
+        &proxy,
+        "GET",
+        "/v1/sync/changes?cookie=beef",
+        Some(token),
+        None,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (409, Some("cookie_unknown"))
+    );
+    let r = control_request(&proxy, "GET", "/v1/sync/changes", Some(token), None);
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn kill_9_during_state_writes_loses_nothing() {
+    let slapd = Slapd::start();
+    let cfg = sync_config(&slapd, BASE_DN, true, "page_size = 5");
+    assert_eq!(pull(&cfg).1, 0);
+    let state = PathBuf::from(
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("state_dir = \"")
+                    .map(|s| s.trim_end_matches('"').to_owned())
+            })
+            .unwrap(),
+    );
+    for i in 0..40u64 {
+        let mut child = Command::new(ldapgate_binary())
+            .args(["sync", "full", "-c"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(
+            2_000 + (i * 7919) % 60_000,
+        ));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Every state file present is whole.
+        for entry in std::fs::read_dir(&state).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".json") && !name.starts_with('.') {
+                let text = std::fs::read_to_string(&path).unwrap();
+                serde_json::from_str::<Value>(&text)
+                    .unwrap_or_else(|e| panic!("{name} torn after kill {i}: {e}"));
+            }
+        }
+    }
+    // The state still works: a pull succeeds and the base is not "moved".
+    let (lines, code) = pull(&cfg);
+    assert_eq!(
+        (code, lines.last().unwrap()["type"].as_str()),
+        (0, Some("end")),
+        "{lines:?}"
+    );
+}

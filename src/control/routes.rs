@@ -25,6 +25,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
     Router::new()
         .route("/v1/authenticate", post(authenticate))
         .route("/v1/sync/full", get(sync_full))
+        .route("/v1/sync/changes", get(sync_changes))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -136,11 +137,11 @@ async fn sync_full(State(state): State<Arc<ControlState>>, headers: HeaderMap) -
         // refusal, which gets a status of its own.
         let result = task.await;
         return match result {
-            Ok(Ok(counts)) => ndjson(futures_util::stream::iter([Ok::<
+            Ok(Ok((counts, cookie))) => ndjson(futures_util::stream::iter([Ok::<
                 _,
                 std::convert::Infallible,
             >(
-                end_line(counts) + "\n"
+                end_line(counts, &cookie) + "\n",
             )])),
             Ok(Err(e @ SyncError::BaseDnMoved { .. })) => (
                 StatusCode::CONFLICT,
@@ -167,7 +168,7 @@ async fn sync_full(State(state): State<Arc<ControlState>>, headers: HeaderMap) -
                 return Some((Ok(chunk), (None, rx, task)));
             }
             let last = match task?.await {
-                Ok(Ok(counts)) => end_line(counts),
+                Ok(Ok((counts, cookie))) => end_line(counts, &cookie),
                 Ok(Err(e)) => error_line(&e),
                 Err(_) => json!({ "type": "error", "error": "internal" }).to_string(),
             };
@@ -205,4 +206,53 @@ where
         HeaderValue::from_static("application/x-ndjson"),
     );
     response
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    cookie: String,
+    approve: Option<String>,
+}
+
+/// `GET /v1/sync/changes?cookie=C[&approve=T]`: the change set, or 409 when
+/// sync protection holds it back, the base DN moved, or the cookie is gone.
+async fn sync_changes(
+    State(state): State<Arc<ControlState>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    use crate::sync::changes::changes;
+    use crate::sync::export::SyncError;
+    if !state.token_ok(bearer(&headers)) {
+        return unauthorized();
+    }
+    let Ok(axum::extract::Query(q)) = query else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({ "error": "bad_request", "detail": "query parameter `cookie` is required" }),
+            ),
+        )
+            .into_response();
+    };
+    match changes(&state.exporter, &q.cookie, q.approve.as_deref()).await {
+        Ok(set) => {
+            let mut body = set.lines.join("\n");
+            if !body.is_empty() {
+                body.push('\n');
+            }
+            body.push_str(&set.end_line());
+            body.push('\n');
+            ndjson(futures_util::stream::iter([Ok::<
+                _,
+                std::convert::Infallible,
+            >(body)]))
+        }
+        Err(
+            e @ (SyncError::Protection { .. }
+            | SyncError::BaseDnMoved { .. }
+            | SyncError::UnknownCookie(_)),
+        ) => (StatusCode::CONFLICT, Json(e.to_json())).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, Json(e.to_json())).into_response(),
+    }
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::snapshot::{self, line_hash, Objects, SnapObject};
 use super::state::{BaseFingerprint, StateDir, StateError, BASE_FINGERPRINT};
 use crate::auth::resolver::{format_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
@@ -61,6 +62,17 @@ pub enum SyncError {
     State(#[from] StateError),
     #[error("the consumer went away")]
     ConsumerGone,
+    #[error("cookie {0:?} names no kept snapshot; run a full pull")]
+    UnknownCookie(String),
+    #[error(
+        "sync protection: the change set deletes {account_deletes} accounts and {org_deletes} \
+         organizations, over the configured limits; review it and pull again with approve={approval}"
+    )]
+    Protection {
+        account_deletes: usize,
+        org_deletes: usize,
+        approval: String,
+    },
 }
 
 impl SyncError {
@@ -72,7 +84,25 @@ impl SyncError {
             SyncError::Search { .. } | SyncError::BaseMissing(_) => "directory_error",
             SyncError::State(_) => "state_error",
             SyncError::ConsumerGone => "consumer_gone",
+            SyncError::UnknownCookie(_) => "cookie_unknown",
+            SyncError::Protection { .. } => "sync_protection",
         }
+    }
+
+    /// The JSON body or error line that reports this error.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({ "error": self.code(), "detail": self.to_string() });
+        if let SyncError::Protection {
+            account_deletes,
+            org_deletes,
+            approval,
+        } = self
+        {
+            v["account_deletes"] = json!(account_deletes);
+            v["org_deletes"] = json!(org_deletes);
+            v["approval"] = json!(approval);
+        }
+        v
     }
 }
 
@@ -81,6 +111,16 @@ impl SyncError {
 pub struct Counts {
     pub orgs: usize,
     pub accounts: usize,
+}
+
+/// One object of a walk: its export line and what a snapshot keeps of it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub kind: &'static str,
+    pub id: String,
+    /// Depth of its DN, to order creations parents first.
+    pub depth: usize,
+    pub line: String,
 }
 
 /// One NDJSON line of a pull.
@@ -107,6 +147,8 @@ pub struct Exporter {
     page_size: i64,
     limit: Duration,
     max_message: usize,
+    max_account_deletes: usize,
+    max_org_deletes: usize,
 }
 
 fn class_filter(classes: &[String]) -> LdapFilter {
@@ -141,6 +183,8 @@ impl Exporter {
             page_size: i64::from(config.sync.page_size),
             limit: config.directory.operation_timeout,
             max_message: config.directory.max_message_bytes,
+            max_account_deletes: config.sync.max_account_deletes,
+            max_org_deletes: config.sync.max_org_deletes,
         }
     }
 
@@ -215,6 +259,15 @@ impl Exporter {
         Ok(id)
     }
 
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// (max_account_deletes, max_org_deletes) of sync protection.
+    pub fn protection_limits(&self) -> (usize, usize) {
+        (self.max_account_deletes, self.max_org_deletes)
+    }
+
     /// Forgets the recorded base-DN fingerprint (`ldapgate sync rearm`).
     pub fn rearm(&self) -> Result<bool, SyncError> {
         Ok(self.state.remove(BASE_FINGERPRINT)?)
@@ -285,21 +338,50 @@ impl Exporter {
         fields
     }
 
-    /// The full export, one line at a time into `out`. Returns the counts
-    /// for the `end` line.
-    pub async fn full(&self, out: &mpsc::Sender<String>) -> Result<Counts, SyncError> {
+    /// The full export, one line at a time into `out`. On success the
+    /// objects delivered are kept as a snapshot; returns the counts and the
+    /// cookie for the `end` line.
+    pub async fn full(&self, out: &mpsc::Sender<String>) -> Result<(Counts, String), SyncError> {
+        let (tx, mut rx) = mpsc::channel::<Item>(256);
+        let forward = async move {
+            let mut objects = Objects::new();
+            while let Some(item) = rx.recv().await {
+                objects.insert(
+                    item.id,
+                    SnapObject {
+                        kind: item.kind.to_owned(),
+                        hash: line_hash(&item.line),
+                        depth: item.depth,
+                    },
+                );
+                // A consumer that left ends the walk: its sends then fail.
+                out.send(item.line)
+                    .await
+                    .map_err(|_| SyncError::ConsumerGone)?;
+            }
+            Ok::<_, SyncError>(objects)
+        };
+        let (walked, objects) = tokio::join!(self.walk(tx), forward);
+        let counts = walked?;
+        let cookie = snapshot::save(&self.state, objects?)?;
+        Ok((counts, cookie))
+    }
+
+    /// Every organization and account as an [`Item`], organizations first
+    /// and parents before children.
+    pub async fn walk(&self, out: mpsc::Sender<Item>) -> Result<Counts, SyncError> {
         let mut conn = self.service.get(self.limit, self.max_message).await?;
-        let result = self.full_on(&mut conn, out).await;
+        let result = self.walk_on(&mut conn, &out).await;
         if result.is_ok() {
             self.service.put(conn);
         }
         result
     }
 
-    async fn full_on(
+    async fn walk_on(
         &self,
         conn: &mut UpstreamConn,
-        out: &mpsc::Sender<String>,
+        out: &mpsc::Sender<Item>,
     ) -> Result<Counts, SyncError> {
         let base_id = self.check_base(conn).await?;
         let base_key = self.base_dn.key();
@@ -351,7 +433,13 @@ impl Exporter {
             let mut fields = BTreeMap::new();
             fields.insert("name", json!(name));
             let line = record_line("org", id, text, parent_of(dn).as_deref(), fields);
-            out.send(line).await.map_err(|_| SyncError::ConsumerGone)?;
+            let item = Item {
+                kind: "org",
+                id: id.clone(),
+                depth: dn.depth(),
+                line,
+            };
+            out.send(item).await.map_err(|_| SyncError::ConsumerGone)?;
             counts.orgs += 1;
         }
 
@@ -374,7 +462,13 @@ impl Exporter {
                     parent_of(&dn).as_deref(),
                     self.account_fields(e),
                 );
-                out.send(line).await.map_err(|_| SyncError::ConsumerGone)?;
+                let item = Item {
+                    kind: "account",
+                    id,
+                    depth: dn.depth(),
+                    line,
+                };
+                out.send(item).await.map_err(|_| SyncError::ConsumerGone)?;
                 counts.accounts += 1;
             }
             if page.cookie.is_empty() {
@@ -405,11 +499,13 @@ fn record_line(
 }
 
 /// The line that ends a successful pull.
-pub fn end_line(counts: Counts) -> String {
-    json!({ "type": "end", "cookie": Value::Null, "counts": counts }).to_string()
+pub fn end_line(counts: Counts, cookie: &str) -> String {
+    json!({ "type": "end", "cookie": cookie, "counts": counts }).to_string()
 }
 
 /// The line that ends a failed pull.
 pub fn error_line(err: &SyncError) -> String {
-    json!({ "type": "error", "error": err.code(), "detail": err.to_string() }).to_string()
+    let mut v = err.to_json();
+    v["type"] = json!("error");
+    v.to_string()
 }

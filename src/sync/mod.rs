@@ -1,2 +1,4 @@
+pub mod changes;
 pub mod export;
+pub mod snapshot;
 pub mod state;

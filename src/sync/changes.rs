@@ -1,0 +1,151 @@
+//! Incremental pulls by difference against the snapshot a cookie names:
+//! new or changed objects are upserts (a rename or move keeps its id, so it
+//! is an upsert, never a delete and an add), vanished ones deletes. A change
+//! set deleting more than `max_account_deletes` accounts or
+//! `max_org_deletes` organizations is held back until it is approved with
+//! the token bound to exactly that change set. Nothing advances on an error:
+//! the new snapshot (and cookie) is written only for a delivered change set.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::export::{Exporter, Item, SyncError};
+use super::snapshot::{self, line_hash, Objects, SnapObject};
+
+/// What a changes pull delivers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ChangeCounts {
+    pub upserts: usize,
+    pub account_deletes: usize,
+    pub org_deletes: usize,
+}
+
+/// A delivered change set: its lines, in applying order, and the new cookie.
+#[derive(Debug)]
+pub struct ChangeSet {
+    pub lines: Vec<String>,
+    pub cookie: String,
+    pub counts: ChangeCounts,
+}
+
+impl ChangeSet {
+    pub fn end_line(&self) -> String {
+        json!({ "type": "end", "cookie": self.cookie, "counts": self.counts }).to_string()
+    }
+}
+
+/// The token that approves exactly this change set, from this snapshot.
+fn approval_token(
+    key: &str,
+    cookie: &str,
+    deletes: &[(String, String, usize)],
+    upserts: &[Item],
+) -> String {
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update(b"\n");
+    h.update(cookie.as_bytes());
+    let mut parts: Vec<String> = deletes.iter().map(|(_, id, _)| format!("-{id}")).collect();
+    parts.extend(
+        upserts
+            .iter()
+            .map(|i| format!("+{}:{}", i.id, line_hash(&i.line))),
+    );
+    parts.sort();
+    for p in parts {
+        h.update(b"\n");
+        h.update(p.as_bytes());
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The changes since the snapshot `cookie` names.
+pub async fn changes(
+    exporter: &Exporter,
+    cookie: &str,
+    approve: Option<&str>,
+) -> Result<ChangeSet, SyncError> {
+    let state = exporter.state();
+    let before = snapshot::load(state, cookie)?
+        .ok_or_else(|| SyncError::UnknownCookie(cookie.to_owned()))?;
+
+    let (tx, mut rx) = mpsc::channel::<Item>(256);
+    let collect = async move {
+        let mut items = Vec::new();
+        while let Some(item) = rx.recv().await {
+            items.push(item);
+        }
+        items
+    };
+    let (walked, current) = tokio::join!(exporter.walk(tx), collect);
+    walked?;
+
+    let mut now = Objects::new();
+    let mut present = HashSet::new();
+    let mut upserts = Vec::new();
+    for item in current {
+        let hash = line_hash(&item.line);
+        present.insert(item.id.clone());
+        if before.get(&item.id).map(|o| o.hash.as_str()) != Some(hash.as_str()) {
+            upserts.push(item.clone());
+        }
+        now.insert(
+            item.id,
+            SnapObject {
+                kind: item.kind.to_owned(),
+                hash,
+                depth: item.depth,
+            },
+        );
+    }
+    let mut deletes: Vec<(String, String, usize)> = before
+        .iter()
+        .filter(|(id, _)| !present.contains(*id))
+        .map(|(id, o)| (o.kind.clone(), id.clone(), o.depth))
+        .collect();
+    let account_deletes = deletes.iter().filter(|(k, ..)| k == "account").count();
+    let org_deletes = deletes.len() - account_deletes;
+
+    let (max_accounts, max_orgs) = exporter.protection_limits();
+    if account_deletes > max_accounts || org_deletes > max_orgs {
+        let approval = approval_token(&snapshot::approval_key(state)?, cookie, &deletes, &upserts);
+        if approve != Some(approval.as_str()) {
+            return Err(SyncError::Protection {
+                account_deletes,
+                org_deletes,
+                approval,
+            });
+        }
+    }
+
+    // Applying order: organizations parents first, then accounts; deletes
+    // of accounts, then of organizations children first.
+    upserts.sort_by_key(|i| (i.kind != "org", i.depth));
+    deletes.sort_by_key(|(kind, _, depth)| (kind == "org", std::cmp::Reverse(*depth)));
+    let mut lines = Vec::with_capacity(upserts.len() + deletes.len());
+    for item in &upserts {
+        // An export line is a JSON object we wrote: `{"type":...`.
+        lines.push(format!("{{\"op\":\"upsert\",{}", &item.line[1..]));
+    }
+    for (kind, id, _) in &deletes {
+        lines.push(json!({ "op": "delete", "type": kind, "id": id }).to_string());
+    }
+    let counts = ChangeCounts {
+        upserts: upserts.len(),
+        account_deletes,
+        org_deletes,
+    };
+    let cookie = snapshot::save(state, now)?;
+    Ok(ChangeSet {
+        lines,
+        cookie,
+        counts,
+    })
+}

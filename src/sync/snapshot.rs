@@ -1,0 +1,140 @@
+//! Snapshots for incremental pulls by difference: after each successful
+//! pull, the id, kind and a hash of every object's line are kept in
+//! `state_dir` under a fresh cookie. A changes pull compares the directory
+//! with the snapshot its cookie names. The last few snapshots are kept, so
+//! a consumer that lost a response can repeat the pull with its old cookie.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::state::{StateDir, StateError};
+
+/// Snapshots kept besides the newest.
+const KEEP: usize = 3;
+const INDEX: &str = "snapshots.json";
+
+/// One object as a snapshot remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapObject {
+    pub kind: String,
+    /// Hex SHA-256 (first 16 bytes) of the object's export line.
+    pub hash: String,
+    /// Depth of its DN, to delete children before parents.
+    #[serde(default)]
+    pub depth: usize,
+}
+
+/// The objects a pull delivered, by id.
+pub type Objects = BTreeMap<String, SnapObject>;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    cookie: String,
+    objects: Objects,
+}
+
+/// The hash of an export line.
+pub fn line_hash(line: &str) -> String {
+    Sha256::digest(line.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Random hex, from the system RNG.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // Without the OS RNG, cookies fall back to the time: still unique per
+    // pull, only guessable, which a cookie need not resist.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return format!("{now:032x}");
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file(cookie: &str) -> String {
+    format!("snapshot-{cookie}.json")
+}
+
+/// True for a cookie this module could have made (hex only), so a cookie
+/// from a request can never name another file.
+fn well_formed(cookie: &str) -> bool {
+    !cookie.is_empty() && cookie.len() <= 64 && cookie.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Stores `objects` under a new cookie and returns it.
+pub fn save(state: &StateDir, objects: Objects) -> Result<String, StateError> {
+    let cookie = random_hex(16);
+    state.write_json(
+        &file(&cookie),
+        &Snapshot {
+            cookie: cookie.clone(),
+            objects,
+        },
+    )?;
+    let mut index: Vec<String> = state.read_json(INDEX)?.unwrap_or_default();
+    index.push(cookie.clone());
+    while index.len() > KEEP + 1 {
+        let old = index.remove(0);
+        state.remove(&file(&old))?;
+    }
+    state.write_json(INDEX, &index)?;
+    Ok(cookie)
+}
+
+/// The objects of the snapshot `cookie` names, if it is still kept.
+pub fn load(state: &StateDir, cookie: &str) -> Result<Option<Objects>, StateError> {
+    if !well_formed(cookie) {
+        return Ok(None);
+    }
+    Ok(state
+        .read_json::<Snapshot>(&file(cookie))?
+        .map(|s| s.objects))
+}
+
+/// The key that signs approval tokens, created on first use.
+pub fn approval_key(state: &StateDir) -> Result<String, StateError> {
+    const KEY: &str = "approval.key";
+    if let Some(key) = state.read(KEY)? {
+        return Ok(String::from_utf8_lossy(&key).trim().to_owned());
+    }
+    let key = random_hex(32);
+    state.write(KEY, key.as_bytes())?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_few_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let mut cookies = Vec::new();
+        for i in 0..6 {
+            let mut objects = Objects::new();
+            objects.insert(
+                format!("id{i}"),
+                SnapObject {
+                    kind: "account".into(),
+                    hash: line_hash("x"),
+                    depth: 4,
+                },
+            );
+            cookies.push(save(&state, objects).unwrap());
+        }
+        assert!(load(&state, &cookies[0]).unwrap().is_none());
+        assert!(load(&state, &cookies[1]).unwrap().is_none());
+        for c in &cookies[2..] {
+            assert!(load(&state, c).unwrap().is_some());
+        }
+        assert!(load(&state, "../../etc/passwd").unwrap().is_none());
+        assert_eq!(approval_key(&state).unwrap(), approval_key(&state).unwrap());
+    }
+}
