@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::export::{Exporter, Item, SyncError};
-use super::snapshot::{self, line_hash, Objects, SnapObject};
+use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
 
 /// What a changes pull delivers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,7 +42,7 @@ impl ChangeSet {
 fn approval_token(
     key: &str,
     cookie: &str,
-    deletes: &[(String, String, usize)],
+    deletes: &[(Kind, String, u16)],
     upserts: &[Item],
 ) -> String {
     let mut h = Sha256::new();
@@ -53,7 +53,7 @@ fn approval_token(
     parts.extend(
         upserts
             .iter()
-            .map(|i| format!("+{}:{}", i.id, line_hash(&i.line))),
+            .map(|i| format!("+{}:{:016x}", i.id, line_hash(&i.line))),
     );
     parts.sort();
     for p in parts {
@@ -93,24 +93,24 @@ pub async fn changes(
     for item in current {
         let hash = line_hash(&item.line);
         present.insert(item.id.clone());
-        if before.get(&item.id).map(|o| o.hash.as_str()) != Some(hash.as_str()) {
+        if before.get(&item.id).map(|o| o.hash) != Some(hash) {
             upserts.push(item.clone());
         }
         now.insert(
             item.id,
             SnapObject {
-                kind: item.kind.to_owned(),
+                kind: item.kind,
                 hash,
                 depth: item.depth,
             },
         );
     }
-    let mut deletes: Vec<(String, String, usize)> = before
+    let mut deletes: Vec<(Kind, String, u16)> = before
         .iter()
         .filter(|(id, _)| !present.contains(*id))
-        .map(|(id, o)| (o.kind.clone(), id.clone(), o.depth))
+        .map(|(id, o)| (o.kind, id.clone(), o.depth))
         .collect();
-    let account_deletes = deletes.iter().filter(|(k, ..)| k == "account").count();
+    let account_deletes = deletes.iter().filter(|(k, ..)| *k == Kind::Account).count();
     let org_deletes = deletes.len() - account_deletes;
 
     let (max_accounts, max_orgs) = exporter.protection_limits();
@@ -127,15 +127,15 @@ pub async fn changes(
 
     // Applying order: organizations parents first, then accounts; deletes
     // of accounts, then of organizations children first.
-    upserts.sort_by_key(|i| (i.kind != "org", i.depth));
-    deletes.sort_by_key(|(kind, _, depth)| (kind == "org", std::cmp::Reverse(*depth)));
+    upserts.sort_by_key(|i| (i.kind != Kind::Org, i.depth));
+    deletes.sort_by_key(|(kind, _, depth)| (*kind == Kind::Org, std::cmp::Reverse(*depth)));
     let mut lines = Vec::with_capacity(upserts.len() + deletes.len());
     for item in &upserts {
         // An export line is a JSON object we wrote: `{"type":...`.
         lines.push(format!("{{\"op\":\"upsert\",{}", &item.line[1..]));
     }
     for (kind, id, _) in &deletes {
-        lines.push(json!({ "op": "delete", "type": kind, "id": id }).to_string());
+        lines.push(json!({ "op": "delete", "type": kind.as_str(), "id": id }).to_string());
     }
     let counts = ChangeCounts {
         upserts: upserts.len(),

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::snapshot::{self, line_hash, Objects, SnapObject};
+use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
 use super::state::{BaseFingerprint, StateDir, StateError, BASE_FINGERPRINT};
 use crate::auth::resolver::{format_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
@@ -116,10 +116,10 @@ pub struct Counts {
 /// One object of a walk: its export line and what a snapshot keeps of it.
 #[derive(Debug, Clone)]
 pub struct Item {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub id: String,
     /// Depth of its DN, to order creations parents first.
-    pub depth: usize,
+    pub depth: u16,
     pub line: String,
 }
 
@@ -349,7 +349,7 @@ impl Exporter {
                 objects.insert(
                     item.id,
                     SnapObject {
-                        kind: item.kind.to_owned(),
+                        kind: item.kind,
                         hash: line_hash(&item.line),
                         depth: item.depth,
                     },
@@ -434,9 +434,9 @@ impl Exporter {
             fields.insert("name", json!(name));
             let line = record_line("org", id, text, parent_of(dn).as_deref(), fields);
             let item = Item {
-                kind: "org",
+                kind: Kind::Org,
                 id: id.clone(),
-                depth: dn.depth(),
+                depth: depth_of(dn),
                 line,
             };
             out.send(item).await.map_err(|_| SyncError::ConsumerGone)?;
@@ -463,9 +463,9 @@ impl Exporter {
                     self.account_fields(e),
                 );
                 let item = Item {
-                    kind: "account",
+                    kind: Kind::Account,
                     id,
-                    depth: dn.depth(),
+                    depth: depth_of(&dn),
                     line,
                 };
                 out.send(item).await.map_err(|_| SyncError::ConsumerGone)?;
@@ -478,6 +478,10 @@ impl Exporter {
         }
         Ok(counts)
     }
+}
+
+fn depth_of(dn: &Dn) -> u16 {
+    u16::try_from(dn.depth()).unwrap_or(u16::MAX)
 }
 
 fn record_line(

@@ -15,15 +15,35 @@ use super::state::{StateDir, StateError};
 const KEEP: usize = 3;
 const INDEX: &str = "snapshots.json";
 
-/// One object as a snapshot remembers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Org,
+    Account,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Org => "org",
+            Kind::Account => "account",
+        }
+    }
+}
+
+/// One object as a snapshot remembers it (kept small: a snapshot of a
+/// large directory is held in memory during a pull).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapObject {
-    pub kind: String,
-    /// Hex SHA-256 (first 16 bytes) of the object's export line.
-    pub hash: String,
+    #[serde(rename = "k")]
+    pub kind: Kind,
+    /// The first 8 bytes of the SHA-256 of the object's export line.
+    #[serde(rename = "h")]
+    pub hash: u64,
     /// Depth of its DN, to delete children before parents.
-    #[serde(default)]
-    pub depth: usize,
+    #[serde(rename = "d")]
+    pub depth: u16,
 }
 
 /// The objects a pull delivered, by id.
@@ -36,11 +56,11 @@ struct Snapshot {
 }
 
 /// The hash of an export line.
-pub fn line_hash(line: &str) -> String {
-    Sha256::digest(line.as_bytes())[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+pub fn line_hash(line: &str) -> u64 {
+    let digest = Sha256::digest(line.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// Random hex, from the system RNG.
@@ -122,7 +142,7 @@ mod tests {
             objects.insert(
                 format!("id{i}"),
                 SnapObject {
-                    kind: "account".into(),
+                    kind: Kind::Account,
                     hash: line_hash("x"),
                     depth: 4,
                 },

@@ -40,11 +40,26 @@ impl StateDir {
 
     /// Replaces `name` with `bytes`, atomically.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        self.write_with(name, |w| w.write_all(bytes))
+    }
+
+    /// Replaces `name` with what `fill` writes, atomically; large state is
+    /// streamed to the file rather than built in memory first.
+    pub fn write_with(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+    ) -> Result<(), StateError> {
         fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut file = File::create(&tmp).map_err(self.io(&tmp))?;
-        file.write_all(bytes).map_err(self.io(&tmp))?;
+        let file = File::create(&tmp).map_err(self.io(&tmp))?;
+        let mut writer = std::io::BufWriter::new(file);
+        fill(&mut writer).map_err(self.io(&tmp))?;
+        let file = writer.into_inner().map_err(|e| StateError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(self.io(&tmp))?;
         drop(file);
         fs::rename(&tmp, &path).map_err(self.io(&path))?;
@@ -91,11 +106,9 @@ impl StateDir {
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Corrupt {
-            path: self.dir.join(name),
-            reason: e.to_string(),
-        })?;
-        self.write(name, &bytes)
+        self.write_with(name, |w| {
+            serde_json::to_writer(w, value).map_err(std::io::Error::other)
+        })
     }
 }
 
