@@ -9,7 +9,8 @@
 //! - [`session`]: one client connection; [`session::policy`] decides per request.
 //! - [`auth`]: delegated authentication: sign-in resolution, bind, outcomes.
 //! - [`ratelimit`]: per-address and per-identity bind limits, lockout.
-//! - [`control`]: the HTTPS control channel (`/v1/authenticate`).
+//! - [`control`]: the HTTPS control channel (`/v1/authenticate`, `/v1/sync/...`).
+//! - [`sync`]: full and incremental pulls, base-DN fingerprint, sync protection.
 //! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
 //! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses.
 //! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover.

@@ -1,3 +1,7 @@
+//! Sync pulls of organizations and accounts: [`export`] (full pulls and the
+//! walk they share), [`changes`] (incremental by snapshot difference, sync
+//! protection), [`snapshot`] and [`state`] (what is kept in `state_dir`).
+
 pub mod changes;
 pub mod export;
 pub mod snapshot;
