@@ -163,3 +163,93 @@ async fn each_ad_outcome_over_every_channel() {
         assert_everywhere(&got, login, outcome);
     }
 }
+
+#[tokio::test]
+async fn ad_full_and_changes_pulls_use_object_guids() {
+    let samba = samba();
+    let token = "ad-sync-token";
+    let proxy = Proxy::start(
+        ProxyConfig::with_directory(ad_directory(samba))
+            .section(AD_SIGNIN)
+            .section(
+                "[sync]\nstate_dir = \"STATE\"\n[sync.fields]\nusername = \"sAMAccountName\"\nemail = \"mail\"\n"
+                    .replace("STATE", &samba.dir.join(format!("state-{}", free_port())).display().to_string())
+                    .as_str(),
+            )
+            .control(token),
+    );
+    // A user of this test's own (the Samba instance is shared).
+    let out = admin_tool(
+        "ldapmodify",
+        &[],
+        Some(&format!(
+            "dn: CN=syncu,CN=Users,{AD_BASE_DN}\nchangetype: add\nobjectClass: user\nsAMAccountName: syncu\n\
+             mail: syncu@example.com\n"
+        )),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let r = control_request(&proxy, "GET", "/v1/sync/full", Some(token), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let lines: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    let ada = lines
+        .iter()
+        .find(|l| l["fields"]["username"] == "ada")
+        .expect("ada exported");
+    assert_eq!(ada["fields"]["email"], "ada.lovelace@example.com");
+    let user = lines
+        .iter()
+        .find(|l| l["fields"]["username"] == "syncu")
+        .expect("syncu exported");
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        user_id.split('-').map(str::len).collect::<Vec<_>>(),
+        vec![8, 4, 4, 4, 12]
+    );
+    let cookie = end["cookie"].as_str().unwrap().to_owned();
+
+    // An OU, and the user moved into it.
+    let out = admin_tool(
+        "ldapmodify",
+        &[],
+        Some(&format!(
+            "dn: OU=Sales,{AD_BASE_DN}\nchangetype: add\nobjectClass: organizationalUnit\nou: Sales\n\n\
+             dn: CN=syncu,CN=Users,{AD_BASE_DN}\nchangetype: modrdn\nnewrdn: CN=syncu\ndeleteoldrdn: 1\nnewsuperior: OU=Sales,{AD_BASE_DN}\n"
+        )),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let r = control_request(
+        &proxy,
+        "GET",
+        &format!("/v1/sync/changes?cookie={cookie}"),
+        Some(token),
+        None,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let changes: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let user_changes: Vec<&Value> = changes
+        .iter()
+        .filter(|l| l["id"] == user_id.as_str())
+        .collect();
+    assert_eq!(user_changes.len(), 1, "{changes:#?}");
+    assert_eq!(user_changes[0]["op"], "upsert");
+    assert_eq!(
+        user_changes[0]["dn"],
+        format!("CN=syncu,OU=Sales,{AD_BASE_DN}")
+    );
+    let sales = changes
+        .iter()
+        .find(|l| l["type"] == "org" && l["fields"]["name"] == "Sales")
+        .expect("Sales");
+    assert_eq!(user_changes[0]["parent_id"], sales["id"]);
+    assert!(!changes.iter().any(|l| l["op"] == "delete"), "{changes:#?}");
+}
