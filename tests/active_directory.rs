@@ -190,11 +190,7 @@ async fn ad_full_and_changes_pulls_use_object_guids() {
     assert!(out.status.success(), "{}", show(&out));
     let r = control_request(&proxy, "GET", "/v1/sync/full", Some(token), None);
     assert_eq!(r.status, 200, "{r:?}");
-    let lines: Vec<Value> = r
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = r.ndjson();
     let end = lines.last().unwrap();
     assert_eq!(end["type"], "end", "{end}");
     let ada = lines
@@ -231,11 +227,7 @@ async fn ad_full_and_changes_pulls_use_object_guids() {
         None,
     );
     assert_eq!(r.status, 200, "{r:?}");
-    let changes: Vec<Value> = r
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let changes: Vec<Value> = r.ndjson();
     let user_changes: Vec<&Value> = changes
         .iter()
         .filter(|l| l["id"] == user_id.as_str())

@@ -45,10 +45,7 @@ fn pull(config: &Path) -> (Vec<Value>, i32) {
         .arg(config)
         .output()
         .unwrap();
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
     (lines, out.status.code().unwrap_or(-1))
 }
 
@@ -121,24 +118,12 @@ fn a_recreated_base_entry_blocks_sync_until_rearmed() {
         (0, Some("end"))
     );
     // Same DN, different entry.
-    let ldif = format!(
-        "dn: {base}\nchangetype: delete\n\ndn: {base}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n"
+    modify(
+        &slapd,
+        &format!(
+            "dn: {base}\nchangetype: delete\n\ndn: {base}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n"
+        ),
     );
-    let out = ldap_tool(
-        "ldapmodify",
-        &slapd.certs.ca_pem,
-        &[
-            "-x",
-            "-H",
-            &slapd.ldap_url(),
-            "-D",
-            ADMIN_DN,
-            "-w",
-            ADMIN_PW,
-        ],
-        Some(&ldif),
-    );
-    assert!(out.status.success(), "{}", show(&out));
     let (lines, code) = pull(&cfg);
     assert_eq!(code, 1);
     assert_eq!(lines.len(), 1, "nothing but the error: {lines:?}");
@@ -208,11 +193,7 @@ fn full_export_over_https_and_base_dn_moved_is_a_409() {
         r.header("content-type").as_deref(),
         Some("application/x-ndjson")
     );
-    let lines: Vec<Value> = r
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = r.ndjson();
     let end = lines.last().unwrap();
     assert_eq!(end["type"], "end", "{end}");
     assert_eq!(end["counts"]["orgs"], 1, "engineering under people");
@@ -271,10 +252,7 @@ fn changes(config: &Path, cookie: &str, approve: Option<&str>) -> (Vec<Value>, i
         cmd.args(["--approve", a]);
     }
     let out = cmd.output().unwrap();
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
     (lines, out.status.code().unwrap_or(-1))
 }
 
@@ -452,11 +430,7 @@ fn changes_over_https() {
         None,
     );
     assert_eq!(r.status, 200, "{r:?}");
-    let lines: Vec<Value> = r
-        .body
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = r.ndjson();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["fields"]["display_name"], "Bobby");
     let r = control_request(

@@ -697,6 +697,11 @@ impl HttpReply {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
 
+    /// The body as NDJSON lines.
+    pub fn ndjson(&self) -> Vec<serde_json::Value> {
+        json_lines(&self.body)
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -817,4 +822,11 @@ pub fn assert_everywhere(got: &ChannelOutcomes, login: &str, outcome: &str) {
         (ldap_code, ldap_text.as_str()),
         "{login}: LDAP bind"
     );
+}
+
+/// Parses NDJSON text, one value per line.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
 }
