@@ -18,6 +18,7 @@ use crate::ratelimit::BindLimiter;
 use crate::session::policy::Policy;
 use crate::session::{SessionContext, SessionLimits};
 use crate::sync::export::Exporter;
+use crate::sync::verify;
 use crate::upstream::pool::PoolSetupError;
 use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamPool;
@@ -144,13 +145,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             stop_rx.clone(),
         ));
     }
+    let service = Arc::new(ServiceConnections::new(
+        pool.clone(),
+        config.directory.service_account.clone(),
+    ));
+    let exporter = Arc::new(Exporter::new(config, service));
+    if !config.sync.verify_interval.is_zero() {
+        verify::spawn_scheduled(
+            exporter.clone(),
+            config.signin.attributes.clone(),
+            config.sync.verify_interval,
+        );
+    }
     let mut control_addr = None;
     if let Some(control) = &config.control {
-        let service = Arc::new(ServiceConnections::new(
-            pool.clone(),
-            config.directory.service_account.clone(),
-        ));
-        let exporter = Arc::new(Exporter::new(config, service));
         let state = Arc::new(ControlState::new(authenticator.clone(), exporter, control));
         let server = ControlServer::bind(control, state).await?;
         control_addr = Some(server.addr);

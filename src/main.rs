@@ -9,8 +9,8 @@ use ldapgate::auth::outcome::Outcome;
 use ldapgate::auth::{Attempt, Authenticator};
 use ldapgate::config::Config;
 use ldapgate::ratelimit::BindLimiter;
-use ldapgate::sync::changes;
 use ldapgate::sync::export::{self, Exporter};
+use ldapgate::sync::{changes, verify};
 use ldapgate::upstream::service::ServiceConnections;
 use ldapgate::upstream::UpstreamPool;
 use ldapgate::{daemon, fingerprint};
@@ -56,6 +56,12 @@ enum SyncCommand {
         cookie: String,
         #[arg(long)]
         approve: Option<String>,
+    },
+    /// One verification pass now: the base-DN fingerprint, counts, and
+    /// sign-in ID values shared by several entries (JSON; exit 1 when any).
+    Verify {
+        #[arg(short, long)]
+        config: PathBuf,
     },
     /// Forget the recorded base-DN fingerprint after checking that the base
     /// DN really is the intended entry; the next pull records it anew.
@@ -206,6 +212,7 @@ async fn dispatch(command: Command) -> ExitCode {
             let config = match &action {
                 SyncCommand::Full { config }
                 | SyncCommand::Rearm { config }
+                | SyncCommand::Verify { config }
                 | SyncCommand::Changes { config, .. } => config,
             };
             let config = match Config::load(config) {
@@ -281,6 +288,20 @@ async fn sync(config: &Config, action: &SyncCommand) -> anyhow::Result<bool> {
         config.directory.service_account.clone(),
     ));
     let exporter = Arc::new(Exporter::new(config, service));
+    if let SyncCommand::Verify { .. } = action {
+        return Ok(
+            match verify::verify(&exporter, &config.signin.attributes).await {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    report.shared_sign_in_values.is_empty()
+                }
+                Err(e) => {
+                    println!("{}", export::error_line(&e));
+                    false
+                }
+            },
+        );
+    }
     if let SyncCommand::Changes {
         cookie, approve, ..
     } = action

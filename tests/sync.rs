@@ -494,3 +494,88 @@ fn kill_9_during_state_writes_loses_nothing() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn verification_reports_sign_in_values_shared_by_several_entries() {
+    let slapd = Slapd::start();
+    let cfg = sync_config(&slapd, BASE_DN, true, "");
+    let out = Command::new(ldapgate_binary())
+        .args(["sync", "verify", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["orgs"], 3);
+    assert_eq!(report["accounts"], NAMED_USERS + GENERATED_USERS);
+    let shared = report["shared_sign_in_values"].as_array().unwrap();
+    // dup1 and dup2 share a mobile number; pat's uid equals his employee
+    // number, which is one person, not a conflict.
+    assert_eq!(shared.len(), 1, "{report:#}");
+    assert_eq!(shared[0]["attribute"], "mobile");
+    assert_eq!(shared[0]["value"], "+8613800009999");
+    let dns: Vec<&str> = shared[0]["dns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        dns.contains(&format!("uid=dup1,ou=people,{BASE_DN}").as_str()),
+        "{dns:?}"
+    );
+    assert!(
+        dns.contains(&format!("uid=dup2,ou=people,{BASE_DN}").as_str()),
+        "{dns:?}"
+    );
+
+    // A value shared across attributes counts too: a new user whose mail is
+    // alice's uid.
+    modify(
+        &slapd,
+        &format!(
+            "dn: uid=mallory,ou=people,{BASE_DN}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: mallory\n\
+             cn: M\nsn: M\nmail: alice\n"
+        ),
+    );
+    let out = Command::new(ldapgate_binary())
+        .args(["sync", "verify", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["shared_sign_in_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["value"].as_str().unwrap().eq_ignore_ascii_case("alice")),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn scheduled_verification_runs_in_the_daemon() {
+    let slapd = Slapd::start();
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .section(&format!(
+                "[sync]\nstate_dir = \"{}\"\nverify_interval = \"1s\"\n",
+                slapd.dir.path().join("daemon-state").display()
+            )),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !proxy
+        .log()
+        .contains("scheduled verification found shared sign-in ID values")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no verification logged:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(proxy.log().contains("+8613800009999"), "{}", proxy.log());
+}

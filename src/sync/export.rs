@@ -313,6 +313,29 @@ impl Exporter {
         Ok(page)
     }
 
+    /// Visits every account with `attrs`, page by page, after checking the
+    /// base DN's fingerprint.
+    pub async fn scan_accounts(
+        &self,
+        attrs: &[String],
+        mut visit: impl FnMut(&LdapSearchResultEntry),
+    ) -> Result<(), SyncError> {
+        let mut conn = self.service.get(self.limit, self.max_message).await?;
+        self.check_base(&mut conn).await?;
+        let filter = class_filter(&self.user_classes);
+        let mut cookie = Vec::new();
+        loop {
+            let page = self.page(&mut conn, &filter, attrs, cookie).await?;
+            page.entries.iter().for_each(&mut visit);
+            if page.cookie.is_empty() {
+                break;
+            }
+            cookie = page.cookie;
+        }
+        self.service.put(conn);
+        Ok(())
+    }
+
     fn account_fields<'a>(&'a self, entry: &'a LdapSearchResultEntry) -> BTreeMap<&'a str, Value> {
         let mut fields = BTreeMap::new();
         for (field, attr) in &self.fields {

@@ -1,8 +1,10 @@
 //! Sync pulls of organizations and accounts: [`export`] (full pulls and the
 //! walk they share), [`changes`] (incremental by snapshot difference, sync
-//! protection), [`snapshot`] and [`state`] (what is kept in `state_dir`).
+//! protection), [`verify`] (scheduled verification), [`snapshot`] and
+//! [`state`] (what is kept in `state_dir`).
 
 pub mod changes;
 pub mod export;
 pub mod snapshot;
 pub mod state;
+pub mod verify;

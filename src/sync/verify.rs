@@ -1,0 +1,145 @@
+//! Scheduled verification: a full pass that checks the base DN's
+//! fingerprint, counts organizations and accounts, and finds sign-in ID
+//! values that belong to more than one entry. Those users cannot sign in
+//! (their login is ambiguous), and the operator should know before they try.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::export::{Exporter, Item, SyncError};
+use super::snapshot::Kind;
+
+/// A sign-in ID value found on several entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SharedValue {
+    pub attribute: String,
+    pub value: String,
+    pub dns: Vec<String>,
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub orgs: usize,
+    pub accounts: usize,
+    pub shared_sign_in_values: Vec<SharedValue>,
+}
+
+fn key(value: &str) -> u64 {
+    let digest = Sha256::digest(value.trim().to_lowercase().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Runs one verification. `sign_in` are the `[signin]` attributes: a value
+/// is shared when two entries carry it, in the same attribute or not (a
+/// login matches any of them).
+pub async fn verify(exporter: &Exporter, sign_in: &[String]) -> Result<Report, SyncError> {
+    let mut report = Report::default();
+    let (tx, mut rx) = mpsc::channel::<Item>(256);
+    let count = async move {
+        let (mut orgs, mut accounts) = (0, 0);
+        while let Some(item) = rx.recv().await {
+            match item.kind {
+                Kind::Org => orgs += 1,
+                Kind::Account => accounts += 1,
+            }
+        }
+        (orgs, accounts)
+    };
+    let (walked, (orgs, accounts)) = tokio::join!(exporter.walk(tx), count);
+    walked?;
+    report.orgs = orgs;
+    report.accounts = accounts;
+
+    // Values are kept as 8-byte hashes with the index of the first entry's
+    // DN, so a large directory costs little memory.
+    let mut dns: Vec<String> = Vec::new();
+    let mut first_seen: HashMap<u64, u32> = HashMap::new();
+    let mut shared: HashMap<u64, SharedValue> = HashMap::new();
+    exporter
+        .scan_accounts(sign_in, |entry| {
+            let index = u32::try_from(dns.len()).unwrap_or(u32::MAX);
+            dns.push(entry.dn.clone());
+            let mut own: Vec<u64> = Vec::new();
+            for attr in &entry.attributes {
+                if !sign_in.iter().any(|a| a.eq_ignore_ascii_case(&attr.atype)) {
+                    continue;
+                }
+                for v in &attr.vals {
+                    let Ok(text) = std::str::from_utf8(v) else {
+                        continue;
+                    };
+                    let k = key(text);
+                    if own.contains(&k) {
+                        continue; // the same person by two attributes
+                    }
+                    own.push(k);
+                    match first_seen.get(&k) {
+                        None => {
+                            first_seen.insert(k, index);
+                        }
+                        Some(&first) => {
+                            let s = shared.entry(k).or_insert_with(|| SharedValue {
+                                attribute: attr.atype.clone(),
+                                value: text.to_owned(),
+                                dns: vec![dns.get(first as usize).cloned().unwrap_or_default()],
+                            });
+                            s.dns.push(entry.dn.clone());
+                        }
+                    }
+                }
+            }
+        })
+        .await?;
+    let mut shared: Vec<SharedValue> = shared.into_values().collect();
+    shared.sort_by(|a, b| (&a.attribute, &a.value).cmp(&(&b.attribute, &b.value)));
+    report.shared_sign_in_values = shared;
+    Ok(report)
+}
+
+/// Runs [`verify`] every `every` and logs what it found.
+pub fn spawn_scheduled(exporter: Arc<Exporter>, sign_in: Vec<String>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; the first verification waits a period.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match verify(&exporter, &sign_in).await {
+                Ok(report) if report.shared_sign_in_values.is_empty() => {
+                    info!(
+                        orgs = report.orgs,
+                        accounts = report.accounts,
+                        "scheduled verification passed"
+                    );
+                }
+                Ok(report) => {
+                    for s in &report.shared_sign_in_values {
+                        warn!(
+                            attribute = %s.attribute,
+                            value = %s.value,
+                            entries = ?s.dns,
+                            "sign-in ID value shared by several entries: these users cannot sign in with it"
+                        );
+                    }
+                    warn!(
+                        orgs = report.orgs,
+                        accounts = report.accounts,
+                        shared = report.shared_sign_in_values.len(),
+                        "scheduled verification found shared sign-in ID values"
+                    );
+                }
+                Err(e) => error!(error = %e, "scheduled verification failed"),
+            }
+        }
+    });
+}
