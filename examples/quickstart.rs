@@ -10,14 +10,15 @@ use common::*;
 
 fn main() {
     let slapd = Slapd::start();
-    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd).directory(&format!(
-        "bind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"",
-        write_secret(&slapd)
-    )));
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .control(TOKEN),
+    );
     let ca = proxy.certs.ca_pem.display();
     println!(
         "\nldapgate is running in front of a throwaway slapd (upstream over LDAPS).\n\n\
-         ldapgate   {ldap}  (StartTLS offered)   {ldaps}\n\
+         ldapgate   {ldap}  (StartTLS offered)   {ldaps}   control https://127.0.0.1:{control}\n\
          slapd      {slapd_url}  (direct, for comparison)\n\
          config     {config}\n\
          log        {log}\n\
@@ -27,6 +28,10 @@ fn main() {
          \x20 ldapwhoami -x -H {ldap} -D uid=alice,ou=people,{BASE_DN} -w alice-pw\n\
          \x20 ldapsearch -x -LLL -H {ldap} -b {BASE_DN} '(mobile=+8613800000002)' cn mail\n\
          \x20 LDAPTLS_CACERT={ca} ldapwhoami -x -ZZ -H {ldap} -D uid=bob,ou=people,{BASE_DN} -w bob-pw\n\
+         \x20 ldapwhoami -x -H {ldap} -D +8613800000001 -w alice-pw      # sign-in ID instead of a DN\n\
+         \x20 curl --cacert {ca} -H 'Authorization: Bearer {TOKEN}' \\\n\
+         \x20      --json '{{\"login\":\"bob@example.com\",\"password\":\"bob-pw\"}}' https://127.0.0.1:{control}/v1/authenticate\n\
+         \x20 curl --cacert {ca} -H 'Authorization: Bearer {TOKEN}' https://127.0.0.1:{control}/v1/sync/full\n\
          \x20 target/debug/ldapgate fingerprint 127.0.0.1:{slapd_ldaps}\n\n\
          Ctrl-C stops both.",
         ldap = proxy.ldap_url(),
@@ -34,6 +39,7 @@ fn main() {
         slapd_url = slapd.ldap_url(),
         slapd_ldaps = slapd.ldaps_port,
         config = proxy.config_path.display(),
+        control = proxy.control_port,
         log = proxy.log_path.display(),
         last = GENERATED_USERS - 1,
     );
@@ -44,11 +50,8 @@ fn main() {
     drop(slapd);
 }
 
-fn write_secret(slapd: &Slapd) -> String {
-    let path = slapd.dir.path().join("bind_password");
-    std::fs::write(&path, ADMIN_PW).unwrap();
-    path.display().to_string()
-}
+/// The control channel's bearer token in this throwaway setup.
+const TOKEN: &str = "quickstart-token";
 
 /// Waits for SIGINT/SIGTERM on a small runtime, then signals `tx`.
 fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) {
