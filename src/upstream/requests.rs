@@ -1,5 +1,5 @@
 //! Requests ldapgate makes on its own account on an upstream connection
-//! (resolving sign-in IDs, verifying passwords, later sync): a simple bind
+//! (resolving sign-in IDs, verifying passwords, sync pulls): a simple bind
 //! that asks for the password policy control, and a search that collects
 //! its entries. One request at a time per connection.
 
