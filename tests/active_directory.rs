@@ -154,7 +154,7 @@ async fn each_ad_outcome_over_every_channel() {
     for (login, password, outcome) in [
         ("ada", "Ada!Passw0rd1", "success"),
         ("+8613900000001", "Ada!Passw0rd1", "success"),
-        ("ada", "wrong", "invalid_credentials"),
+        ("wpw", "wrong", "invalid_credentials"),
         ("dis", "Dis!Passw0rd1", "account_disabled"),
         ("exp", "Exp!Passw0rd1", "account_expired"),
         ("mcp", "Mcp!Passw0rd1", "password_must_change"),

@@ -53,9 +53,13 @@ pub const AD_BASE_DN: &str = "DC=example,DC=com";
 pub const AD_ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=com";
 pub const AD_ADMIN_PW: &str = "Adm1n!Passw0rd";
 
-/// Users and their passwords. `lck` is locked out by the tests themselves.
+/// Users and their passwords. `lck` is locked out by the tests themselves;
+/// `wpw` takes the wrong passwords of the all-channel test, three of them,
+/// which must not add up with others' on one account (the domain locks an
+/// account at three).
 pub const AD_USERS: &[(&str, &str)] = &[
     ("ada", "Ada!Passw0rd1"),
+    ("wpw", "Wpw!Passw0rd1"),
     ("dis", "Dis!Passw0rd1"),
     ("exp", "Exp!Passw0rd1"),
     ("mcp", "Mcp!Passw0rd1"),
