@@ -144,6 +144,17 @@ fn main() -> ExitCode {
     runtime.block_on(dispatch(cli.command))
 }
 
+/// Loads the configuration for a command that needs it; an invalid one is
+/// reported problem by problem and ends the command with a usage error.
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        for problem in e.problems() {
+            eprintln!("ldapgate: config: {problem}");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
 async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::CheckConfig { config } => match Config::load(&config) {
@@ -159,14 +170,9 @@ async fn dispatch(command: Command) -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    for problem in e.problems() {
-                        eprintln!("ldapgate: config: {problem}");
-                    }
-                    return ExitCode::from(EXIT_USAGE);
-                }
+                Err(code) => return code,
             };
             match run(config).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -177,14 +183,9 @@ async fn dispatch(command: Command) -> ExitCode {
             }
         }
         Command::Authenticate { config, login } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    for problem in e.problems() {
-                        eprintln!("ldapgate: config: {problem}");
-                    }
-                    return ExitCode::from(EXIT_USAGE);
-                }
+                Err(code) => return code,
             };
             let mut password = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut password) {
@@ -215,14 +216,9 @@ async fn dispatch(command: Command) -> ExitCode {
                 | SyncCommand::Verify { config }
                 | SyncCommand::Changes { config, .. } => config,
             };
-            let config = match Config::load(config) {
+            let config = match load_config(config) {
                 Ok(c) => c,
-                Err(e) => {
-                    for problem in e.problems() {
-                        eprintln!("ldapgate: config: {problem}");
-                    }
-                    return ExitCode::from(EXIT_USAGE);
-                }
+                Err(code) => return code,
             };
             match sync(&config, &action).await {
                 Ok(true) => ExitCode::SUCCESS,
