@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use super::raw::{RawControl, RawRateLimit, RawSignIn};
 use super::{ListenerTls, Validator};
-use crate::tls;
 
 /// `[signin]`: how a login identifier finds its entry.
 #[derive(Debug, Clone)]
@@ -180,20 +179,7 @@ impl Validator {
             }
         };
         let tls = match (&r.tls_cert, &r.tls_key) {
-            (Some(cert), Some(key)) => {
-                let cert = self.readable("control.tls_cert", cert);
-                let key = self.readable("control.tls_key", key);
-                match (cert, key) {
-                    (Some(cert), Some(key)) => match tls::server_config(&cert, &key) {
-                        Ok(config) => Some(ListenerTls { cert, key, config }),
-                        Err(e) => {
-                            self.problem("control.tls_cert", e);
-                            None
-                        }
-                    },
-                    _ => None,
-                }
-            }
+            (Some(cert), Some(key)) => self.listener_tls("control", cert, key),
             _ => {
                 self.problem(
                     "control.tls_cert",

@@ -276,6 +276,22 @@ impl Validator {
         }
     }
 
+    /// A certificate chain and key for a TLS listener of `section`, loaded
+    /// and checked as a pair.
+    fn listener_tls(&mut self, section: &str, cert: &str, key: &str) -> Option<ListenerTls> {
+        let cert_key = format!("{section}.tls_cert");
+        let cert = self.readable(&cert_key, cert);
+        let key = self.readable(&format!("{section}.tls_key"), key);
+        let (cert, key) = (cert?, key?);
+        match tls::server_config(&cert, &key) {
+            Ok(config) => Some(ListenerTls { cert, key, config }),
+            Err(e) => {
+                self.problem(&cert_key, e);
+                None
+            }
+        }
+    }
+
     fn server(&mut self, r: &RawServer) -> Option<ServerConfig> {
         let ldap_listen = self.addrs("server.ldap_listen", &r.ldap_listen);
         let ldaps_listen = self.addrs("server.ldaps_listen", &r.ldaps_listen);
@@ -286,20 +302,7 @@ impl Validator {
             );
         }
         let tls = match (&r.tls_cert, &r.tls_key) {
-            (Some(cert), Some(key)) => {
-                let cert = self.readable("server.tls_cert", cert);
-                let key = self.readable("server.tls_key", key);
-                match (cert, key) {
-                    (Some(cert), Some(key)) => match tls::server_config(&cert, &key) {
-                        Ok(config) => Some(ListenerTls { cert, key, config }),
-                        Err(e) => {
-                            self.problem("server.tls_cert", e);
-                            None
-                        }
-                    },
-                    _ => None,
-                }
-            }
+            (Some(cert), Some(key)) => self.listener_tls("server", cert, key),
             (Some(_), None) => {
                 self.problem("server.tls_key", "required when tls_cert is set");
                 None
