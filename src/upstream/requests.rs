@@ -90,13 +90,7 @@ impl UpstreamConn {
         max_message_bytes: usize,
     ) -> Result<SearchReply, ExchangeError> {
         let pdu = response::encode(LdapMsg::new(MSGID, LdapOp::SearchRequest(request)));
-        let mut entries = Vec::new();
-        let done = self
-            .send_and_await(&pdu, limit, max_message_bytes, |entry| {
-                entries.push(decode_entry(entry, max_message_bytes)?);
-                Ok(())
-            })
-            .await?;
+        let (entries, done) = self.collect_entries(&pdu, limit, max_message_bytes).await?;
         let done = response::read_result(&done).map_err(ExchangeError::Frame)?;
         Ok(SearchReply { entries, done })
     }
@@ -121,13 +115,7 @@ impl UpstreamConn {
                 cookie,
             }],
         ));
-        let mut entries = Vec::new();
-        let done = self
-            .send_and_await(&pdu, limit, max_message_bytes, |entry| {
-                entries.push(decode_entry(entry, max_message_bytes)?);
-                Ok(())
-            })
-            .await?;
+        let (entries, done) = self.collect_entries(&pdu, limit, max_message_bytes).await?;
         let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
         let cookie = match control_value(&done, PAGED_RESULTS_OID).map_err(ExchangeError::Frame)? {
             Some(Some(value)) => paged_cookie(value).map_err(ExchangeError::Frame)?,
@@ -143,6 +131,24 @@ impl UpstreamConn {
             done: summary,
             cookie,
         })
+    }
+
+    /// Sends a search and collects its decoded entries; returns them with
+    /// the SearchResultDone PDU.
+    async fn collect_entries(
+        &mut self,
+        pdu: &[u8],
+        limit: Duration,
+        max_message_bytes: usize,
+    ) -> Result<(Vec<LdapSearchResultEntry>, bytes::Bytes), ExchangeError> {
+        let mut entries = Vec::new();
+        let done = self
+            .send_and_await(pdu, limit, max_message_bytes, |entry| {
+                entries.push(decode_entry(entry, max_message_bytes)?);
+                Ok(())
+            })
+            .await?;
+        Ok((entries, done))
     }
 
     /// Sends `request` and reads until its final response, which it
