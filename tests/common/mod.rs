@@ -617,11 +617,16 @@ pub fn ldap_tool(
     args: &[&str],
     stdin: Option<&str>,
 ) -> std::process::Output {
-    let path = require_program(tool, "ldap-utils");
-    let mut child = Command::new(path)
-        .args(args)
+    let mut cmd = Command::new(require_program(tool, "ldap-utils"));
+    cmd.args(args)
         .env("LDAPTLS_CACERT", ca)
-        .env("LDAPTLS_REQCERT", "demand")
+        .env("LDAPTLS_REQCERT", "demand");
+    run_with_stdin(cmd, stdin)
+}
+
+/// Runs `cmd` with `stdin` as its standard input, capturing its output.
+pub fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -20,33 +20,19 @@ use super::{require_program, show};
 /// setting the fixture up: Samba's self-signed certificate names the host,
 /// not 127.0.0.1, so libldap is told not to check it here.
 pub fn admin_tool(tool: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(require_program(tool, "ldap-utils"))
-        .args([
-            "-x",
-            "-H",
-            "ldaps://127.0.0.1:636",
-            "-D",
-            AD_ADMIN_DN,
-            "-w",
-            AD_ADMIN_PW,
-        ])
-        .args(args)
-        .env("LDAPTLS_REQCERT", "never")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    let mut cmd = Command::new(require_program(tool, "ldap-utils"));
+    cmd.args([
+        "-x",
+        "-H",
+        "ldaps://127.0.0.1:636",
+        "-D",
+        AD_ADMIN_DN,
+        "-w",
+        AD_ADMIN_PW,
+    ])
+    .args(args)
+    .env("LDAPTLS_REQCERT", "never");
+    super::run_with_stdin(cmd, stdin)
 }
 
 pub const AD_BASE_DN: &str = "DC=example,DC=com";
