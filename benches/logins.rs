@@ -140,23 +140,7 @@ async fn worker(setup: Arc<Setup>, w: Workload, id: usize, until: Instant, done:
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut i = id * 7;
     match w {
-        Workload::SlapdPersistentBinds => {
-            let mut s = open(slapd_ldap).await;
-            let mut buf = BytesMut::new();
-            let mut msgid = 1;
-            while Instant::now() < until {
-                s.write_all(&bind_pdu(msgid, &user_dn(i), &user_pw(i)))
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await,
-                    0
-                );
-                done.fetch_add(1, Ordering::Relaxed);
-                msgid += 1;
-                i += 1;
-            }
-        }
+        Workload::SlapdPersistentBinds => persistent_binds(slapd_ldap, i, until, &done).await,
         Workload::NaiveLdaps | Workload::NaivePlain => {
             while Instant::now() < until {
                 if w == Workload::NaiveLdaps {

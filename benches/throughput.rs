@@ -85,22 +85,7 @@ async fn client(
                 i += 1;
             }
         }
-        Workload::Bind => {
-            let mut s = open(addr).await;
-            let mut msgid = 1;
-            while Instant::now() < until {
-                s.write_all(&bind_pdu(msgid, &user_dn(i), &user_pw(i)))
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await,
-                    0
-                );
-                done.fetch_add(1, Ordering::Relaxed);
-                msgid += 1;
-                i += 1;
-            }
-        }
+        Workload::Bind => persistent_binds(addr, i, until, &done).await,
         Workload::ConnectBindUnbind => {
             while Instant::now() < until {
                 let mut s = open(addr).await;

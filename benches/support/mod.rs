@@ -8,7 +8,10 @@ use bytes::BytesMut;
 use ldap3_proto::proto::*;
 use ldapgate::ber;
 use ldapgate::ldap::response::encode;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ldapgate::ldap::tag;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::{BASE_DN, GENERATED_USERS};
@@ -84,6 +87,31 @@ pub async fn open(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).unwrap();
     s
+}
+
+/// Simple binds as the generated users, one after another on one
+/// persistent connection, until `until`; counts each into `done`.
+pub async fn persistent_binds(
+    addr: SocketAddr,
+    mut i: usize,
+    until: std::time::Instant,
+    done: &AtomicU64,
+) {
+    let mut s = open(addr).await;
+    let mut buf = BytesMut::new();
+    let mut msgid = 1;
+    while std::time::Instant::now() < until {
+        s.write_all(&bind_pdu(msgid, &user_dn(i), &user_pw(i)))
+            .await
+            .unwrap();
+        assert_eq!(
+            await_response(&mut s, &mut buf, tag::BIND_RESPONSE).await,
+            0
+        );
+        done.fetch_add(1, Ordering::Relaxed);
+        msgid += 1;
+        i += 1;
+    }
 }
 
 pub fn median(v: &mut [f64]) -> f64 {
