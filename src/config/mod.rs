@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-pub use sync::SyncConfig;
+pub use sync::{ChangeTracking, SyncConfig};
 
 use ipnet::IpNet;
 use thiserror::Error;

@@ -170,6 +170,7 @@ pub struct RawSync {
     pub max_account_deletes: i64,
     pub max_org_deletes: i64,
     pub verify_interval: String,
+    pub change_tracking: String,
     /// IDaaS field = LDAP attribute; replaces the defaults when present.
     pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -182,6 +183,7 @@ impl Default for RawSync {
             max_account_deletes: 30,
             max_org_deletes: 10,
             verify_interval: "24h".into(),
+            change_tracking: "auto".into(),
             fields: None,
         }
     }

@@ -15,6 +15,16 @@ pub const DEFAULT_FIELDS: [(&str, &str); 5] = [
     ("employee_id", "employeeNumber"),
 ];
 
+/// How a changes pull finds what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeTracking {
+    /// The directory's own change tracking where it has one (syncrepl on
+    /// OpenLDAP, uSNChanged on AD), the snapshot difference otherwise.
+    Auto,
+    /// Always the difference against the last snapshot (a full walk).
+    Snapshot,
+}
+
 /// `[sync]`.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -25,6 +35,7 @@ pub struct SyncConfig {
     pub max_org_deletes: usize,
     /// Zero: no scheduled verification.
     pub verify_interval: Duration,
+    pub change_tracking: ChangeTracking,
     /// (IDaaS field, LDAP attribute), in field order.
     pub fields: Vec<(String, String)>,
 }
@@ -51,7 +62,19 @@ impl Validator {
                 );
             }
         }
+        let change_tracking = match r.change_tracking.as_str() {
+            "auto" => ChangeTracking::Auto,
+            "snapshot" => ChangeTracking::Snapshot,
+            other => {
+                self.problem(
+                    "sync.change_tracking",
+                    format!("`{other}` is not one of auto, snapshot"),
+                );
+                ChangeTracking::Auto
+            }
+        };
         SyncConfig {
+            change_tracking,
             state_dir: PathBuf::from(&r.state_dir),
             page_size: self.range("sync.page_size", r.page_size, 1, 100_000) as u32,
             max_account_deletes: self.range(

@@ -92,6 +92,11 @@ impl Dn {
         Ok(Dn { rdns, text })
     }
 
+    /// The DN as it was written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// True for the empty DN (the root DSE).
     pub fn is_root(&self) -> bool {
         self.rdns.is_empty()

@@ -1,10 +1,13 @@
-//! Incremental pulls by difference against the snapshot a cookie names:
-//! new or changed objects are upserts (a rename or move keeps its id, so it
-//! is an upsert, never a delete and an add), vanished ones deletes. A change
-//! set deleting more than `max_account_deletes` accounts or
-//! `max_org_deletes` organizations is held back until it is approved with
-//! the token bound to exactly that change set. Nothing advances on an error:
-//! the new snapshot (and cookie) is written only for a delivered change set.
+//! Incremental pulls. What changed since the snapshot a cookie names comes
+//! from the directory's own change tracking where it has one
+//! ([`super::tracking`]), else from comparing the whole directory with the
+//! snapshot: new or changed objects are upserts (a rename or move keeps
+//! its id, so it is an upsert, never a delete and an add), vanished ones
+//! deletes. A change set deleting more than `max_account_deletes` accounts
+//! or `max_org_deletes` organizations is held back until it is approved
+//! with the token bound to exactly that change set. Nothing advances on an
+//! error: the new snapshot (and cookie) is written only for a delivered
+//! change set.
 
 use std::collections::HashSet;
 
@@ -13,8 +16,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::delta::{self, Computed};
 use super::export::{Exporter, Item, SyncError};
-use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
+use super::snapshot::{self, line_hash, Kind, Objects, SnapObject, Snapshot};
+use super::tracking::{Cursor, Fallback, Method};
+use crate::upstream::UpstreamConn;
 
 /// What a changes pull delivers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,11 +36,25 @@ pub struct ChangeSet {
     pub lines: Vec<String>,
     pub cookie: String,
     pub counts: ChangeCounts,
+    /// How the changes were found.
+    pub method: Method,
+    /// Why the directory's own change tracking could not be used, when it
+    /// could not.
+    pub resync_reason: Option<String>,
 }
 
 impl ChangeSet {
     pub fn end_line(&self) -> String {
-        json!({ "type": "end", "cookie": self.cookie, "counts": self.counts }).to_string()
+        let mut end = json!({
+            "type": "end",
+            "cookie": self.cookie,
+            "counts": self.counts,
+            "method": self.method,
+        });
+        if let Some(reason) = &self.resync_reason {
+            end["resync_reason"] = json!(reason);
+        }
+        end.to_string()
     }
 }
 
@@ -73,46 +93,25 @@ pub async fn changes(
     approve: Option<&str>,
 ) -> Result<ChangeSet, SyncError> {
     let state = exporter.state();
-    let before = snapshot::load(state, cookie)?
+    let Snapshot {
+        objects: before,
+        cursor,
+        ..
+    } = snapshot::load(state, cookie)?
         .ok_or_else(|| SyncError::UnknownCookie(cookie.to_owned()))?;
 
-    let (tx, mut rx) = mpsc::channel::<Item>(256);
-    let collect = async move {
-        let mut items = Vec::new();
-        while let Some(item) = rx.recv().await {
-            items.push(item);
-        }
-        items
-    };
-    let (walked, current) = tokio::join!(exporter.walk(tx), collect);
-    walked?;
+    let mut conn = exporter.connection().await?;
+    let found = find_changes(exporter, &mut conn, before, cursor.as_ref()).await;
+    let (computed, cursor, method, resync_reason) = found?;
+    exporter.release(conn);
+    let Computed {
+        mut upserts,
+        mut deletes,
+        now,
+    } = computed;
 
-    let mut now = Objects::new();
-    let mut present = HashSet::new();
-    let mut upserts = Vec::new();
-    for item in current {
-        let hash = line_hash(&item.line);
-        present.insert(item.id.clone());
-        if before.get(&item.id).map(|o| o.hash) != Some(hash) {
-            upserts.push(item.clone());
-        }
-        now.insert(
-            item.id,
-            SnapObject {
-                kind: item.kind,
-                hash,
-                depth: item.depth,
-            },
-        );
-    }
-    let mut deletes: Vec<(Kind, String, u16)> = before
-        .iter()
-        .filter(|(id, _)| !present.contains(*id))
-        .map(|(id, o)| (o.kind, id.clone(), o.depth))
-        .collect();
     let account_deletes = deletes.iter().filter(|(k, ..)| *k == Kind::Account).count();
     let org_deletes = deletes.len() - account_deletes;
-
     let (max_accounts, max_orgs) = exporter.protection_limits();
     if account_deletes > max_accounts || org_deletes > max_orgs {
         let approval = approval_token(&snapshot::approval_key(state)?, cookie, &deletes, &upserts);
@@ -142,10 +141,98 @@ pub async fn changes(
         account_deletes,
         org_deletes,
     };
-    let cookie = snapshot::save(state, now)?;
+    let cookie = snapshot::save(state, now, cursor)?;
     Ok(ChangeSet {
         lines,
         cookie,
         counts,
+        method,
+        resync_reason,
+    })
+}
+
+/// The change set against `before`, the cursor for the next pull, how the
+/// changes were found and why not natively, if so.
+async fn find_changes(
+    exporter: &Exporter,
+    conn: &mut UpstreamConn,
+    before: Objects,
+    cursor: Option<&Cursor>,
+) -> Result<(Computed, Option<Cursor>, Method, Option<String>), SyncError> {
+    let tracker = exporter.tracker();
+    let base_id = exporter.check_base(conn).await?;
+    let native = match cursor {
+        Some(cursor) => Some(tracker.since(exporter, conn, cursor).await?),
+        // A snapshot without a cursor: made when the directory offered no
+        // tracking (or before it did); this pull records one if it can.
+        None => None,
+    };
+    let reason = match native {
+        Some(Ok(delta)) => {
+            let next = delta.cursor.clone();
+            let computed = delta::apply(exporter, conn, &base_id, before, delta).await?;
+            return Ok((computed, Some(next), tracker.method(), None));
+        }
+        Some(Err(Fallback(reason))) => {
+            tracing::warn!(%reason, "this changes pull compares the whole directory");
+            Some(reason)
+        }
+        None => None,
+    };
+    let next = tracker.begin(exporter, conn).await?;
+    let computed = by_difference(exporter, conn, before).await?;
+    Ok((computed, next, Method::Snapshot, reason))
+}
+
+/// The change set by walking the whole directory and comparing it with
+/// `before`.
+async fn by_difference(
+    exporter: &Exporter,
+    conn: &mut UpstreamConn,
+    before: Objects,
+) -> Result<Computed, SyncError> {
+    let (tx, mut rx) = mpsc::channel::<Item>(256);
+    let collect = async move {
+        let mut items = Vec::new();
+        while let Some(item) = rx.recv().await {
+            items.push(item);
+        }
+        items
+    };
+    let walk = async move {
+        // The sender goes with this future, so that the collector ends.
+        let tx = tx;
+        exporter.walk_on(conn, &tx).await
+    };
+    let (walked, current) = tokio::join!(walk, collect);
+    walked?;
+
+    let mut now = Objects::new();
+    let mut present = HashSet::new();
+    let mut upserts = Vec::new();
+    for item in current {
+        let hash = line_hash(&item.line);
+        present.insert(item.id.clone());
+        if before.get(&item.id).map(|o| o.hash) != Some(hash) {
+            upserts.push(item.clone());
+        }
+        now.insert(
+            item.id,
+            SnapObject {
+                kind: item.kind,
+                hash,
+                depth: item.depth,
+            },
+        );
+    }
+    let deletes = before
+        .into_iter()
+        .filter(|(id, _)| !present.contains(id))
+        .map(|(id, o)| (o.kind, id, o.depth))
+        .collect();
+    Ok(Computed {
+        upserts,
+        deletes,
+        now,
     })
 }

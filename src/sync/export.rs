@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
     LdapDerefAliases, LdapFilter, LdapPartialAttribute, LdapSearchRequest, LdapSearchResultEntry,
     LdapSearchScope,
@@ -21,90 +22,17 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+pub use super::error::SyncError;
 use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
-use super::state::{BaseFingerprint, StateDir, StateError, BASE_FINGERPRINT};
+use super::state::{BaseFingerprint, StateDir, BASE_FINGERPRINT};
+use super::tracking::Tracker;
 use crate::auth::resolver::{format_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
 use crate::ldap::dn::Dn;
 use crate::upstream::connection::ExchangeError;
 use crate::upstream::requests::Page;
-use crate::upstream::service::{ServiceConnections, ServiceError};
+use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamConn;
-
-/// Why a pull failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-    #[error("{server}: {source}")]
-    Exchange {
-        server: String,
-        source: ExchangeError,
-    },
-    #[error("search under {base} failed with result {code}: {diagnostic}")]
-    Search {
-        base: String,
-        code: i64,
-        diagnostic: String,
-    },
-    #[error("base DN {0} does not exist")]
-    BaseMissing(String),
-    #[error(
-        "base DN {base_dn} now resolves to entry {found}, not the recorded {recorded}; \
-         sync is blocked until an operator checks the configuration and runs `ldapgate sync rearm`"
-    )]
-    BaseDnMoved {
-        base_dn: String,
-        recorded: String,
-        found: String,
-    },
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("the consumer went away")]
-    ConsumerGone,
-    #[error("cookie {0:?} names no kept snapshot; run a full pull")]
-    UnknownCookie(String),
-    #[error(
-        "sync protection: the change set deletes {account_deletes} accounts and {org_deletes} \
-         organizations, over the configured limits; review it and pull again with approve={approval}"
-    )]
-    Protection {
-        account_deletes: usize,
-        org_deletes: usize,
-        approval: String,
-    },
-}
-
-impl SyncError {
-    /// The `error` value of the JSON error line.
-    pub fn code(&self) -> &'static str {
-        match self {
-            SyncError::BaseDnMoved { .. } => "base_dn_moved",
-            SyncError::Service(_) | SyncError::Exchange { .. } => "directory_unavailable",
-            SyncError::Search { .. } | SyncError::BaseMissing(_) => "directory_error",
-            SyncError::State(_) => "state_error",
-            SyncError::ConsumerGone => "consumer_gone",
-            SyncError::UnknownCookie(_) => "cookie_unknown",
-            SyncError::Protection { .. } => "sync_protection",
-        }
-    }
-
-    /// The JSON body or error line that reports this error.
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({ "error": self.code(), "detail": self.to_string() });
-        if let SyncError::Protection {
-            account_deletes,
-            org_deletes,
-            approval,
-        } = self
-        {
-            v["account_deletes"] = json!(account_deletes);
-            v["org_deletes"] = json!(org_deletes);
-            v["approval"] = json!(approval);
-        }
-        v
-    }
-}
 
 /// How many objects a pull delivered.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,6 +77,7 @@ pub struct Exporter {
     max_message: usize,
     max_account_deletes: usize,
     max_org_deletes: usize,
+    tracker: Tracker,
 }
 
 fn class_filter(classes: &[String]) -> LdapFilter {
@@ -185,10 +114,41 @@ impl Exporter {
             max_message: config.directory.max_message_bytes,
             max_account_deletes: config.sync.max_account_deletes,
             max_org_deletes: config.sync.max_org_deletes,
+            tracker: Tracker::new(kind, config.sync.change_tracking),
         }
     }
 
-    fn id_of(&self, entry: &LdapSearchResultEntry) -> Option<String> {
+    pub fn base_dn(&self) -> &Dn {
+        &self.base_dn
+    }
+
+    /// How long one request (or, for long searches, one response) may take.
+    pub fn operation_timeout(&self) -> Duration {
+        self.limit
+    }
+
+    /// The largest PDU accepted from the directory.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The directory's own change tracking, as configured.
+    pub fn tracker(&self) -> Tracker {
+        self.tracker
+    }
+
+    /// A service-account connection, for [`Self::release`] after a
+    /// successful pull (a failed one may have left it mid-answer).
+    pub async fn connection(&self) -> Result<UpstreamConn, SyncError> {
+        Ok(self.service.get(self.limit, self.max_message).await?)
+    }
+
+    pub fn release(&self, conn: UpstreamConn) {
+        self.service.put(conn);
+    }
+
+    /// The stable id of an entry read with the id attribute.
+    pub fn id_of(&self, entry: &LdapSearchResultEntry) -> Option<String> {
         entry
             .attributes
             .iter()
@@ -197,7 +157,7 @@ impl Exporter {
             .map(|v| format_id(self.kind, v))
     }
 
-    fn exchange_err(&self, conn: &UpstreamConn, source: ExchangeError) -> SyncError {
+    pub fn exchange_err(&self, conn: &UpstreamConn, source: ExchangeError) -> SyncError {
         SyncError::Exchange {
             server: self.service.pool().server_name(conn.server),
             source,
@@ -273,16 +233,30 @@ impl Exporter {
         Ok(self.state.remove(BASE_FINGERPRINT)?)
     }
 
-    /// One checked page of the subtree search for `filter`.
-    async fn page(
+    /// One checked page of the subtree search under `base` for `filter`.
+    pub async fn page(
         &self,
         conn: &mut UpstreamConn,
+        base: &str,
         filter: &LdapFilter,
         attrs: &[String],
         cookie: Vec<u8>,
     ) -> Result<Page, SyncError> {
+        self.page_with(conn, base, filter, attrs, cookie, &[]).await
+    }
+
+    /// [`Self::page`] with more request controls.
+    pub async fn page_with(
+        &self,
+        conn: &mut UpstreamConn,
+        base: &str,
+        filter: &LdapFilter,
+        attrs: &[String],
+        cookie: Vec<u8>,
+        controls: &[LdapControl],
+    ) -> Result<Page, SyncError> {
         let request = LdapSearchRequest {
-            base: self.base_dn.to_string(),
+            base: base.to_owned(),
             scope: LdapSearchScope::Subtree,
             aliases: LdapDerefAliases::Never,
             sizelimit: 0,
@@ -296,6 +270,7 @@ impl Exporter {
                 request,
                 self.page_size,
                 cookie,
+                controls,
                 self.limit,
                 self.max_message,
             )
@@ -305,7 +280,7 @@ impl Exporter {
             // sizeLimitExceeded, adminLimitExceeded, busy...: never a short
             // export.
             return Err(SyncError::Search {
-                base: self.base_dn.to_string(),
+                base: base.to_owned(),
                 code: page.done.code,
                 diagnostic: page.done.diagnostic,
             });
@@ -325,7 +300,9 @@ impl Exporter {
         let filter = class_filter(&self.user_classes);
         let mut cookie = Vec::new();
         loop {
-            let page = self.page(&mut conn, &filter, attrs, cookie).await?;
+            let page = self
+                .page(&mut conn, self.base_dn.as_str(), &filter, attrs, cookie)
+                .await?;
             page.entries.iter().for_each(&mut visit);
             if page.cookie.is_empty() {
                 break;
@@ -365,6 +342,11 @@ impl Exporter {
     /// objects delivered are kept as a snapshot; returns the counts and the
     /// cookie for the `end` line.
     pub async fn full(&self, out: &mpsc::Sender<String>) -> Result<(Counts, String), SyncError> {
+        // Where the directory's change tracking stands, before the walk: a
+        // change made during it is reported again next time, never lost.
+        let mut conn = self.connection().await?;
+        let cursor = self.tracker.begin(self, &mut conn).await?;
+        self.release(conn);
         let (tx, mut rx) = mpsc::channel::<Item>(256);
         let forward = async move {
             let mut objects = Objects::new();
@@ -386,7 +368,7 @@ impl Exporter {
         };
         let (walked, objects) = tokio::join!(self.walk(tx), forward);
         let counts = walked?;
-        let cookie = snapshot::save(&self.state, objects?)?;
+        let cookie = snapshot::save(&self.state, objects?, cursor)?;
         Ok((counts, cookie))
     }
 
@@ -401,7 +383,8 @@ impl Exporter {
         result
     }
 
-    async fn walk_on(
+    /// [`Self::walk`] on a connection of the caller's.
+    pub async fn walk_on(
         &self,
         conn: &mut UpstreamConn,
         out: &mpsc::Sender<Item>,
@@ -411,29 +394,21 @@ impl Exporter {
         let mut counts = Counts::default();
 
         // Organizations: all of them, then emitted parents first.
-        let mut orgs: Vec<(Dn, String, String, String)> = Vec::new();
+        let mut orgs: Vec<(Dn, LdapSearchResultEntry, String)> = Vec::new();
         let org_filter = class_filter(&self.org_classes);
-        let org_attrs = vec![
-            self.id_attr.to_owned(),
-            "ou".into(),
-            "o".into(),
-            "name".into(),
-        ];
+        let org_attrs = self.org_attrs();
         let mut cookie = Vec::new();
         loop {
-            let page = self.page(conn, &org_filter, &org_attrs, cookie).await?;
+            let page = self
+                .page(conn, self.base_dn.as_str(), &org_filter, &org_attrs, cookie)
+                .await?;
             for e in page.entries {
                 let Ok(dn) = Dn::parse(&e.dn) else { continue };
                 if dn.key() == base_key {
                     continue;
                 }
                 let Some(id) = self.id_of(&e) else { continue };
-                let name = ["ou", "o", "name"]
-                    .iter()
-                    .find_map(|a| first_text(&e.attributes, a))
-                    .unwrap_or_default()
-                    .to_owned();
-                orgs.push((dn, e.dn, id, name));
+                orgs.push((dn, e, id));
             }
             if page.cookie.is_empty() {
                 break;
@@ -443,7 +418,7 @@ impl Exporter {
         orgs.sort_by_key(|(dn, ..)| dn.depth());
         let org_ids: HashMap<String, String> = orgs
             .iter()
-            .map(|(dn, _, id, _)| (dn.key(), id.clone()))
+            .map(|(dn, _, id)| (dn.key(), id.clone()))
             .collect();
         let parent_of = |dn: &Dn| -> Option<String> {
             let parent = dn.parent()?.key();
@@ -452,16 +427,8 @@ impl Exporter {
             }
             org_ids.get(&parent).cloned()
         };
-        for (dn, text, id, name) in &orgs {
-            let mut fields = BTreeMap::new();
-            fields.insert("name", json!(name));
-            let line = record_line("org", id, text, parent_of(dn).as_deref(), fields);
-            let item = Item {
-                kind: Kind::Org,
-                id: id.clone(),
-                depth: depth_of(dn),
-                line,
-            };
+        for (dn, entry, id) in &orgs {
+            let item = self.item(Kind::Org, dn, entry, id.clone(), parent_of(dn).as_deref());
             out.send(item).await.map_err(|_| SyncError::ConsumerGone)?;
             counts.orgs += 1;
         }
@@ -469,28 +436,17 @@ impl Exporter {
         // Accounts, a page at a time: each page is sent before the next is
         // asked for, so memory follows the page size, not the directory.
         let account_filter = class_filter(&self.user_classes);
-        let mut attrs: Vec<String> = self.fields.iter().map(|(_, a)| a.clone()).collect();
-        attrs.push(self.id_attr.to_owned());
+        let attrs = self.account_attrs();
         let mut cookie = Vec::new();
         loop {
-            let page = self.page(conn, &account_filter, &attrs, cookie).await?;
+            let page = self
+                .page(conn, self.base_dn.as_str(), &account_filter, &attrs, cookie)
+                .await?;
             for e in &page.entries {
                 let (Ok(dn), Some(id)) = (Dn::parse(&e.dn), self.id_of(e)) else {
                     continue;
                 };
-                let line = record_line(
-                    "account",
-                    &id,
-                    &e.dn,
-                    parent_of(&dn).as_deref(),
-                    self.account_fields(e),
-                );
-                let item = Item {
-                    kind: Kind::Account,
-                    id,
-                    depth: depth_of(&dn),
-                    line,
-                };
+                let item = self.item(Kind::Account, &dn, e, id, parent_of(&dn).as_deref());
                 out.send(item).await.map_err(|_| SyncError::ConsumerGone)?;
                 counts.accounts += 1;
             }
@@ -501,6 +457,141 @@ impl Exporter {
         }
         Ok(counts)
     }
+
+    /// The attributes organizations are read with.
+    fn org_attrs(&self) -> Vec<String> {
+        let mut attrs = vec![self.id_attr.to_owned()];
+        attrs.extend(ORG_NAME_ATTRS.iter().map(|a| (*a).to_owned()));
+        attrs
+    }
+
+    /// The attributes accounts are read with.
+    fn account_attrs(&self) -> Vec<String> {
+        let mut attrs: Vec<String> = self.fields.iter().map(|(_, a)| a.clone()).collect();
+        attrs.push(self.id_attr.to_owned());
+        attrs
+    }
+
+    /// The attributes any object is read with, when its kind is not known
+    /// beforehand: both kinds' and objectClass.
+    pub fn object_attrs(&self) -> Vec<String> {
+        let mut attrs = self.account_attrs();
+        attrs.extend(ORG_NAME_ATTRS.iter().map(|a| (*a).to_owned()));
+        attrs.push("objectClass".into());
+        attrs
+    }
+
+    /// The filter that matches organizations and accounts.
+    pub fn object_filter(&self) -> LdapFilter {
+        let mut classes = self.org_classes.clone();
+        classes.extend(self.user_classes.iter().cloned());
+        class_filter(&classes)
+    }
+
+    /// What an entry read with [`Self::object_attrs`] is: an account when
+    /// it has a user class (as in a full pull, where an entry of both kinds
+    /// ends up an account), else an organization, else neither.
+    pub fn kind_of(&self, entry: &LdapSearchResultEntry) -> Option<Kind> {
+        if has_class(entry, &self.user_classes) {
+            Some(Kind::Account)
+        } else if has_class(entry, &self.org_classes) {
+            Some(Kind::Org)
+        } else {
+            None
+        }
+    }
+
+    /// The id of the organization at `dn`; None when the entry is missing
+    /// or not an organization.
+    pub async fn org_id_at(
+        &self,
+        conn: &mut UpstreamConn,
+        dn: &Dn,
+    ) -> Result<Option<String>, SyncError> {
+        let request = LdapSearchRequest {
+            base: dn.to_string(),
+            scope: LdapSearchScope::Base,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 1,
+            timelimit: 0,
+            typesonly: false,
+            filter: LdapFilter::Present("objectClass".into()),
+            attrs: vec![self.id_attr.to_owned(), "objectClass".into()],
+        };
+        let reply = conn
+            .search(request, self.limit, self.max_message)
+            .await
+            .map_err(|e| self.exchange_err(conn, e))?;
+        Ok(reply
+            .entries
+            .first()
+            .filter(|e| has_class(e, &self.org_classes))
+            .and_then(|e| self.id_of(e)))
+    }
+
+    /// Every entry of a paged subtree search under `base`.
+    pub async fn search_all(
+        &self,
+        conn: &mut UpstreamConn,
+        base: &str,
+        filter: &LdapFilter,
+        attrs: &[String],
+        controls: &[LdapControl],
+    ) -> Result<Vec<LdapSearchResultEntry>, SyncError> {
+        let mut entries = Vec::new();
+        let mut cookie = Vec::new();
+        loop {
+            let page = self
+                .page_with(conn, base, filter, attrs, cookie, controls)
+                .await?;
+            entries.extend(page.entries);
+            if page.cookie.is_empty() {
+                return Ok(entries);
+            }
+            cookie = page.cookie;
+        }
+    }
+
+    /// The export line of one object, as an [`Item`].
+    pub fn item(
+        &self,
+        kind: Kind,
+        dn: &Dn,
+        entry: &LdapSearchResultEntry,
+        id: String,
+        parent_id: Option<&str>,
+    ) -> Item {
+        let fields = match kind {
+            Kind::Org => {
+                let name = ORG_NAME_ATTRS
+                    .iter()
+                    .find_map(|a| first_text(&entry.attributes, a))
+                    .unwrap_or_default();
+                BTreeMap::from([("name", json!(name))])
+            }
+            Kind::Account => self.account_fields(entry),
+        };
+        let line = record_line(kind.as_str(), &id, &entry.dn, parent_id, fields);
+        Item {
+            kind,
+            id,
+            depth: depth_of(dn),
+            line,
+        }
+    }
+}
+
+/// Where an organization's name comes from, in order.
+const ORG_NAME_ATTRS: [&str; 3] = ["ou", "o", "name"];
+
+/// True when the entry has one of `classes` among its objectClass values.
+fn has_class(entry: &LdapSearchResultEntry, classes: &[String]) -> bool {
+    entry
+        .attributes
+        .iter()
+        .filter(|a| a.atype.eq_ignore_ascii_case("objectClass"))
+        .flat_map(|a| a.vals.iter())
+        .any(|v| classes.iter().any(|c| c.as_bytes().eq_ignore_ascii_case(v)))
 }
 
 fn depth_of(dn: &Dn) -> u16 {

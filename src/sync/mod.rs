@@ -4,7 +4,10 @@
 //! [`state`] (what is kept in `state_dir`).
 
 pub mod changes;
+pub mod delta;
+pub mod error;
 pub mod export;
 pub mod snapshot;
 pub mod state;
+pub mod tracking;
 pub mod verify;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::state::{StateDir, StateError};
+use super::tracking::Cursor;
 
 /// Snapshots kept besides the newest.
 const KEEP: usize = 3;
@@ -49,10 +50,15 @@ pub struct SnapObject {
 /// The objects a pull delivered, by id.
 pub type Objects = BTreeMap<String, SnapObject>;
 
+/// What a pull left behind for the next changes pull.
 #[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
-    cookie: String,
-    objects: Objects,
+pub struct Snapshot {
+    pub cookie: String,
+    pub objects: Objects,
+    /// Where the directory's own change tracking stood when the pull
+    /// began; none when the directory has none (or it was off).
+    #[serde(default)]
+    pub cursor: Option<Cursor>,
 }
 
 /// The hash of an export line.
@@ -87,14 +93,20 @@ fn well_formed(cookie: &str) -> bool {
     !cookie.is_empty() && cookie.len() <= 64 && cookie.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Stores `objects` under a new cookie and returns it.
-pub fn save(state: &StateDir, objects: Objects) -> Result<String, StateError> {
+/// Stores `objects` and the change-tracking `cursor` under a new cookie and
+/// returns it.
+pub fn save(
+    state: &StateDir,
+    objects: Objects,
+    cursor: Option<Cursor>,
+) -> Result<String, StateError> {
     let cookie = random_hex(16);
     state.write_json(
         &file(&cookie),
         &Snapshot {
             cookie: cookie.clone(),
             objects,
+            cursor,
         },
     )?;
     let mut index: Vec<String> = state.read_json(INDEX)?.unwrap_or_default();
@@ -107,14 +119,12 @@ pub fn save(state: &StateDir, objects: Objects) -> Result<String, StateError> {
     Ok(cookie)
 }
 
-/// The objects of the snapshot `cookie` names, if it is still kept.
-pub fn load(state: &StateDir, cookie: &str) -> Result<Option<Objects>, StateError> {
+/// The snapshot `cookie` names, if it is still kept.
+pub fn load(state: &StateDir, cookie: &str) -> Result<Option<Snapshot>, StateError> {
     if !well_formed(cookie) {
         return Ok(None);
     }
-    Ok(state
-        .read_json::<Snapshot>(&file(cookie))?
-        .map(|s| s.objects))
+    state.read_json::<Snapshot>(&file(cookie))
 }
 
 /// The key that signs approval tokens, created on first use.
@@ -147,7 +157,7 @@ mod tests {
                     depth: 4,
                 },
             );
-            cookies.push(save(&state, objects).unwrap());
+            cookies.push(save(&state, objects, None).unwrap());
         }
         assert!(load(&state, &cookies[0]).unwrap().is_none());
         assert!(load(&state, &cookies[1]).unwrap().is_none());

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
-    LdapBindCred, LdapBindRequest, LdapMsg, LdapOp, LdapSearchRequest, LdapSearchResultEntry,
+    LdapBindCred, LdapBindRequest, LdapIntermediateResponse, LdapMsg, LdapOp, LdapSearchRequest,
+    LdapSearchResultEntry,
 };
 use ldap3_proto::LdapCodec;
 use tokio::io::AsyncWriteExt;
@@ -52,6 +53,23 @@ pub struct SearchReply {
     pub done: ResultSummary,
 }
 
+/// One response of a streamed search, decoded with its controls.
+#[derive(Debug)]
+pub enum SearchMessage {
+    Entry(LdapSearchResultEntry, Vec<LdapControl>),
+    Intermediate(LdapIntermediateResponse),
+}
+
+/// How long a request of ldapgate's own may take.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// The whole request, from sending it to its final response.
+    Whole(Duration),
+    /// Each response: a long search stays alive while the server keeps
+    /// answering.
+    Silence(Duration),
+}
+
 impl UpstreamConn {
     /// A simple bind, asking (non-critically) for the password policy control.
     pub async fn bind_simple(
@@ -71,7 +89,9 @@ impl UpstreamConn {
             vec![LdapControl::PasswordPolicyRequest { criticality: false }],
         ));
         let pdu = self
-            .send_and_await(&request, limit, max_message_bytes, |_| Ok(()))
+            .send_and_await(&request, Limit::Whole(limit), max_message_bytes, |_, _| {
+                Ok(())
+            })
             .await?;
         let summary = response::read_result(&pdu).map_err(ExchangeError::Frame)?;
         let policy = policy_control(&pdu).map_err(ExchangeError::Frame)?;
@@ -95,25 +115,76 @@ impl UpstreamConn {
         Ok(SearchReply { entries, done })
     }
 
-    /// One page of a paged search; pass the previous page's cookie (empty
-    /// for the first). A server that ignores paging answers without the
-    /// control: that is an error, not a last page, so a short export can
-    /// never pass for a complete one.
+    /// A search whose responses go to `visit` as they arrive, decoded
+    /// with their controls; returns the result and the controls of its
+    /// SearchResultDone. `silence` bounds the wait for each response, not
+    /// the whole search.
+    pub async fn search_streamed(
+        &mut self,
+        request: LdapSearchRequest,
+        controls: Vec<LdapControl>,
+        silence: Duration,
+        max_message_bytes: usize,
+        mut visit: impl FnMut(SearchMessage) -> Result<(), FrameError>,
+    ) -> Result<(ResultSummary, Vec<LdapControl>), ExchangeError> {
+        let pdu = response::encode(LdapMsg::new_with_ctrls(
+            MSGID,
+            LdapOp::SearchRequest(request),
+            controls,
+        ));
+        let done = self
+            .send_and_await(
+                &pdu,
+                Limit::Silence(silence),
+                max_message_bytes,
+                |op_tag, pdu| match op_tag {
+                    tag::SEARCH_RESULT_ENTRY | tag::INTERMEDIATE_RESPONSE => {
+                        match decode(pdu, max_message_bytes)? {
+                            LdapMsg {
+                                op: LdapOp::SearchResultEntry(entry),
+                                ctrl,
+                                ..
+                            } => visit(SearchMessage::Entry(entry, ctrl)),
+                            LdapMsg {
+                                op: LdapOp::IntermediateResponse(response),
+                                ..
+                            } => visit(SearchMessage::Intermediate(response)),
+                            _ => Err(FrameError::Malformed("undecodable search response")),
+                        }
+                    }
+                    _ => Ok(()),
+                },
+            )
+            .await?;
+        let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
+        let controls = decode(&done, max_message_bytes)
+            .map(|msg| msg.ctrl)
+            .map_err(ExchangeError::Frame)?;
+        Ok((summary, controls))
+    }
+
+    /// One page of a paged search, with `controls` besides the paging one;
+    /// pass the previous page's cookie (empty for the first). A server that
+    /// ignores paging answers without the control: that is an error, not a
+    /// last page, so a short export can never pass for a complete one.
     pub async fn search_page(
         &mut self,
         request: LdapSearchRequest,
         page_size: i64,
         cookie: Vec<u8>,
+        controls: &[LdapControl],
         limit: Duration,
         max_message_bytes: usize,
     ) -> Result<Page, ExchangeError> {
+        let mut all = vec![LdapControl::SimplePagedResults {
+            size: page_size,
+            cookie,
+        }];
+        all.extend_from_slice(controls);
         let pdu = response::encode(LdapMsg::new_with_ctrls(
             MSGID,
             LdapOp::SearchRequest(request),
-            vec![LdapControl::SimplePagedResults {
-                size: page_size,
-                cookie,
-            }],
+            all,
         ));
         let (entries, done) = self.collect_entries(&pdu, limit, max_message_bytes).await?;
         let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
@@ -143,23 +214,35 @@ impl UpstreamConn {
     ) -> Result<(Vec<LdapSearchResultEntry>, bytes::Bytes), ExchangeError> {
         let mut entries = Vec::new();
         let done = self
-            .send_and_await(pdu, limit, max_message_bytes, |entry| {
-                entries.push(decode_entry(entry, max_message_bytes)?);
-                Ok(())
-            })
+            .send_and_await(
+                pdu,
+                Limit::Whole(limit),
+                max_message_bytes,
+                |op_tag, pdu| {
+                    if op_tag == tag::SEARCH_RESULT_ENTRY {
+                        entries.push(decode_entry(pdu, max_message_bytes)?);
+                    }
+                    Ok(())
+                },
+            )
             .await?;
         Ok((entries, done))
     }
 
     /// Sends `request` and reads until its final response, which it
-    /// returns; search entries go to `on_entry` as they arrive.
+    /// returns; the responses before it go to `on_response` (with their
+    /// operation tag) as they arrive.
     async fn send_and_await(
         &mut self,
         request: &[u8],
-        limit: Duration,
+        limit: Limit,
         max_message_bytes: usize,
-        mut on_entry: impl FnMut(&[u8]) -> Result<(), FrameError>,
+        mut on_response: impl FnMut(u8, &[u8]) -> Result<(), FrameError>,
     ) -> Result<bytes::Bytes, ExchangeError> {
+        let silence = match limit {
+            Limit::Silence(d) => Some(d),
+            Limit::Whole(_) => None,
+        };
         let work = async {
             self.stream
                 .write_all(request)
@@ -167,7 +250,13 @@ impl UpstreamConn {
                 .map_err(ExchangeError::Io)?;
             self.stream.flush().await.map_err(ExchangeError::Io)?;
             loop {
-                let pdu = read_pdu(&mut self.stream, &mut self.buf, max_message_bytes).await?;
+                let read = read_pdu(&mut self.stream, &mut self.buf, max_message_bytes);
+                let pdu = match silence {
+                    Some(d) => timeout(d, read)
+                        .await
+                        .map_err(|_| ExchangeError::Timeout(d))??,
+                    None => read.await?,
+                };
                 let h = ber::peek_pdu(&pdu, max_message_bytes).map_err(ExchangeError::Frame)?;
                 if h.msgid != MSGID {
                     // A Notice of Disconnection, or a stray; the connection
@@ -177,24 +266,32 @@ impl UpstreamConn {
                 if tag::is_final_response(h.op_tag) {
                     return Ok(pdu);
                 }
-                if h.op_tag == tag::SEARCH_RESULT_ENTRY {
-                    on_entry(&pdu).map_err(ExchangeError::Frame)?;
-                }
+                on_response(h.op_tag, &pdu).map_err(ExchangeError::Frame)?;
             }
         };
-        timeout(limit, work)
-            .await
-            .map_err(|_| ExchangeError::Timeout(limit))?
+        match limit {
+            Limit::Whole(d) => timeout(d, work)
+                .await
+                .map_err(|_| ExchangeError::Timeout(d))?,
+            Limit::Silence(_) => work.await,
+        }
+    }
+}
+
+fn decode(pdu: &[u8], max: usize) -> Result<LdapMsg, FrameError> {
+    let mut buf = BytesMut::from(pdu);
+    match LdapCodec::new(Some(max), None).decode(&mut buf) {
+        Ok(Some(msg)) => Ok(msg),
+        _ => Err(FrameError::Malformed("undecodable response")),
     }
 }
 
 fn decode_entry(pdu: &[u8], max: usize) -> Result<LdapSearchResultEntry, FrameError> {
-    let mut buf = BytesMut::from(pdu);
-    match LdapCodec::new(Some(max), None).decode(&mut buf) {
-        Ok(Some(LdapMsg {
+    match decode(pdu, max)? {
+        LdapMsg {
             op: LdapOp::SearchResultEntry(entry),
             ..
-        })) => Ok(entry),
+        } => Ok(entry),
         _ => Err(FrameError::Malformed("undecodable search entry")),
     }
 }
