@@ -116,9 +116,9 @@ impl UpstreamConn {
     }
 
     /// A search whose responses go to `visit` as they arrive, decoded
-    /// with their controls; returns the result and the controls of its
-    /// SearchResultDone. `silence` bounds the wait for each response, not
-    /// the whole search.
+    /// with their controls; returns the result and the SearchResultDone PDU
+    /// (for [`response_control`]). `silence` bounds the wait for each
+    /// response, not the whole search.
     pub async fn search_streamed(
         &mut self,
         request: LdapSearchRequest,
@@ -126,7 +126,7 @@ impl UpstreamConn {
         silence: Duration,
         max_message_bytes: usize,
         mut visit: impl FnMut(SearchMessage) -> Result<(), FrameError>,
-    ) -> Result<(ResultSummary, Vec<LdapControl>), ExchangeError> {
+    ) -> Result<(ResultSummary, bytes::Bytes), ExchangeError> {
         let pdu = response::encode(LdapMsg::new_with_ctrls(
             MSGID,
             LdapOp::SearchRequest(request),
@@ -157,10 +157,7 @@ impl UpstreamConn {
             )
             .await?;
         let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
-        let controls = decode(&done, max_message_bytes)
-            .map(|msg| msg.ctrl)
-            .map_err(ExchangeError::Frame)?;
-        Ok((summary, controls))
+        Ok((summary, done))
     }
 
     /// One page of a paged search, with `controls` besides the paging one;
@@ -188,7 +185,7 @@ impl UpstreamConn {
         ));
         let (entries, done) = self.collect_entries(&pdu, limit, max_message_bytes).await?;
         let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
-        let cookie = match control_value(&done, PAGED_RESULTS_OID).map_err(ExchangeError::Frame)? {
+        let cookie = match response_control(&done, PAGED_RESULTS_OID).map_err(ExchangeError::Frame)? {
             Some(Some(value)) => paged_cookie(value).map_err(ExchangeError::Frame)?,
             _ if summary.code != 0 => Vec::new(),
             _ => {
@@ -298,7 +295,7 @@ fn decode_entry(pdu: &[u8], max: usize) -> Result<LdapSearchResultEntry, FrameEr
 
 /// Finds a response control: None when absent, Some(None) when present
 /// without a value.
-fn control_value<'a>(pdu: &'a [u8], oid: &str) -> Result<Option<Option<&'a [u8]>>, FrameError> {
+pub fn response_control<'a>(pdu: &'a [u8], oid: &str) -> Result<Option<Option<&'a [u8]>>, FrameError> {
     let (_, _, controls) = ber::message_parts(pdu)?;
     let Some(controls) = controls else {
         return Ok(None);
@@ -323,7 +320,7 @@ fn control_value<'a>(pdu: &'a [u8], oid: &str) -> Result<Option<Option<&'a [u8]>
 
 /// Finds and decodes the password policy response control of a response.
 fn policy_control(pdu: &[u8]) -> Result<Option<PolicyResponse>, FrameError> {
-    match control_value(pdu, PPOLICY_OID)? {
+    match response_control(pdu, PPOLICY_OID)? {
         Some(Some(value)) => decode_policy_response(value).map(Some),
         Some(None) => Ok(Some(PolicyResponse::default())),
         None => Ok(None),
