@@ -282,27 +282,52 @@ fn id_of<'a>(lines: &'a [Value], username: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{username} not in pull"))
 }
 
-#[test]
-fn each_change_shows_up_once_with_the_right_op_and_id() {
-    let slapd = Slapd::start();
-    let cfg = sync_config(&slapd, BASE_DN, true, "page_size = 10");
+/// The database lines of slapd's syncprov overlay; with a sessionlog,
+/// deletions come as such, without one through a present phase.
+fn syncprov(sessionlog: bool) -> String {
+    let mut lines =
+        String::from("moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n");
+    if sessionlog {
+        lines.push_str("syncprov-sessionlog 1000\n");
+    }
+    lines
+}
+
+/// Entries the change test moves and deletes: an OU with an account, to
+/// move to another OU, and an OU with an account, to delete.
+fn movable_ous() -> String {
+    format!(
+        "dn: ou=depts,{BASE_DN}\nobjectClass: organizationalUnit\nou: depts\n\n\
+         dn: ou=ops,ou=depts,{BASE_DN}\nobjectClass: organizationalUnit\nou: ops\n\n\
+         dn: uid=olive,ou=ops,ou=depts,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: olive\ncn: Olive\nsn: O\n\n\
+         dn: ou=legacy,{BASE_DN}\nobjectClass: organizationalUnit\nou: legacy\n\n\
+         dn: uid=leo,ou=legacy,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: leo\ncn: Leo\nsn: L\n\n"
+    )
+}
+
+fn org_id<'a>(lines: &'a [Value], name: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l["type"] == "org" && l["fields"]["name"] == name)
+        .and_then(|l| l["id"].as_str())
+        .unwrap_or_else(|| panic!("OU {name} not in pull"))
+}
+
+/// Add, modify, rename and move (to another OU) accounts and OUs, delete
+/// both, and check that each shows up once, with the right op and id, in
+/// the next changes pull, found by `method`.
+fn each_change_shows_up_once(slapd: &Slapd, method: &str) {
+    let cfg = sync_config(slapd, BASE_DN, true, "page_size = 10");
     let (full, code) = pull(&cfg);
     assert_eq!(code, 0);
     let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
-    let carol = id_of(&full, "carol").to_owned();
-    let alice = id_of(&full, "alice").to_owned();
-    let bob = id_of(&full, "bob").to_owned();
-    let dup1 = id_of(&full, "dup1").to_owned();
-    let groups = full
-        .iter()
-        .find(|l| l["fields"]["name"] == "groups")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let [carol, alice, bob, dup1, olive, leo] =
+        ["carol", "alice", "bob", "dup1", "olive", "leo"].map(|u| id_of(&full, u).to_owned());
+    let [groups, ops, legacy, people, engineering] =
+        ["groups", "ops", "legacy", "people", "engineering"].map(|o| org_id(&full, o).to_owned());
     let p = format!("ou=people,{BASE_DN}");
     modify(
-        &slapd,
+        slapd,
         &format!(
             "dn: uid=newbie,{p}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: newbie\ncn: New\nsn: N\n\n\
              dn: uid=bob,{p}\nchangetype: modify\nreplace: mail\nmail: robert@example.com\n\n\
@@ -310,13 +335,17 @@ fn each_change_shows_up_once_with_the_right_op_and_id() {
              dn: uid=alice,{p}\nchangetype: modrdn\nnewrdn: uid=alice\ndeleteoldrdn: 1\nnewsuperior: ou=engineering,{p}\n\n\
              dn: uid=dup1,{p}\nchangetype: delete\n\n\
              dn: ou=sales,{BASE_DN}\nchangetype: add\nobjectClass: organizationalUnit\nou: sales\n\n\
-             dn: ou=groups,{BASE_DN}\nchangetype: modrdn\nnewrdn: ou=teams\ndeleteoldrdn: 1\n"
+             dn: ou=groups,{BASE_DN}\nchangetype: modrdn\nnewrdn: ou=teams\ndeleteoldrdn: 1\n\n\
+             dn: ou=ops,ou=depts,{BASE_DN}\nchangetype: modrdn\nnewrdn: ou=ops\ndeleteoldrdn: 1\nnewsuperior: {p}\n\n\
+             dn: uid=leo,ou=legacy,{BASE_DN}\nchangetype: delete\n\n\
+             dn: ou=legacy,{BASE_DN}\nchangetype: delete\n"
         ),
     );
     let (lines, code) = changes(&cfg, &cookie, None);
     assert_eq!(code, 0, "{lines:?}");
     let end = lines.last().unwrap();
     assert_eq!(end["type"], "end");
+    assert_eq!(end["method"], method, "{end}");
     let body = &lines[..lines.len() - 1];
     let op_of = |id: &str| -> Vec<&str> {
         body.iter()
@@ -324,6 +353,7 @@ fn each_change_shows_up_once_with_the_right_op_and_id() {
             .map(|l| l["op"].as_str().unwrap())
             .collect()
     };
+    let line_of = |id: &str| body.iter().find(|l| l["id"] == id).unwrap();
     assert_eq!(op_of(&bob), vec!["upsert"]);
     assert_eq!(
         op_of(&carol),
@@ -337,31 +367,82 @@ fn each_change_shows_up_once_with_the_right_op_and_id() {
     );
     assert_eq!(op_of(&dup1), vec!["delete"]);
     assert_eq!(op_of(&groups), vec!["upsert"], "renamed OU");
-    let carol_line = body.iter().find(|l| l["id"] == carol.as_str()).unwrap();
-    assert_eq!(carol_line["fields"]["username"], "carol2");
-    let bob_line = body.iter().find(|l| l["id"] == bob.as_str()).unwrap();
-    assert_eq!(bob_line["fields"]["email"], "robert@example.com");
-    assert!(body
+    assert_eq!(op_of(&ops), vec!["upsert"], "moved OU");
+    assert_eq!(
+        op_of(&olive),
+        vec!["upsert"],
+        "an account whose OU moved has a new DN"
+    );
+    assert_eq!(op_of(&leo), vec!["delete"]);
+    assert_eq!(op_of(&legacy), vec!["delete"], "deleted OU");
+    assert_eq!(line_of(&carol)["fields"]["username"], "carol2");
+    assert_eq!(line_of(&bob)["fields"]["email"], "robert@example.com");
+    assert_eq!(line_of(&alice)["parent_id"], engineering.as_str());
+    assert_eq!(line_of(&ops)["parent_id"], people.as_str());
+    assert_eq!(line_of(&ops)["dn"], format!("ou=ops,{p}"));
+    assert_eq!(line_of(&olive)["dn"], format!("uid=olive,ou=ops,{p}"));
+    assert_eq!(line_of(&olive)["parent_id"], ops.as_str());
+    assert_eq!(line_of(&groups)["fields"]["name"], "teams");
+    let newbie = body
         .iter()
-        .any(|l| l["op"] == "upsert" && l["fields"]["username"] == "newbie"));
+        .find(|l| l["fields"]["username"] == "newbie")
+        .expect("newbie added");
+    assert_eq!(
+        (&newbie["op"], &newbie["parent_id"]),
+        (&Value::from("upsert"), &Value::from(people.as_str()))
+    );
     assert!(body
         .iter()
         .any(|l| l["op"] == "upsert" && l["type"] == "org" && l["fields"]["name"] == "sales"));
-    // Only those seven objects changed.
-    assert_eq!(body.len(), 7, "{body:#?}");
-    assert_eq!(end["counts"]["account_deletes"], 1);
+    // Only those eleven objects changed; deletes come last, the OU after
+    // its account.
+    assert_eq!(body.len(), 11, "{body:#?}");
+    assert_eq!(end["counts"]["account_deletes"], 2);
+    assert_eq!(end["counts"]["org_deletes"], 1);
+    assert_eq!(body[10]["id"], legacy.as_str());
 
-    // Nothing since: an empty change set. The old cookie still replays.
-    let next = end["cookie"].as_str().unwrap();
-    let (again, _) = changes(&cfg, next, None);
+    // Nothing since: an empty change set. The next change alone comes
+    // with the new cookie; the old cookie still replays.
+    let next = end["cookie"].as_str().unwrap().to_owned();
+    let (again, _) = changes(&cfg, &next, None);
     assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["method"], method, "{again:?}");
+    modify(
+        slapd,
+        &format!("dn: uid=newbie,{p}\nchangetype: modify\nreplace: cn\ncn: Newer\n"),
+    );
+    let (one, _) = changes(&cfg, &next, None);
+    assert_eq!(one.len(), 2, "{one:?}");
+    assert_eq!(
+        (&one[0]["op"], &one[0]["fields"]["display_name"]),
+        (&Value::from("upsert"), &Value::from("Newer"))
+    );
     let (replay, code) = changes(&cfg, &cookie, None);
-    assert_eq!((code, replay.len()), (0, lines.len()));
+    assert_eq!(code, 0);
+    assert_eq!(replay.len(), lines.len(), "{replay:#?}");
     let (unknown, code) = changes(&cfg, "00ff", None);
     assert_eq!(
         (code, unknown[0]["error"].as_str()),
         (1, Some("cookie_unknown"))
     );
+}
+
+#[test]
+fn changes_through_syncrepl_with_a_present_phase() {
+    let slapd = Slapd::start_with_lines_and_ldif(&syncprov(false), &movable_ous());
+    each_change_shows_up_once(&slapd, "syncrepl");
+}
+
+#[test]
+fn changes_through_syncrepl_with_the_sessionlog() {
+    let slapd = Slapd::start_with_lines_and_ldif(&syncprov(true), &movable_ous());
+    each_change_shows_up_once(&slapd, "syncrepl");
+}
+
+#[test]
+fn changes_by_snapshot_difference_without_syncprov() {
+    let slapd = Slapd::start_with_extra_ldif(&movable_ous());
+    each_change_shows_up_once(&slapd, "snapshot");
 }
 
 #[test]

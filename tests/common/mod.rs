@@ -231,6 +231,11 @@ impl Slapd {
         Self::start_full(false, "", ldif)
     }
 
+    /// With extra `slapd.conf` lines for the database and extra entries.
+    pub fn start_with_lines_and_ldif(database_lines: &str, extra_ldif: &str) -> Slapd {
+        Self::start_full(false, database_lines, extra_ldif)
+    }
+
     fn start_full(ppolicy: bool, database_lines: &str, extra_ldif: &str) -> Slapd {
         let slapadd = require_program("slapadd", "slapd ldap-utils");
         let dir = tempfile::tempdir().unwrap();
