@@ -185,15 +185,16 @@ impl UpstreamConn {
         ));
         let (entries, done) = self.collect_entries(&pdu, limit, max_message_bytes).await?;
         let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
-        let cookie = match response_control(&done, PAGED_RESULTS_OID).map_err(ExchangeError::Frame)? {
-            Some(Some(value)) => paged_cookie(value).map_err(ExchangeError::Frame)?,
-            _ if summary.code != 0 => Vec::new(),
-            _ => {
-                return Err(ExchangeError::Frame(FrameError::Malformed(
-                    "paged search answered without the paged results control",
-                )))
-            }
-        };
+        let cookie =
+            match response_control(&done, PAGED_RESULTS_OID).map_err(ExchangeError::Frame)? {
+                Some(Some(value)) => paged_cookie(value).map_err(ExchangeError::Frame)?,
+                _ if summary.code != 0 => Vec::new(),
+                _ => {
+                    return Err(ExchangeError::Frame(FrameError::Malformed(
+                        "paged search answered without the paged results control",
+                    )))
+                }
+            };
         Ok(Page {
             entries,
             done: summary,
@@ -295,7 +296,10 @@ fn decode_entry(pdu: &[u8], max: usize) -> Result<LdapSearchResultEntry, FrameEr
 
 /// Finds a response control: None when absent, Some(None) when present
 /// without a value.
-pub fn response_control<'a>(pdu: &'a [u8], oid: &str) -> Result<Option<Option<&'a [u8]>>, FrameError> {
+pub fn response_control<'a>(
+    pdu: &'a [u8],
+    oid: &str,
+) -> Result<Option<Option<&'a [u8]>>, FrameError> {
     let (_, _, controls) = ber::message_parts(pdu)?;
     let Some(controls) = controls else {
         return Ok(None);

@@ -20,9 +20,9 @@ use ldap3_proto::proto::{
 
 use super::{hex, unhex, Cursor, Delta, Fallback};
 use crate::ber::{FrameError, TlvReader};
+use crate::sync::export::{Exporter, SyncError};
 use crate::upstream::connection::ExchangeError;
 use crate::upstream::requests::response_control;
-use crate::sync::export::{Exporter, SyncError};
 use crate::upstream::requests::SearchMessage;
 use crate::upstream::UpstreamConn;
 
@@ -284,7 +284,10 @@ mod tests {
     #[test]
     fn sync_done_values_with_and_without_their_optional_fields() {
         // As syncprov sends them when nothing changed: no cookie.
-        assert_eq!(sync_done(&[0x30, 0x03, 0x01, 0x01, 0xff]).unwrap(), (None, true));
+        assert_eq!(
+            sync_done(&[0x30, 0x03, 0x01, 0x01, 0xff]).unwrap(),
+            (None, true)
+        );
         assert_eq!(
             sync_done(&[0x30, 0x05, 0x04, 0x03, b'a', b'b', b'c']).unwrap(),
             (Some(b"abc".to_vec()), false)
