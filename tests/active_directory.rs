@@ -12,13 +12,15 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 fn ad_directory(samba: &SambaAd) -> String {
-    let pw = samba.dir.join("ldapgate_bind_password");
-    std::fs::write(&pw, AD_ADMIN_PW).unwrap();
+    ad_directory_at(samba, AD_BASE_DN)
+}
+
+fn ad_directory_at(samba: &SambaAd, base_dn: &str) -> String {
     format!(
-        "kind = \"ad\"\nservers = [\"ldaps://127.0.0.1:636\"]\npins = [\"{}\"]\nbase_dn = \"{AD_BASE_DN}\"\n\
+        "kind = \"ad\"\nservers = [\"ldaps://127.0.0.1:636\"]\npins = [\"{}\"]\nbase_dn = \"{base_dn}\"\n\
          bind_dn = \"{AD_ADMIN_DN}\"\nbind_password_file = \"{}\"\n",
         samba.pin,
-        pw.display()
+        samba.bind_password_file.display()
     )
 }
 
@@ -243,5 +245,213 @@ async fn ad_full_and_changes_pulls_use_object_guids() {
         .find(|l| l["type"] == "org" && l["fields"]["name"] == "Sales")
         .expect("Sales");
     assert_eq!(user_changes[0]["parent_id"], sales["id"]);
-    assert!(!changes.iter().any(|l| l["op"] == "delete"), "{changes:#?}");
+    // The move is an upsert only (other tests of this process change the
+    // shared domain, so only this test's objects are looked at).
+    let sales_id = sales["id"].as_str().unwrap();
+    assert_eq!(
+        changes.iter().filter(|l| l["id"] == sales_id).count(),
+        1,
+        "{changes:#?}"
+    );
+}
+
+/// A config whose sync covers `base` only, pulled on the command line.
+fn sync_config(samba: &SambaAd, base: &str) -> PathBuf {
+    let path = samba.dir.join(format!("sync-{}.toml", free_port()));
+    let state = samba.dir.join(format!("state-{}", free_port()));
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nldap_listen = [\"127.0.0.1:{}\"]\n[directory]\n{}\n{AD_SIGNIN}\n\
+             [sync]\nstate_dir = \"{}\"\npage_size = 5\n\
+             [sync.fields]\nusername = \"sAMAccountName\"\nemail = \"mail\"\n",
+            free_port(),
+            ad_directory_at(samba, base),
+            state.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn ad_modify(ldif: &str) {
+    let out = admin_tool("ldapmodify", &[], Some(ldif));
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+/// An account for the LDIF of a test: sAMAccountName is unique in the
+/// whole domain, so each test's accounts carry its own prefix.
+fn ad_user(name: &str, parent: &str) -> String {
+    format!(
+        "dn: CN={name},{parent}\nchangetype: add\nobjectClass: user\nsAMAccountName: {name}\n\
+         mail: {name}@example.com\n\n"
+    )
+}
+
+fn ad_ou(name: &str, parent: &str) -> String {
+    format!(
+        "dn: OU={name},{parent}\nchangetype: add\nobjectClass: organizationalUnit\nou: {name}\n\n"
+    )
+}
+
+fn ad_id<'a>(lines: &'a [Value], kind: &str, name: &str) -> &'a str {
+    let field = if kind == "org" { "name" } else { "username" };
+    lines
+        .iter()
+        .find(|l| l["type"] == kind && l["fields"][field] == name)
+        .and_then(|l| l["id"].as_str())
+        .unwrap_or_else(|| panic!("{kind} {name} not in {lines:#?}"))
+}
+
+#[test]
+fn ad_each_change_shows_up_once_through_usn_tracking() {
+    let samba = samba();
+    let base = format!("OU=UsnBase,{AD_BASE_DN}");
+    let people = format!("OU=People,{base}");
+    let depts = format!("OU=Depts,{base}");
+    let mut ldif = ad_ou("UsnBase", AD_BASE_DN);
+    for (ou, parent) in [
+        ("People", base.as_str()),
+        ("Engineering", people.as_str()),
+        ("Groups", base.as_str()),
+        ("Depts", base.as_str()),
+        ("Ops", depts.as_str()),
+        ("Legacy", base.as_str()),
+    ] {
+        ldif.push_str(&ad_ou(ou, parent));
+    }
+    for user in ["ubob", "ucarol", "ualice", "udup", "uout"] {
+        ldif.push_str(&ad_user(user, &people));
+    }
+    ldif.push_str(&ad_user("uolive", &format!("OU=Ops,{depts}")));
+    ldif.push_str(&ad_user("uleo", &format!("OU=Legacy,{base}")));
+    ad_modify(&ldif);
+
+    let cfg = sync_config(samba, &base);
+    let (full, code) = sync_full(&cfg);
+    assert_eq!(code, 0, "{full:#?}");
+    // Seven OUs below the base, seven accounts, the end line.
+    assert_eq!(full.len(), 14, "{full:#?}");
+    let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
+    let [bob, carol, alice, dup, out, olive, leo] =
+        ["ubob", "ucarol", "ualice", "udup", "uout", "uolive", "uleo"]
+            .map(|u| ad_id(&full, "account", u).to_owned());
+    let [people_id, engineering, groups, ops, legacy] =
+        ["People", "Engineering", "Groups", "Ops", "Legacy"]
+            .map(|o| ad_id(&full, "org", o).to_owned());
+
+    let mut ldif = ad_user("unew", &people);
+    ldif.push_str(&format!(
+        "dn: CN=ubob,{people}\nchangetype: modify\nreplace: mail\nmail: robert@example.com\n\n\
+         dn: CN=ucarol,{people}\nchangetype: modrdn\nnewrdn: CN=ucarol2\ndeleteoldrdn: 1\n\n\
+         dn: CN=ualice,{people}\nchangetype: modrdn\nnewrdn: CN=ualice\ndeleteoldrdn: 1\nnewsuperior: OU=Engineering,{people}\n\n\
+         dn: CN=udup,{people}\nchangetype: delete\n\n\
+         dn: CN=uout,{people}\nchangetype: modrdn\nnewrdn: CN=uout\ndeleteoldrdn: 1\nnewsuperior: CN=Users,{AD_BASE_DN}\n\n\
+         dn: OU=Groups,{base}\nchangetype: modrdn\nnewrdn: OU=Teams\ndeleteoldrdn: 1\n\n\
+         dn: OU=Ops,{depts}\nchangetype: modrdn\nnewrdn: OU=Ops\ndeleteoldrdn: 1\nnewsuperior: {people}\n\n\
+         dn: CN=uleo,OU=Legacy,{base}\nchangetype: delete\n\n\
+         dn: OU=Legacy,{base}\nchangetype: delete\n\n"
+    ));
+    ldif.push_str(&ad_ou("Sales", &base));
+    ad_modify(&ldif);
+
+    let (lines, code) = sync_changes(&cfg, &cookie, None);
+    assert_eq!(code, 0, "{lines:#?}");
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["method"], "usn", "{end}");
+    let body = &lines[..lines.len() - 1];
+    let op_of = |id: &str| ops_for(body, id);
+    let line_of = |id: &str| line_for(body, id);
+    assert_eq!(op_of(&bob), vec!["upsert"], "{body:#?}");
+    assert_eq!(op_of(&carol), vec!["upsert"], "a rename is one upsert");
+    assert_eq!(op_of(&alice), vec!["upsert"], "a move is one upsert");
+    assert_eq!(op_of(&dup), vec!["delete"]);
+    assert_eq!(op_of(&out), vec!["delete"], "moved out of base_dn");
+    assert_eq!(op_of(&groups), vec!["upsert"], "renamed OU");
+    assert_eq!(op_of(&ops), vec!["upsert"], "moved OU");
+    assert_eq!(op_of(&olive), vec!["upsert"], "its OU moved");
+    assert_eq!(op_of(&leo), vec!["delete"]);
+    assert_eq!(op_of(&legacy), vec!["delete"], "deleted OU");
+    assert_eq!(line_of(&bob)["fields"]["email"], "robert@example.com");
+    assert_eq!(line_of(&carol)["dn"], format!("CN=ucarol2,{people}"));
+    assert_eq!(line_of(&alice)["parent_id"], engineering.as_str());
+    assert_eq!(line_of(&ops)["parent_id"], people_id.as_str());
+    assert_eq!(line_of(&olive)["dn"], format!("CN=uolive,OU=Ops,{people}"));
+    assert_eq!(line_of(&olive)["parent_id"], ops.as_str());
+    assert_eq!(line_of(&groups)["fields"]["name"], "Teams");
+    let unew = ad_id(body, "account", "unew");
+    assert_eq!(op_of(unew), vec!["upsert"]);
+    assert_eq!(line_of(unew)["parent_id"], people_id.as_str());
+    assert_eq!(op_of(ad_id(body, "org", "Sales")), vec!["upsert"]);
+    assert_eq!(body.len(), 12, "only those objects changed: {body:#?}");
+    assert_eq!(end["counts"]["account_deletes"], 3);
+    assert_eq!(end["counts"]["org_deletes"], 1);
+
+    // Nothing since; then one change alone.
+    let next = end["cookie"].as_str().unwrap().to_owned();
+    let (again, _) = sync_changes(&cfg, &next, None);
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(again[0]["method"], "usn");
+    ad_modify(&format!(
+        "dn: CN=unew,{people}\nchangetype: modify\nreplace: mail\nmail: newer@example.com\n"
+    ));
+    let (one, _) = sync_changes(&cfg, &next, None);
+    assert_eq!(one.len(), 2, "{one:#?}");
+    assert_eq!(one[0]["fields"]["email"], "newer@example.com");
+}
+
+#[test]
+fn ad_another_domain_controller_forces_a_whole_comparison_and_says_why() {
+    let samba = samba();
+    let base = format!("OU=DcBase,{AD_BASE_DN}");
+    let mut ldif = ad_ou("DcBase", AD_BASE_DN);
+    ldif.push_str(&ad_user("dcone", &base));
+    ldif.push_str(&ad_user("dctwo", &base));
+    ad_modify(&ldif);
+    let cfg = sync_config(samba, &base);
+    let (full, code) = sync_full(&cfg);
+    assert_eq!(code, 0, "{full:#?}");
+    let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
+    let two = ad_id(&full, "account", "dctwo").to_owned();
+
+    // The cookie now stands for a cursor of another DC: what a pull that
+    // reaches another server of the domain sees.
+    let config = std::fs::read_to_string(&cfg).unwrap();
+    let state = config
+        .lines()
+        .find_map(|l| l.strip_prefix("state_dir = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let snapshot = PathBuf::from(state).join(format!("snapshot-{cookie}.json"));
+    let mut saved: Value = serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();
+    assert_eq!(saved["cursor"]["method"], "usn", "{saved}");
+    saved["cursor"]["invocation_id"] = "00000000-0000-0000-0000-0000000000dc".into();
+    std::fs::write(&snapshot, serde_json::to_vec(&saved).unwrap()).unwrap();
+
+    ad_modify(&format!(
+        "dn: CN=dctwo,{base}\nchangetype: modify\nreplace: mail\nmail: two@example.com\n\n\
+         dn: CN=dcone,{base}\nchangetype: delete\n"
+    ));
+    let (lines, code) = sync_changes(&cfg, &cookie, None);
+    assert_eq!(code, 0, "{lines:#?}");
+    let end = lines.last().unwrap();
+    assert_eq!(end["method"], "snapshot", "{end}");
+    let reason = end["resync_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("domain controller changed") && reason.contains("0000000000dc"),
+        "{end}"
+    );
+    // The whole comparison still finds exactly what changed.
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(
+        (&lines[0]["id"], &lines[0]["fields"]["email"]),
+        (&Value::from(two.as_str()), &Value::from("two@example.com"))
+    );
+    assert_eq!(lines[1]["op"], "delete");
+    // And the next pull is back on this DC's numbers.
+    let (again, _) = sync_changes(&cfg, end["cookie"].as_str().unwrap(), None);
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(again[0]["method"], "usn");
 }

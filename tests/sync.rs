@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn sync_config(slapd: &Slapd, base_dn: &str, service_account: bool, extra: &str) -> PathBuf {
@@ -38,22 +38,11 @@ fn sync_config(slapd: &Slapd, base_dn: &str, service_account: bool, extra: &str)
     path
 }
 
-/// `ldapgate sync full`: the parsed lines and the exit code.
-fn pull(config: &Path) -> (Vec<Value>, i32) {
-    let out = Command::new(ldapgate_binary())
-        .args(["sync", "full", "-c"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
-    (lines, out.status.code().unwrap_or(-1))
-}
-
 #[test]
 fn full_export_streams_every_org_and_account_with_parent_ids() {
     let slapd = Slapd::start();
     let cfg = sync_config(&slapd, BASE_DN, true, "page_size = 7");
-    let (lines, code) = pull(&cfg);
+    let (lines, code) = sync_full(&cfg);
     assert_eq!(code, 0, "{lines:?}");
     let end = lines.last().unwrap();
     assert_eq!(end["type"], "end", "{end}");
@@ -112,7 +101,7 @@ fn a_recreated_base_entry_blocks_sync_until_rearmed() {
     let slapd = Slapd::start();
     let base = format!("ou=groups,{BASE_DN}");
     let cfg = sync_config(&slapd, &base, true, "");
-    let (lines, code) = pull(&cfg);
+    let (lines, code) = sync_full(&cfg);
     assert_eq!(
         (code, lines.last().unwrap()["type"].as_str()),
         (0, Some("end"))
@@ -124,19 +113,19 @@ fn a_recreated_base_entry_blocks_sync_until_rearmed() {
             "dn: {base}\nchangetype: delete\n\ndn: {base}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n"
         ),
     );
-    let (lines, code) = pull(&cfg);
+    let (lines, code) = sync_full(&cfg);
     assert_eq!(code, 1);
     assert_eq!(lines.len(), 1, "nothing but the error: {lines:?}");
     assert_eq!(lines[0]["error"], "base_dn_moved", "{lines:?}");
     // Still blocked on the next pull.
-    assert_eq!(pull(&cfg).0[0]["error"], "base_dn_moved");
+    assert_eq!(sync_full(&cfg).0[0]["error"], "base_dn_moved");
     let out = Command::new(ldapgate_binary())
         .args(["sync", "rearm", "-c"])
         .arg(&cfg)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
-    let (lines, code) = pull(&cfg);
+    let (lines, code) = sync_full(&cfg);
     assert_eq!(
         (code, lines.last().unwrap()["type"].as_str()),
         (0, Some("end")),
@@ -150,7 +139,7 @@ fn a_directory_that_fails_mid_export_gives_an_error_not_a_short_export() {
     // hits the limit part-way through the accounts.
     let slapd = Slapd::start_with_database_lines("limits anonymous size.prtotal=20");
     let cfg = sync_config(&slapd, BASE_DN, false, "page_size = 5");
-    let (lines, code) = pull(&cfg);
+    let (lines, code) = sync_full(&cfg);
     assert_eq!(code, 1, "{lines:?}");
     let last = lines.last().unwrap();
     assert_eq!(last["type"], "error", "{last}");
@@ -168,7 +157,7 @@ fn a_directory_that_fails_mid_export_gives_an_error_not_a_short_export() {
 fn a_missing_base_dn_is_an_error() {
     let slapd = Slapd::start();
     let cfg = sync_config(&slapd, &format!("ou=nowhere,{BASE_DN}"), true, "");
-    let (lines, code) = pull(&cfg);
+    let (lines, code) = sync_full(&cfg);
     assert_eq!(code, 1);
     assert_eq!(lines[0]["error"], "directory_error", "{lines:?}");
 }
@@ -243,19 +232,6 @@ fn full_export_over_https_and_base_dn_moved_is_a_409() {
     assert_eq!(r.json()["error"], "base_dn_moved");
 }
 
-fn changes(config: &Path, cookie: &str, approve: Option<&str>) -> (Vec<Value>, i32) {
-    let mut cmd = Command::new(ldapgate_binary());
-    cmd.args(["sync", "changes", "-c"])
-        .arg(config)
-        .args(["--cookie", cookie]);
-    if let Some(a) = approve {
-        cmd.args(["--approve", a]);
-    }
-    let out = cmd.output().unwrap();
-    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
-    (lines, out.status.code().unwrap_or(-1))
-}
-
 fn modify(slapd: &Slapd, ldif: &str) {
     let out = ldap_tool(
         "ldapmodify",
@@ -318,7 +294,7 @@ fn org_id<'a>(lines: &'a [Value], name: &str) -> &'a str {
 /// the next changes pull, found by `method`.
 fn each_change_shows_up_once(slapd: &Slapd, method: &str) {
     let cfg = sync_config(slapd, BASE_DN, true, "page_size = 10");
-    let (full, code) = pull(&cfg);
+    let (full, code) = sync_full(&cfg);
     assert_eq!(code, 0);
     let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
     let [carol, alice, bob, dup1, olive, leo] =
@@ -341,19 +317,14 @@ fn each_change_shows_up_once(slapd: &Slapd, method: &str) {
              dn: ou=legacy,{BASE_DN}\nchangetype: delete\n"
         ),
     );
-    let (lines, code) = changes(&cfg, &cookie, None);
+    let (lines, code) = sync_changes(&cfg, &cookie, None);
     assert_eq!(code, 0, "{lines:?}");
     let end = lines.last().unwrap();
     assert_eq!(end["type"], "end");
     assert_eq!(end["method"], method, "{end}");
     let body = &lines[..lines.len() - 1];
-    let op_of = |id: &str| -> Vec<&str> {
-        body.iter()
-            .filter(|l| l["id"] == id)
-            .map(|l| l["op"].as_str().unwrap())
-            .collect()
-    };
-    let line_of = |id: &str| body.iter().find(|l| l["id"] == id).unwrap();
+    let op_of = |id: &str| ops_for(body, id);
+    let line_of = |id: &str| line_for(body, id);
     assert_eq!(op_of(&bob), vec!["upsert"]);
     assert_eq!(
         op_of(&carol),
@@ -404,23 +375,23 @@ fn each_change_shows_up_once(slapd: &Slapd, method: &str) {
     // Nothing since: an empty change set. The next change alone comes
     // with the new cookie; the old cookie still replays.
     let next = end["cookie"].as_str().unwrap().to_owned();
-    let (again, _) = changes(&cfg, &next, None);
+    let (again, _) = sync_changes(&cfg, &next, None);
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(again[0]["method"], method, "{again:?}");
     modify(
         slapd,
         &format!("dn: uid=newbie,{p}\nchangetype: modify\nreplace: cn\ncn: Newer\n"),
     );
-    let (one, _) = changes(&cfg, &next, None);
+    let (one, _) = sync_changes(&cfg, &next, None);
     assert_eq!(one.len(), 2, "{one:?}");
     assert_eq!(
         (&one[0]["op"], &one[0]["fields"]["display_name"]),
         (&Value::from("upsert"), &Value::from("Newer"))
     );
-    let (replay, code) = changes(&cfg, &cookie, None);
+    let (replay, code) = sync_changes(&cfg, &cookie, None);
     assert_eq!(code, 0);
     assert_eq!(replay.len(), lines.len(), "{replay:#?}");
-    let (unknown, code) = changes(&cfg, "00ff", None);
+    let (unknown, code) = sync_changes(&cfg, "00ff", None);
     assert_eq!(
         (code, unknown[0]["error"].as_str()),
         (1, Some("cookie_unknown"))
@@ -447,17 +418,30 @@ fn changes_by_snapshot_difference_without_syncprov() {
 
 #[test]
 fn mass_deletion_is_held_back_until_approved() {
-    let slapd = Slapd::start();
-    let cfg = sync_config(&slapd, BASE_DN, true, "");
-    let (full, _) = pull(&cfg);
+    mass_deletion_held_back(&Slapd::start(), "snapshot");
+}
+
+#[test]
+fn mass_deletion_found_by_syncrepl_is_held_back_until_approved() {
+    mass_deletion_held_back(
+        &Slapd::start_with_lines_and_ldif(&syncprov(true), ""),
+        "syncrepl",
+    );
+}
+
+/// 31 account deletions (over the default 30) are held back until the
+/// approval token of exactly that change set comes with the pull.
+fn mass_deletion_held_back(slapd: &Slapd, method: &str) {
+    let cfg = sync_config(slapd, BASE_DN, true, "");
+    let (full, _) = sync_full(&cfg);
     let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
     let ldif: String = (0..31)
         .map(|i| {
             format!("dn: uid=user{i:03},ou=engineering,ou=people,{BASE_DN}\nchangetype: delete\n\n")
         })
         .collect();
-    modify(&slapd, &ldif);
-    let (held, code) = changes(&cfg, &cookie, None);
+    modify(slapd, &ldif);
+    let (held, code) = sync_changes(&cfg, &cookie, None);
     assert_eq!(code, 1);
     assert_eq!(held.len(), 1, "nothing delivered: {held:?}");
     assert_eq!(held[0]["error"], "sync_protection");
@@ -466,23 +450,24 @@ fn mass_deletion_is_held_back_until_approved() {
     let token = held[0]["approval"].as_str().unwrap().to_owned();
     // The cookie did not advance: asking again gives the same token.
     assert_eq!(
-        changes(&cfg, &cookie, None).0[0]["approval"],
+        sync_changes(&cfg, &cookie, None).0[0]["approval"],
         token.as_str()
     );
     assert_eq!(
-        changes(&cfg, &cookie, Some("0123abcd")).0[0]["error"],
+        sync_changes(&cfg, &cookie, Some("0123abcd")).0[0]["error"],
         "sync_protection"
     );
-    let (delivered, code) = changes(&cfg, &cookie, Some(&token));
+    let (delivered, code) = sync_changes(&cfg, &cookie, Some(&token));
     assert_eq!(code, 0, "{delivered:?}");
+    assert_eq!(delivered.last().unwrap()["method"], method, "{delivered:?}");
     let deletes = delivered.iter().filter(|l| l["op"] == "delete").count();
     assert_eq!(deletes, 31);
     // One more deletion changes the change set: the old token no longer fits.
     modify(
-        &slapd,
+        slapd,
         &format!("dn: uid=user031,ou=engineering,ou=people,{BASE_DN}\nchangetype: delete\n"),
     );
-    let (held, _) = changes(&cfg, &cookie, Some(&token));
+    let (held, _) = sync_changes(&cfg, &cookie, Some(&token));
     assert_eq!(held[0]["error"], "sync_protection");
     assert_ne!(held[0]["approval"], token.as_str());
 }
@@ -533,7 +518,7 @@ fn changes_over_https() {
 fn kill_9_during_state_writes_loses_nothing() {
     let slapd = Slapd::start();
     let cfg = sync_config(&slapd, BASE_DN, true, "page_size = 5");
-    assert_eq!(pull(&cfg).1, 0);
+    assert_eq!(sync_full(&cfg).1, 0);
     let state = PathBuf::from(
         std::fs::read_to_string(&cfg)
             .unwrap()
@@ -568,7 +553,7 @@ fn kill_9_during_state_writes_loses_nothing() {
         }
     }
     // The state still works: a pull succeeds and the base is not "moved".
-    let (lines, code) = pull(&cfg);
+    let (lines, code) = sync_full(&cfg);
     assert_eq!(
         (code, lines.last().unwrap()["type"].as_str()),
         (0, Some("end")),

@@ -57,6 +57,9 @@ pub struct SambaAd {
     /// The SPKI pin of Samba's self-signed certificate, whose name (the
     /// host's FQDN) does not match 127.0.0.1: pins are how to trust it.
     pub pin: String,
+    /// The administrator's password in a file, for `bind_password_file`
+    /// (written once: tests running side by side read it).
+    pub bind_password_file: PathBuf,
     _stdin: Mutex<ChildStdin>,
 }
 
@@ -181,11 +184,14 @@ fn start() -> SambaAd {
         .unwrap()
         .spki
         .to_string();
+    let bind_password_file = dir.join("ldapgate_bind_password");
+    std::fs::write(&bind_password_file, AD_ADMIN_PW).unwrap();
     let mut stdin = stdin;
     let _ = stdin.flush();
     SambaAd {
         dir,
         pin,
+        bind_password_file,
         _stdin: Mutex::new(stdin),
     }
 }
