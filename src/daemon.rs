@@ -1,24 +1,35 @@
 //! `ldapgate run`: wires configuration, upstream pool, listeners and
-//! shutdown together.
+//! shutdown together, and swaps in a new configuration on reload.
+//!
+//! Everything built from one configuration (the pool and its pins, the
+//! listener certificate, policy, the control channel's certificate and
+//! routes) is published through `watch` channels. Listeners read the
+//! current value for each connection they accept, so a reload changes what
+//! new sessions get, and sessions already running keep what they started
+//! with until they end.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::control::{ControlError, ControlServer, ControlState};
-use crate::listener::{Admission, BindError, BoundListener, ListenerKind};
+use crate::control::{ControlError, ControlServer, ControlServing, ControlState};
+use crate::listener::{Admission, BindError, BoundListener, ListenerKind, Serving};
+use crate::metrics::http::{MetricsBindError, MetricsServer, Readiness};
+use crate::metrics::metrics;
 use crate::ratelimit::BindLimiter;
 use crate::session::policy::Policy;
 use crate::session::{SessionContext, SessionLimits};
 use crate::sync::export::Exporter;
 use crate::sync::verify;
+use crate::tls;
 use crate::upstream::pool::PoolSetupError;
 use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamPool;
@@ -27,10 +38,11 @@ use crate::upstream::UpstreamPool;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often rate-limiter state that has gone stale is dropped.
 const LIMITER_HOUSEKEEPING: Duration = Duration::from_secs(10);
-/// How long SIGTERM waits for open sessions before exiting anyway.
+/// How long SIGTERM waits for open sessions before exiting anyway; below
+/// the unit's TimeoutStopSec so systemd never has to kill.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why the daemon could not start.
+/// Why the daemon could not start, or a configuration could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -39,20 +51,110 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
 }
 
-/// A started daemon: its bound addresses and the handle that stops it.
+/// What one configuration builds.
+struct Built {
+    serving: Arc<Serving>,
+    control: Option<Arc<ControlServing>>,
+    pool: Arc<UpstreamPool>,
+    verification: Option<JoinHandle<()>>,
+}
+
+/// What a reload needs from the configuration in force.
+struct Current {
+    config: Config,
+    limiter: Arc<BindLimiter>,
+    verification: Option<JoinHandle<()>>,
+}
+
+/// A started daemon: its bound addresses and the handles that reload and
+/// stop it.
 pub struct Running {
     pub ldap_addrs: Vec<SocketAddr>,
     pub ldaps_addrs: Vec<SocketAddr>,
     pub control_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     listeners: TaskTracker,
     sessions: TaskTracker,
-    pool: Arc<UpstreamPool>,
+    serving: watch::Sender<Arc<Serving>>,
+    control: Option<watch::Sender<Arc<ControlServing>>>,
+    pool: watch::Sender<Arc<UpstreamPool>>,
+    /// One permit per open client connection, across reloads.
+    connections: Arc<Semaphore>,
+    current: Mutex<Current>,
 }
 
 impl Running {
+    /// Applies `config` to new sessions and requests. Listen addresses
+    /// cannot change without a restart: a change is named in the returned
+    /// warnings and the old addresses keep serving. On error nothing
+    /// changed.
+    pub async fn reload(&self, config: Config) -> Result<Vec<String>, StartError> {
+        let (limiter, old_max, old_config) = {
+            let current = self.lock_current();
+            let limiter = if current.config.ratelimit == config.ratelimit {
+                // Counters and lockouts survive a reload that keeps the limits.
+                current.limiter.clone()
+            } else {
+                new_limiter(&config)
+            };
+            (
+                limiter,
+                current.config.server.max_connections,
+                current.config.clone(),
+            )
+        };
+        let mut warnings = needs_restart(&old_config, &config);
+        let built = build(&config, limiter.clone(), self.connections.clone()).await?;
+        let new_max = config.server.max_connections;
+        if new_max > old_max {
+            self.connections.add_permits(new_max - old_max);
+        } else if new_max < old_max {
+            let forgotten = self.connections.forget_permits(old_max - new_max);
+            if forgotten < old_max - new_max {
+                warnings.push(format!(
+                    "server.max_connections: {} connections over the new limit stay open until they end",
+                    old_max - new_max - forgotten
+                ));
+            }
+        }
+        self.serving.send_replace(built.serving);
+        self.pool.send_replace(built.pool);
+        match (&self.control, built.control) {
+            (Some(sender), Some(control)) => {
+                sender.send_replace(control);
+            }
+            (None, Some(_)) => {
+                warnings.push("[control] was added: restart to open the control channel".into())
+            }
+            (Some(_), None) => warnings.push(
+                "[control] was removed: the control channel keeps its old settings until a restart"
+                    .into(),
+            ),
+            (None, None) => {}
+        }
+        let mut current = self.lock_current();
+        if let Some(old) = current.verification.take() {
+            old.abort();
+        }
+        *current = Current {
+            config,
+            limiter,
+            verification: built.verification,
+        };
+        Ok(warnings)
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Current> {
+        // A panic while holding this lock cannot leave Current half
+        // written (it is replaced whole), so a poisoned lock is still good.
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Stops accepting, waits up to the drain timeout for open sessions.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -72,26 +174,74 @@ impl Running {
                 "sessions still open after the drain timeout; exiting"
             );
         }
-        drop(self.pool);
+        if let Some(task) = self.lock_current().verification.take() {
+            task.abort();
+        }
     }
 }
 
-/// Binds every listener and starts serving.
-pub async fn start(config: &Config) -> Result<Running, StartError> {
+/// Settings that only take effect at start, named when a reload changes them.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if old.server.ldap_listen != new.server.ldap_listen
+        || old.server.ldaps_listen != new.server.ldaps_listen
+    {
+        warnings.push(
+            "server.ldap_listen / ldaps_listen changed: restart to listen on the new addresses"
+                .into(),
+        );
+    }
+    if old.control.as_ref().map(|c| c.listen) != new.control.as_ref().map(|c| c.listen)
+        && old.control.is_some()
+        && new.control.is_some()
+    {
+        warnings.push("control.listen changed: restart to listen on the new address".into());
+    }
+    if old.metrics != new.metrics {
+        warnings.push("[metrics] changed: restart to apply".into());
+    }
+    warnings
+}
+
+fn new_limiter(config: &Config) -> Arc<BindLimiter> {
+    let limiter = BindLimiter::new(&config.ratelimit);
+    limiter.spawn_housekeeping(LIMITER_HOUSEKEEPING);
+    limiter
+}
+
+/// Records when the certificates ldapgate presents expire.
+fn record_own_certificates(config: &Config) {
+    let own = [
+        ("listener", config.server.tls.as_ref().map(|t| &t.cert)),
+        ("control", config.control.as_ref().map(|c| &c.tls.cert)),
+    ];
+    for (name, path) in own {
+        let expiry = path
+            .and_then(|p| tls::load_certs(p).ok())
+            .and_then(|chain| chain.first().and_then(|c| tls::pin::expiry_of(c)));
+        if let Some(not_after) = expiry {
+            metrics().certificate_expiry(name, not_after);
+        }
+    }
+}
+
+/// Builds everything new sessions and requests use from `config`: the pool
+/// (checked once, so the log says at once whether the directory is
+/// reachable and the pool starts warm), policy, certificates, control routes.
+async fn build(
+    config: &Config,
+    limiter: Arc<BindLimiter>,
+    connections: Arc<Semaphore>,
+) -> Result<Built, StartError> {
     let pool = UpstreamPool::new(&config.directory)?;
-    // One health pass before serving: the log says at once whether the
-    // directory is reachable, and the pool starts warm.
     pool.check_health().await;
     for server in pool.servers() {
         if !server.is_up() {
-            warn!(server = %server.endpoint, "directory server is not reachable at start-up");
+            warn!(server = %server.endpoint, "directory server is not reachable");
         }
     }
     pool.spawn_health_checks(config.directory.health_check_interval);
-    let limiter = BindLimiter::new(&config.ratelimit);
-    limiter.spawn_housekeeping(LIMITER_HOUSEKEEPING);
     let authenticator = Arc::new(Authenticator::new(config, pool.clone(), limiter));
-
     let tls_acceptor = config
         .server
         .tls
@@ -115,9 +265,50 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     });
     let admission = Arc::new(Admission {
         allowed_clients: config.server.allowed_clients.clone(),
-        connections: Arc::new(Semaphore::new(config.server.max_connections)),
+        connections,
         tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
     });
+    let service = Arc::new(ServiceConnections::new(
+        pool.clone(),
+        config.directory.service_account.clone(),
+    ));
+    let exporter = Arc::new(Exporter::new(config, service));
+    let control = match &config.control {
+        Some(control) => {
+            let state = Arc::new(ControlState::new(
+                authenticator.clone(),
+                exporter.clone(),
+                control,
+            ));
+            Some(Arc::new(ControlServing::new(control, state)?))
+        }
+        None => None,
+    };
+    let verification = (!config.sync.verify_interval.is_zero()).then(|| {
+        verify::spawn_scheduled(
+            exporter,
+            config.signin.attributes.clone(),
+            config.sync.verify_interval,
+        )
+    });
+    record_own_certificates(config);
+    Ok(Built {
+        serving: Arc::new(Serving {
+            ctx,
+            ldaps: tls_acceptor,
+            admission,
+        }),
+        control,
+        pool,
+        verification,
+    })
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let connections = Arc::new(Semaphore::new(config.server.max_connections));
+    let limiter = new_limiter(config);
+    let built = build(config, limiter.clone(), connections.clone()).await?;
 
     let mut bound = Vec::new();
     for addr in &config.server.ldap_listen {
@@ -126,8 +317,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     for addr in &config.server.ldaps_listen {
         bound.push(BoundListener::bind(ListenerKind::Ldaps, *addr).await?);
     }
+    let control_server = match &config.control {
+        Some(control) => Some(ControlServer::bind(control.listen).await?),
+        None => None,
+    };
+    let metrics_server = match &config.metrics {
+        Some(m) => Some(MetricsServer::bind(m.listen).await?),
+        None => None,
+    };
 
     let (stop, stop_rx) = watch::channel(false);
+    let (serving, serving_rx) = watch::channel(built.serving);
+    let (pool, pool_rx) = watch::channel(built.pool);
     let listeners = TaskTracker::new();
     let sessions = TaskTracker::new();
     let mut ldap_addrs = Vec::new();
@@ -137,40 +338,43 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ListenerKind::Ldap => ldap_addrs.push(listener.addr),
             ListenerKind::Ldaps => ldaps_addrs.push(listener.addr),
         }
-        listeners.spawn(listener.serve(
-            ctx.clone(),
-            tls_acceptor.clone(),
-            admission.clone(),
-            sessions.clone(),
-            stop_rx.clone(),
-        ));
+        listeners.spawn(listener.serve(serving_rx.clone(), sessions.clone(), stop_rx.clone()));
     }
-    let service = Arc::new(ServiceConnections::new(
-        pool.clone(),
-        config.directory.service_account.clone(),
-    ));
-    let exporter = Arc::new(Exporter::new(config, service));
-    if !config.sync.verify_interval.is_zero() {
-        verify::spawn_scheduled(
-            exporter.clone(),
-            config.signin.attributes.clone(),
-            config.sync.verify_interval,
-        );
-    }
+    let mut control = None;
     let mut control_addr = None;
-    if let Some(control) = &config.control {
-        let state = Arc::new(ControlState::new(authenticator.clone(), exporter, control));
-        let server = ControlServer::bind(control, state).await?;
+    if let (Some(server), Some(serving)) = (control_server, built.control) {
+        let (sender, receiver) = watch::channel(serving);
         control_addr = Some(server.addr);
-        listeners.spawn(server.serve(stop_rx.clone()));
+        listeners.spawn(server.serve(receiver, stop_rx.clone()));
+        control = Some(sender);
     }
+    let mut metrics_addr = None;
+    if let Some(server) = metrics_server {
+        metrics_addr = Some(server.addr);
+        // Every listener is bound by now.
+        let readiness = Arc::new(Readiness {
+            listening: true.into(),
+            pool: pool_rx,
+        });
+        listeners.spawn(server.serve(readiness, stop_rx.clone()));
+    }
+    metrics().config_loaded(true);
     Ok(Running {
         ldap_addrs,
         ldaps_addrs,
         control_addr,
+        metrics_addr,
         stop,
         listeners,
         sessions,
+        serving,
+        control,
         pool,
+        connections,
+        current: Mutex::new(Current {
+            config: config.clone(),
+            limiter,
+            verification: built.verification,
+        }),
     })
 }

@@ -9,6 +9,7 @@
 //! - [`session`]: one client connection; [`session::policy`] decides per request.
 //! - [`auth`]: delegated authentication: sign-in resolution, bind, outcomes.
 //! - [`ratelimit`]: per-address and per-identity bind limits, lockout.
+//! - [`metrics`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoint.
 //! - [`control`]: the HTTPS control channel (`/v1/authenticate`, `/v1/sync/...`).
 //! - [`sync`]: full and incremental pulls, base-DN fingerprint, sync protection.
 //! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod fingerprint;
 pub mod ldap;
 pub mod listener;
+pub mod metrics;
 pub mod ratelimit;
 pub mod session;
 pub mod stream;

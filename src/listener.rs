@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::ldap::response;
+use crate::metrics::metrics;
 use crate::session::{self, SessionContext};
 use crate::stream::LdapStream;
 
@@ -53,6 +54,15 @@ impl Admission {
     }
 }
 
+/// What listeners hand new connections: built from one configuration and
+/// replaced on reload, while sessions keep the one they started with.
+pub struct Serving {
+    pub ctx: Arc<SessionContext>,
+    /// The LDAPS (and StartTLS) certificate.
+    pub ldaps: Option<TlsAcceptor>,
+    pub admission: Arc<Admission>,
+}
+
 /// A bound listener, ready to accept.
 pub struct BoundListener {
     pub kind: ListenerKind,
@@ -84,12 +94,11 @@ impl BoundListener {
         })
     }
 
-    /// Accepts until `stop` turns true; sessions run in `sessions`.
+    /// Accepts until `stop` turns true; sessions run in `sessions`, each
+    /// with what `serving` holds when it is accepted.
     pub async fn serve(
         self,
-        ctx: Arc<SessionContext>,
-        ldaps: Option<TlsAcceptor>,
-        admission: Arc<Admission>,
+        serving: watch::Receiver<Arc<Serving>>,
         sessions: TaskTracker,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -109,6 +118,12 @@ impl BoundListener {
                     continue;
                 }
             };
+            let Serving {
+                ctx,
+                ldaps,
+                admission,
+            } = &**serving.borrow();
+            let (ctx, ldaps, admission) = (ctx.clone(), ldaps.clone(), admission.clone());
             if !admission.allows(&peer) {
                 debug!(%peer, "client not in allowed_clients; closed");
                 continue;
@@ -118,14 +133,15 @@ impl BoundListener {
                 tokio::spawn(refuse_busy(tcp));
                 continue;
             };
-            let ctx = ctx.clone();
             let ldaps = if self.kind == ListenerKind::Ldaps {
-                ldaps.clone()
+                ldaps
             } else {
                 None
             };
             let handshake_timeout = admission.tls_handshake_timeout;
+            let active = ActiveConnection::open(self.kind);
             sessions.spawn(async move {
+                let _active = active;
                 let stream = match ldaps {
                     None => LdapStream::Plain(tcp),
                     Some(acceptor) => {
@@ -147,6 +163,27 @@ impl BoundListener {
             });
         }
         info!(addr = %self.addr, "stopped accepting");
+    }
+}
+
+/// One accepted client connection in the metrics, until it closes.
+struct ActiveConnection(&'static str);
+
+impl ActiveConnection {
+    fn open(kind: ListenerKind) -> Self {
+        let m = metrics();
+        m.connections_total.with_label_values(&[kind.name()]).inc();
+        m.connections_active.with_label_values(&[kind.name()]).inc();
+        ActiveConnection(kind.name())
+    }
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        metrics()
+            .connections_active
+            .with_label_values(&[self.0])
+            .dec();
     }
 }
 

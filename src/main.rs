@@ -16,7 +16,7 @@ use ldapgate::upstream::UpstreamPool;
 use ldapgate::{daemon, fingerprint};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Exit code for a check that failed.
 const EXIT_CHECK_FAILED: u8 = 1;
@@ -169,12 +169,12 @@ async fn dispatch(command: Command) -> ExitCode {
                 ExitCode::from(EXIT_CHECK_FAILED)
             }
         },
-        Command::Run { config } => {
-            let config = match load_config(&config) {
+        Command::Run { config: path } => {
+            let config = match load_config(&path) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match run(config).await {
+            match run(&path, config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ldapgate: {e:#}");
@@ -349,7 +349,7 @@ async fn sync(config: &Config, action: &SyncCommand) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(path: &std::path::Path, config: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     let running = daemon::start(&config).await?;
@@ -357,6 +357,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ldap = ?running.ldap_addrs,
         ldaps = ?running.ldaps_addrs,
         control = ?running.control_addr,
+        metrics = ?running.metrics_addr,
         "ldapgate ready"
     );
     // Listeners are bound and the first upstream check has run. Outside
@@ -368,11 +369,46 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes"),
+            _ = hup.recv() => reload(path, &running).await,
         }
     }
-    info!("shutting down");
+    info!("shutting down: no new connections; open sessions may finish");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     running.shutdown().await;
+    info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the configuration file again and applies it to new
+/// sessions; an invalid file changes nothing.
+async fn reload(path: &std::path::Path, running: &daemon::Running) {
+    info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    let result = match Config::load(path) {
+        Ok(config) => running
+            .reload(config)
+            .await
+            .map_err(|e| vec![e.to_string()]),
+        Err(e) => Err(e.problems()),
+    };
+    match result {
+        Ok(warnings) => {
+            for w in &warnings {
+                warn!(reason = %w, "reload: not applied until restart");
+            }
+            ldapgate::metrics::metrics().config_loaded(true);
+            info!("configuration reloaded: new sessions use it; open sessions keep theirs");
+        }
+        Err(problems) => {
+            for p in &problems {
+                error!(problem = %p, "reload rejected");
+            }
+            ldapgate::metrics::metrics().config_loaded(false);
+            error!(
+                problems = problems.len(),
+                "configuration not reloaded: the previous configuration keeps serving"
+            );
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }

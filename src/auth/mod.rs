@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+
+use crate::metrics::metrics;
 use tracing::info;
 
 use crate::config::Config;
@@ -75,6 +77,10 @@ impl Verdict {
     }
 
     fn refused(refusal: &Refusal) -> Verdict {
+        metrics()
+            .ratelimit_rejections_total
+            .with_label_values(&[refusal.reason()])
+            .inc();
         let (outcome, detail) = match refusal {
             Refusal::LockedOut { .. } => (
                 Outcome::AccountLocked,
@@ -186,6 +192,10 @@ impl Authenticator {
         let started = Instant::now();
         let mut facts = AuditFacts::default();
         let (verdict, conn) = self.decide(attempt, keep, &mut facts).await;
+        metrics()
+            .auth_total
+            .with_label_values(&[verdict.outcome.as_str()])
+            .inc();
         info!(
             target: "ldapgate::audit",
             channel = attempt.channel,
@@ -317,6 +327,10 @@ impl Authenticator {
         let Ok(_permit) = tokio::time::timeout(self.operation_timeout, self.binds.acquire()).await
         else {
             let detail = "too many binds in progress (ratelimit.max_concurrent_binds)";
+            metrics()
+                .ratelimit_rejections_total
+                .with_label_values(&["concurrency"])
+                .inc();
             return (
                 Verdict::bare(Outcome::RateLimited, Some(detail.into())),
                 None,

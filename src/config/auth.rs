@@ -64,7 +64,7 @@ impl fmt::Display for Rate {
 }
 
 /// `[ratelimit]`: bind rates, lockout and concurrency.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitConfig {
     pub binds_per_ip: Rate,
     pub binds_per_identity: Rate,

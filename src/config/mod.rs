@@ -3,10 +3,12 @@
 //! them at once, and nothing reads a configuration string after this.
 
 mod auth;
+mod metrics;
 mod raw;
 mod sync;
 
 pub use auth::{ControlConfig, Rate, RateLimitConfig, SignInConfig};
+pub use metrics::MetricsConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,6 +86,8 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     /// None when the file has no `[control]` section: no control channel.
     pub control: Option<ControlConfig>,
+    /// None when the file has no `[metrics]` section: no metrics endpoint.
+    pub metrics: Option<MetricsConfig>,
     pub sync: SyncConfig,
 }
 
@@ -193,6 +197,7 @@ impl Config {
         let signin = v.signin(&raw.signin);
         let ratelimit = v.ratelimit(&raw.ratelimit);
         let control = raw.control.as_ref().map(|c| v.control(c));
+        let metrics = raw.metrics.as_ref().and_then(|m| v.metrics(m));
         let sync = v.sync(&raw.sync);
         match (server, directory) {
             (Some(server), Some(directory)) if v.problems.is_empty() => Ok(Config {
@@ -201,6 +206,7 @@ impl Config {
                 signin,
                 ratelimit,
                 control: control.flatten(),
+                metrics,
                 sync,
             }),
             _ => Err(ConfigError::Invalid(v.problems)),

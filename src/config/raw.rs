@@ -14,8 +14,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub ratelimit: RawRateLimit,
     pub control: Option<RawControl>,
+    pub metrics: Option<RawMetrics>,
     #[serde(default)]
     pub sync: RawSync,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -86,19 +86,15 @@ pub enum ControlError {
     },
 }
 
-/// A bound control listener.
-pub struct ControlServer {
-    listener: TcpListener,
+/// What the control listener serves with: its TLS settings and routes,
+/// both built from one configuration and replaced together on reload.
+pub struct ControlServing {
     acceptor: TlsAcceptor,
     router: Router,
-    pub addr: SocketAddr,
 }
 
-impl ControlServer {
-    pub async fn bind(
-        config: &ControlConfig,
-        state: Arc<ControlState>,
-    ) -> Result<Self, ControlError> {
+impl ControlServing {
+    pub fn new(config: &ControlConfig, state: Arc<ControlState>) -> Result<Self, ControlError> {
         let server_config = match &config.client_ca_file {
             None => config.tls.config.clone(),
             Some(ca) => {
@@ -117,24 +113,38 @@ impl ControlServer {
                 Arc::new(built)
             }
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ControlError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().unwrap_or(config.listen);
-        Ok(ControlServer {
-            listener,
+        Ok(ControlServing {
             acceptor: TlsAcceptor::from(server_config),
             router: routes::router(state),
-            addr,
         })
     }
+}
 
-    /// Serves until `stop` turns true.
-    pub async fn serve(self, mut stop: watch::Receiver<bool>) {
+/// A bound control listener.
+pub struct ControlServer {
+    listener: TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl ControlServer {
+    pub async fn bind(listen: SocketAddr) -> Result<Self, ControlError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ControlError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(listen);
+        Ok(ControlServer { listener, addr })
+    }
+
+    /// Serves until `stop` turns true; each connection with what `serving`
+    /// holds when it is accepted.
+    pub async fn serve(
+        self,
+        serving: watch::Receiver<Arc<ControlServing>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         info!(addr = %self.addr, "control channel listening (HTTPS)");
         loop {
             let (tcp, peer) = tokio::select! {
@@ -150,8 +160,10 @@ impl ControlServer {
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = self.acceptor.clone();
-            let router = self.router.clone();
+            let (acceptor, router) = {
+                let now = serving.borrow();
+                (now.acceptor.clone(), now.router.clone())
+            };
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
                     .await

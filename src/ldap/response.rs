@@ -123,6 +123,12 @@ pub struct ResultSummary {
     pub response_name: Option<String>,
 }
 
+/// The result code of a response PDU, without reading the rest.
+pub fn result_code(pdu: &[u8]) -> Option<i64> {
+    let (_, op, _) = ber::message_parts(pdu).ok()?;
+    op.children().expect(0x0a, "resultCode").ok()?.as_int().ok()
+}
+
 /// Reads the result code and diagnostic of a response PDU.
 pub fn read_result(pdu: &[u8]) -> Result<ResultSummary, FrameError> {
     let (id, op, _) = ber::message_parts(pdu)?;

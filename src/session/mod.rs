@@ -25,6 +25,7 @@ use crate::auth::Authenticator;
 use crate::ber::{self, FrameError};
 use crate::ldap::request::{self, BindAuth, Request};
 use crate::ldap::{oid, response};
+use crate::metrics::metrics;
 use crate::stream::LdapStream;
 use crate::upstream::{UpstreamConn, UpstreamPool};
 use policy::{Policy, Verdict};
@@ -289,11 +290,13 @@ impl Session {
         to_upstream: &mut BytesMut,
         to_client: &mut Vec<u8>,
     ) -> Flow {
+        let received = Instant::now();
         let req = match request::parse(pdu) {
             Ok(req) if msgid != 0 => req,
             Ok(_) => return violation(to_client, "message ID 0 is reserved for the server".into()),
             Err(e) => return violation(to_client, format!("malformed request: {e}")),
         };
+        let op = req.name();
         match self.ctx.policy.decide(&req, client_tls) {
             Verdict::Unbind => Flow::End(SessionEnd::Unbind),
             Verdict::StartTls => {
@@ -316,6 +319,10 @@ impl Session {
                 } else {
                     None
                 };
+                let code = refusal
+                    .as_ref()
+                    .map_or(LdapResultCode::Success, |(code, _)| code.clone());
+                record(op, &code, received);
                 match refusal {
                     Some((code, message)) => {
                         to_client.extend(response::start_tls_response(msgid, code, message));
@@ -332,7 +339,8 @@ impl Session {
                 }
             }
             Verdict::Refuse { code, message } => {
-                debug!(peer = %self.peer, op = req.name(), ?code, %message, "refused");
+                debug!(peer = %self.peer, op, ?code, %message, "refused");
+                record(op, &code, received);
                 to_client.extend(
                     response::result_for(op_tag, msgid, code, &message).unwrap_or_default(),
                 );
@@ -341,16 +349,19 @@ impl Session {
             Verdict::ResolveBind => {
                 let (code, message) = match self.sign_in(&req).await {
                     Ok(()) => {
+                        record(op, &LdapResultCode::Success, received);
                         to_client.extend(bind_response(msgid, LdapResultCode::Success, ""));
                         return Flow::Continue;
                     }
                     Err(refusal) => refusal,
                 };
+                record(op, &code, received);
                 self.refuse_bind(msgid, code, &message, to_upstream, to_client);
                 Flow::Continue
             }
             Verdict::RefuseBind { code, message } => {
                 debug!(peer = %self.peer, ?code, %message, "bind refused");
+                record(op, &code, received);
                 self.refuse_bind(msgid, code, &message, to_upstream, to_client);
                 Flow::Continue
             }
@@ -364,6 +375,7 @@ impl Session {
                         Ok(conn) => self.upstream = Some(conn),
                         Err(e) => {
                             debug!(peer = %self.peer, error = %e, "no directory server");
+                            record(op, &LdapResultCode::Unavailable, received);
                             let reply = response::result_for(
                                 op_tag,
                                 msgid,
@@ -386,7 +398,7 @@ impl Session {
                         if !b.name.is_empty() || !matches!(b.auth, BindAuth::Simple(_)) {
                             self.needs_reset = true;
                         }
-                        self.inflight.outstanding.insert(msgid);
+                        self.inflight.start(msgid, op);
                     }
                     Request::Extended { oid: o, .. } => {
                         // An extended operation ldapgate does not know may
@@ -397,10 +409,10 @@ impl Session {
                         {
                             self.reusable = false;
                         }
-                        self.inflight.outstanding.insert(msgid);
+                        self.inflight.start(msgid, op);
                     }
                     _ => {
-                        self.inflight.outstanding.insert(msgid);
+                        self.inflight.start(msgid, op);
                     }
                 }
                 to_upstream.extend_from_slice(pdu);
@@ -424,7 +436,7 @@ impl Session {
         if self.upstream.is_some() && self.needs_reset {
             to_upstream.extend(response::anonymous_bind_request(msgid));
             self.inflight.substitutes.insert(msgid, reply);
-            self.inflight.outstanding.insert(msgid);
+            self.inflight.start(msgid, "bind");
         } else {
             to_client.extend(reply);
         }
@@ -438,6 +450,12 @@ impl Session {
             return Flow::Continue;
         };
         let routing = responses::route(&conn.buf, limit, &mut self.inflight);
+        for done in &routing.finished {
+            // A response whose code cannot be read is forwarded as it is;
+            // it counts as "other".
+            let code = done.code.unwrap_or(-1);
+            metrics().operation(done.started.op, code, done.started.at.elapsed());
+        }
         // A client that stops reading would otherwise hold this session and
         // its upstream connection forever.
         let write_limit = self.ctx.limits.idle_timeout;
@@ -493,6 +511,11 @@ impl Session {
         let notice = response::notice_of_disconnection(code, message);
         let _ = write_client(client, &notice).await;
     }
+}
+
+/// Records an operation ldapgate answered itself.
+fn record(op: &str, code: &LdapResultCode, received: Instant) {
+    metrics().operation(op, code.clone() as i64, received.elapsed());
 }
 
 fn bind_response(msgid: i32, code: LdapResultCode, message: &str) -> Vec<u8> {

@@ -2,16 +2,32 @@
 //! bytes are forwarded as they are, which response is replaced by one of
 //! ldapgate's own, and when the stream ends. Pure logic, no I/O.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::time::Instant;
 
 use crate::ber::{self, FrameError};
-use crate::ldap::tag;
+use crate::ldap::{response, tag};
+
+/// An operation sent upstream: what it is and since when.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub op: &'static str,
+    pub at: Instant,
+}
+
+/// An operation whose final response went to the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub started: Started,
+    /// The response's result code; None when it could not be read.
+    pub code: Option<i64>,
+}
 
 /// What a session has in flight on its upstream connection.
 #[derive(Debug, Default)]
 pub struct InFlight {
     /// Message IDs sent upstream whose final response has not arrived.
-    pub outstanding: HashSet<i32>,
+    pub outstanding: HashMap<i32, Started>,
     /// Responses to substitute for the directory's: a refused bind becomes
     /// an anonymous bind upstream whose response is replaced by the refusal.
     pub substitutes: HashMap<i32, Vec<u8>>,
@@ -21,6 +37,17 @@ impl InFlight {
     /// True when nothing of the session is in flight.
     pub fn is_idle(&self) -> bool {
         self.outstanding.is_empty() && self.substitutes.is_empty()
+    }
+
+    /// Notes that operation `op` with `msgid` went upstream now.
+    pub fn start(&mut self, msgid: i32, op: &'static str) {
+        self.outstanding.insert(
+            msgid,
+            Started {
+                op,
+                at: Instant::now(),
+            },
+        );
     }
 }
 
@@ -46,10 +73,13 @@ pub enum StreamEnd {
 }
 
 /// The routing of everything complete in a buffer.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Routing {
     pub pieces: Vec<Piece>,
     pub end: Option<StreamEnd>,
+    /// Operations whose directory response is forwarded (substituted ones
+    /// are accounted for where the substitute was made).
+    pub finished: Vec<Finished>,
 }
 
 impl Routing {
@@ -83,11 +113,18 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             break;
         }
         if tag::is_final_response(header.op_tag) {
-            inflight.outstanding.remove(&header.msgid);
+            let started = inflight.outstanding.remove(&header.msgid);
             if let Some(own) = inflight.substitutes.remove(&header.msgid) {
                 routing.pieces.push(Piece::Skip(header.len));
                 routing.pieces.push(Piece::Own(own));
                 continue;
+            }
+            if let Some(started) = started {
+                let pdu = &buf[pos - header.len..pos];
+                routing.finished.push(Finished {
+                    started,
+                    code: response::result_code(pdu),
+                });
             }
         }
         routing.forward(header.len);
@@ -117,7 +154,7 @@ mod tests {
     #[test]
     fn entries_and_results_are_forwarded_in_one_piece() {
         let mut inflight = InFlight::default();
-        inflight.outstanding.insert(2);
+        inflight.start(2, "search");
         let mut buf = entry(2);
         buf.extend(entry(2));
         buf.extend(done(2));
@@ -130,19 +167,23 @@ mod tests {
     #[test]
     fn an_incomplete_tail_waits_for_more() {
         let mut inflight = InFlight::default();
-        inflight.outstanding.insert(2);
+        inflight.start(2, "search");
         let mut buf = entry(2);
         let first = buf.len();
         buf.extend(&done(2)[..5]);
         let r = route(&buf, 1 << 20, &mut inflight);
         assert_eq!(r.pieces, vec![Piece::Forward(first)]);
-        assert!(inflight.outstanding.contains(&2), "search still running");
+        assert!(
+            inflight.outstanding.contains_key(&2),
+            "search still running"
+        );
     }
 
     #[test]
     fn a_substitute_replaces_exactly_its_response() {
         let mut inflight = InFlight::default();
-        inflight.outstanding.extend([2, 3]);
+        inflight.start(2, "search");
+        inflight.start(3, "bind");
         let own = result_for(
             tag::BIND_REQUEST,
             3,
@@ -171,7 +212,7 @@ mod tests {
     #[test]
     fn a_notice_of_disconnection_is_forwarded_and_ends_the_stream() {
         let mut inflight = InFlight::default();
-        inflight.outstanding.insert(5);
+        inflight.start(5, "search");
         let notice = notice_of_disconnection(LdapResultCode::Unavailable, "shutting down");
         let mut buf = entry(5);
         buf.extend(&notice);

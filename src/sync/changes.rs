@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::delta::{self, Computed};
+use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::snapshot::{self, line_hash, Kind, Objects, SnapObject, Snapshot};
 use super::tracking::{Cursor, Fallback, Method};
@@ -88,6 +89,16 @@ fn approval_token(
 
 /// The changes since the snapshot `cookie` names.
 pub async fn changes(
+    exporter: &Exporter,
+    cookie: &str,
+    approve: Option<&str>,
+) -> Result<ChangeSet, SyncError> {
+    let result = change_set(exporter, cookie, approve).await;
+    record_run("changes", &result);
+    result
+}
+
+async fn change_set(
     exporter: &Exporter,
     cookie: &str,
     approve: Option<&str>,

@@ -81,3 +81,13 @@ impl SyncError {
         v
     }
 }
+
+/// Counts a sync run of `kind` ("full", "changes", "verify") in the
+/// metrics, by its result: "success" or the error's code.
+pub fn record_run<T>(kind: &str, result: &Result<T, SyncError>) {
+    let outcome = match result {
+        Ok(_) => "success",
+        Err(e) => e.code(),
+    };
+    crate::metrics::metrics().sync_run(kind, outcome);
+}

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::error::record_run;
 pub use super::error::SyncError;
 use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
 use super::state::{BaseFingerprint, StateDir, BASE_FINGERPRINT};
@@ -342,6 +343,12 @@ impl Exporter {
     /// objects delivered are kept as a snapshot; returns the counts and the
     /// cookie for the `end` line.
     pub async fn full(&self, out: &mpsc::Sender<String>) -> Result<(Counts, String), SyncError> {
+        let result = self.full_pull(out).await;
+        record_run("full", &result);
+        result
+    }
+
+    async fn full_pull(&self, out: &mpsc::Sender<String>) -> Result<(Counts, String), SyncError> {
         // Where the directory's change tracking stands, before the walk: a
         // change made during it is reported again next time, never lost.
         let mut conn = self.connection().await?;

@@ -12,8 +12,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::snapshot::Kind;
+use crate::metrics::metrics;
 
 /// A sign-in ID value found on several entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +44,23 @@ fn key(value: &str) -> u64 {
 /// is shared when two entries carry it, in the same attribute or not (a
 /// login matches any of them).
 pub async fn verify(exporter: &Exporter, sign_in: &[String]) -> Result<Report, SyncError> {
+    let result = verification(exporter, sign_in).await;
+    record_run("verify", &result);
+    if let Ok(report) = &result {
+        let m = metrics();
+        m.sync_objects
+            .with_label_values(&["org"])
+            .set(report.orgs as i64);
+        m.sync_objects
+            .with_label_values(&["account"])
+            .set(report.accounts as i64);
+        m.sync_shared_sign_in_values
+            .set(report.shared_sign_in_values.len() as i64);
+    }
+    result
+}
+
+async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report, SyncError> {
     let mut report = Report::default();
     let (tx, mut rx) = mpsc::channel::<Item>(256);
     let count = async move {
@@ -106,7 +125,11 @@ pub async fn verify(exporter: &Exporter, sign_in: &[String]) -> Result<Report, S
 }
 
 /// Runs [`verify`] every `every` and logs what it found.
-pub fn spawn_scheduled(exporter: Arc<Exporter>, sign_in: Vec<String>, every: Duration) {
+pub fn spawn_scheduled(
+    exporter: Arc<Exporter>,
+    sign_in: Vec<String>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -141,5 +164,5 @@ pub fn spawn_scheduled(exporter: Arc<Exporter>, sign_in: Vec<String>, every: Dur
                 Err(e) => error!(error = %e, "scheduled verification failed"),
             }
         }
-    });
+    })
 }

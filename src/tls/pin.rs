@@ -148,6 +148,13 @@ impl CertFingerprints {
     }
 }
 
+/// When a DER certificate expires (seconds since the epoch); None when it
+/// does not parse.
+pub fn expiry_of(der: &[u8]) -> Option<i64> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// A SAN in the `DNS:`/`IP:` notation people know from other tools.
 fn describe_name(name: &x509_parser::extensions::GeneralName<'_>) -> String {
     use x509_parser::extensions::GeneralName;

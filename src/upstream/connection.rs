@@ -2,6 +2,8 @@
 //! StartTLS), returning it to the anonymous state, and telling whether an
 //! idle one is still alive.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +18,9 @@ use super::UpstreamError;
 use crate::ber::{self, FrameError};
 use crate::ldap::response::{self, ResultSummary};
 use crate::ldap::tag;
+use crate::metrics::metrics;
 use crate::stream::LdapStream;
+use crate::tls::pin::expiry_of;
 use crate::tls::PinMismatch;
 
 /// Message ID ldapgate uses for its own requests on an upstream connection.
@@ -32,6 +36,24 @@ pub struct UpstreamConn {
     /// Index of the server in the pool.
     pub server: usize,
     pub idle_since: Instant,
+    /// Counts this connection among its server's open ones while it lives.
+    _open: OpenCount,
+}
+
+/// One open connection in a server's count; the count drops with it.
+struct OpenCount(Arc<AtomicUsize>);
+
+impl OpenCount {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenCount(count.clone())
+    }
+}
+
+impl Drop for OpenCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl UpstreamConn {
@@ -111,7 +133,13 @@ impl UpstreamConn {
         let stream = if tls {
             let handshake = server.tls.connect(server.server_name.clone(), tcp);
             match timeout(connect_timeout, handshake).await {
-                Ok(Ok(s)) => LdapStream::ClientTls(Box::new(s)),
+                Ok(Ok(s)) => {
+                    let leaf = s.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    if let Some(not_after) = leaf.and_then(|c| expiry_of(c)) {
+                        metrics().certificate_expiry(&name, not_after);
+                    }
+                    LdapStream::ClientTls(Box::new(s))
+                }
                 Ok(Err(e)) => return Err(tls_error(name, e)),
                 Err(_) => {
                     return Err(UpstreamError::Timeout {
@@ -129,6 +157,7 @@ impl UpstreamConn {
             buf,
             server: index,
             idle_since: Instant::now(),
+            _open: OpenCount::new(&server.open),
         })
     }
 
@@ -189,7 +218,13 @@ fn tls_error(server: String, e: std::io::Error) -> UpstreamError {
         .cloned()
         .map(Box::new);
     match mismatch {
-        Some(mismatch) => UpstreamError::PinMismatch { server, mismatch },
+        Some(mismatch) => {
+            metrics()
+                .tls_pin_failures_total
+                .with_label_values(&[server.as_str()])
+                .inc();
+            UpstreamError::PinMismatch { server, mismatch }
+        }
         None => UpstreamError::Tls {
             server,
             reason: e.to_string(),

@@ -8,7 +8,7 @@
 //! establishment fails over: a request that was sent is never re-sent
 //! elsewhere, so an answered bind is never retried on another server.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,8 @@ pub struct UpstreamServer {
     pub server_name: ServerName<'static>,
     up: AtomicBool,
     idle: ConnStash,
+    /// Connections to this server open now, idle or in use.
+    pub(super) open: Arc<AtomicUsize>,
 }
 
 impl UpstreamServer {
@@ -100,12 +102,19 @@ impl UpstreamServer {
             // refused before the first health check.
             up: AtomicBool::new(true),
             idle: ConnStash::new(max_idle),
+            open: Arc::new(AtomicUsize::new(0)),
         })
     }
 
     /// True when the last connection attempt or health check succeeded.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now: (idle in the pool, in use).
+    pub fn occupancy(&self) -> (usize, usize) {
+        let idle = self.idle.len();
+        (idle, self.open.load(Ordering::Relaxed).saturating_sub(idle))
     }
 
     fn set_up(&self, up: bool, why: Option<&UpstreamError>) {

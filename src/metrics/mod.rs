@@ -1,0 +1,333 @@
+//! Prometheus metrics: one registry for the process, the metric families of
+//! CONTRACT.md (plus a few of ldapgate's own), and [`http`], the plain-HTTP
+//! endpoint that serves them with `/healthz` and `/readyz`.
+//!
+//! Labels come from fixed sets only: operation names, result-code names,
+//! outcome names, listener kinds, configured server URLs. Never a DN, a
+//! login or a client address, so the series count cannot be driven up from
+//! outside.
+
+pub mod http;
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::upstream::UpstreamPool;
+
+/// Every metric ldapgate records.
+pub struct Metrics {
+    registry: Registry,
+    pub connections_active: IntGaugeVec,
+    pub connections_total: IntCounterVec,
+    pub operations_total: IntCounterVec,
+    pub operation_duration_seconds: HistogramVec,
+    pub binds_total: IntCounterVec,
+    pub auth_total: IntCounterVec,
+    pub ratelimit_rejections_total: IntCounterVec,
+    pub upstream_up: IntGaugeVec,
+    pub upstream_pool_connections: IntGaugeVec,
+    pub tls_pin_failures_total: IntCounterVec,
+    pub certificate_expiry_seconds: GaugeVec,
+    pub sync_runs_total: IntCounterVec,
+    pub sync_last_success_timestamp_seconds: Gauge,
+    pub sync_objects: IntGaugeVec,
+    pub sync_shared_sign_in_values: IntGauge,
+    pub config_reloads_total: IntCounterVec,
+    pub config_last_reload_success_timestamp_seconds: Gauge,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// Latency buckets for LDAP operations: a cached bind answers in well under
+/// a millisecond, a large search may take seconds.
+const OPERATION_BUCKETS: [f64; 14] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        // The names, help texts and label names below are constants that
+        // satisfy Prometheus's rules (checked by the test
+        // `every_metric_registers`), so creation and registration cannot
+        // fail.
+        macro_rules! register {
+            ($metric:expr) => {{
+                let m = $metric.expect("constant metric definition is valid");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("each metric name is registered once");
+                m
+            }};
+        }
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace("ldapgate");
+        Metrics {
+            connections_active: register!(IntGaugeVec::new(
+                opts("connections_active", "Client connections open now."),
+                &["listener"]
+            )),
+            connections_total: register!(IntCounterVec::new(
+                opts("connections_total", "Client connections accepted."),
+                &["listener"]
+            )),
+            operations_total: register!(IntCounterVec::new(
+                opts(
+                    "operations_total",
+                    "LDAP operations from clients, by operation and result code name \
+                     (refusals by ldapgate's policy included)."
+                ),
+                &["op", "result"]
+            )),
+            operation_duration_seconds: register!(HistogramVec::new(
+                HistogramOpts::new(
+                    "operation_duration_seconds",
+                    "Time from a client's request to its final response."
+                )
+                .namespace("ldapgate")
+                .buckets(OPERATION_BUCKETS.to_vec()),
+                &["op"]
+            )),
+            binds_total: register!(IntCounterVec::new(
+                opts("binds_total", "Bind operations from LDAP clients, by result."),
+                &["result"]
+            )),
+            auth_total: register!(IntCounterVec::new(
+                opts(
+                    "auth_total",
+                    "Delegated authentications (control channel and rewritten LDAP binds), by outcome."
+                ),
+                &["outcome"]
+            )),
+            ratelimit_rejections_total: register!(IntCounterVec::new(
+                opts("ratelimit_rejections_total", "Sign-ins refused by rate limits and lockout."),
+                &["reason"]
+            )),
+            upstream_up: register!(IntGaugeVec::new(
+                opts("upstream_up", "1 when the directory server answered its last check."),
+                &["server"]
+            )),
+            upstream_pool_connections: register!(IntGaugeVec::new(
+                opts(
+                    "upstream_pool_connections",
+                    "Connections to a directory server, idle in the pool or in use."
+                ),
+                &["server", "state"]
+            )),
+            tls_pin_failures_total: register!(IntCounterVec::new(
+                opts(
+                    "tls_pin_failures_total",
+                    "TLS handshakes with a directory server whose certificate matched no pin."
+                ),
+                &["server"]
+            )),
+            certificate_expiry_seconds: register!(GaugeVec::new(
+                opts(
+                    "certificate_expiry_seconds",
+                    "Seconds until a certificate expires: a directory server's (server = its URL) \
+                     or ldapgate's own (server = \"listener\" or \"control\")."
+                ),
+                &["server"]
+            )),
+            sync_runs_total: register!(IntCounterVec::new(
+                opts("sync_runs_total", "Sync pulls and verifications, by kind and result."),
+                &["kind", "result"]
+            )),
+            sync_last_success_timestamp_seconds: register!(Gauge::with_opts(opts(
+                "sync_last_success_timestamp_seconds",
+                "When a sync pull last succeeded (Unix time)."
+            ))),
+            sync_objects: register!(IntGaugeVec::new(
+                opts(
+                    "sync_objects",
+                    "Organizations and accounts under base_dn at the last verification."
+                ),
+                &["kind"]
+            )),
+            sync_shared_sign_in_values: register!(IntGauge::with_opts(opts(
+                "sync_shared_sign_in_values",
+                "Sign-in ID values held by more than one entry at the last verification \
+                 (those users cannot sign in with them)."
+            ))),
+            config_reloads_total: register!(IntCounterVec::new(
+                opts("config_reloads_total", "Configuration reloads (SIGHUP), by result."),
+                &["result"]
+            )),
+            config_last_reload_success_timestamp_seconds: register!(Gauge::with_opts(opts(
+                "config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded successfully (Unix time)."
+            ))),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric, with the upstream
+    /// gauges read from `pool` first.
+    pub fn render(&self, pool: Option<&UpstreamPool>) -> Vec<u8> {
+        if let Some(pool) = pool {
+            self.observe_pool(pool);
+        }
+        let mut out = Vec::new();
+        // Encoding into a Vec fails only on I/O errors, which a Vec has none of.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+
+    /// Health and pool occupancy of every server of the current pool.
+    fn observe_pool(&self, pool: &UpstreamPool) {
+        // Servers removed by a reload must not linger.
+        self.upstream_up.reset();
+        self.upstream_pool_connections.reset();
+        for server in pool.servers() {
+            let name = server.endpoint.to_string();
+            self.upstream_up
+                .with_label_values(&[name.as_str()])
+                .set(i64::from(server.is_up()));
+            let (idle, busy) = server.occupancy();
+            self.upstream_pool_connections
+                .with_label_values(&[name.as_str(), "idle"])
+                .set(idle as i64);
+            self.upstream_pool_connections
+                .with_label_values(&[name.as_str(), "busy"])
+                .set(busy as i64);
+        }
+    }
+
+    /// Records one finished client operation.
+    pub fn operation(&self, op: &str, code: i64, elapsed: Duration) {
+        let result = result_name(code);
+        self.operations_total.with_label_values(&[op, result]).inc();
+        self.operation_duration_seconds
+            .with_label_values(&[op])
+            .observe(elapsed.as_secs_f64());
+        if op == "bind" {
+            self.binds_total.with_label_values(&[result]).inc();
+        }
+    }
+
+    /// Records a certificate's expiry (`not_after`, Unix seconds).
+    pub fn certificate_expiry(&self, server: &str, not_after: i64) {
+        self.certificate_expiry_seconds
+            .with_label_values(&[server])
+            .set((not_after - unix_now()) as f64);
+    }
+
+    /// Records a sync run of `kind` ("full", "changes", "verify").
+    pub fn sync_run(&self, kind: &str, result: &str) {
+        self.sync_runs_total
+            .with_label_values(&[kind, result])
+            .inc();
+        if result == "success" && kind != "verify" {
+            self.sync_last_success_timestamp_seconds
+                .set(unix_now() as f64);
+        }
+    }
+
+    /// Records a configuration load (at start and on SIGHUP).
+    pub fn config_loaded(&self, ok: bool) {
+        self.config_reloads_total
+            .with_label_values(&[if ok { "success" } else { "error" }])
+            .inc();
+        if ok {
+            self.config_last_reload_success_timestamp_seconds
+                .set(unix_now() as f64);
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The RFC 4511 name of an LDAP result code (AD and OpenLDAP extensions
+/// included); "other" for anything else, so the label set stays bounded.
+pub fn result_name(code: i64) -> &'static str {
+    match code {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        5 => "compareFalse",
+        6 => "compareTrue",
+        7 => "authMethodNotSupported",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        11 => "adminLimitExceeded",
+        12 => "unavailableCriticalExtension",
+        13 => "confidentialityRequired",
+        14 => "saslBindInProgress",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        18 => "inappropriateMatching",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        33 => "aliasProblem",
+        34 => "invalidDNSyntax",
+        36 => "aliasDereferencingProblem",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        54 => "loopDetect",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        71 => "affectsMultipleDSAs",
+        80 => "other",
+        118 => "canceled",
+        119 => "noSuchOperation",
+        120 => "tooLate",
+        121 => "cannotCancel",
+        4096 => "syncRefreshRequired",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders_with_its_contract_name() {
+        let m = metrics();
+        m.operation("search", 0, Duration::from_millis(3));
+        m.operation("bind", 49, Duration::from_micros(300));
+        m.sync_run("full", "success");
+        let text = String::from_utf8(m.render(None)).unwrap();
+        for name in [
+            "ldapgate_operations_total{op=\"search\",result=\"success\"}",
+            "ldapgate_operation_duration_seconds_bucket{op=\"bind\",le=\"0.0005\"}",
+            "ldapgate_binds_total{result=\"invalidCredentials\"}",
+            "ldapgate_sync_runs_total{kind=\"full\",result=\"success\"}",
+            "ldapgate_sync_last_success_timestamp_seconds",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn result_names_are_bounded() {
+        assert_eq!(result_name(0), "success");
+        assert_eq!(result_name(49), "invalidCredentials");
+        assert_eq!(result_name(12345), "other");
+        assert_eq!(result_name(-1), "other");
+    }
+}
