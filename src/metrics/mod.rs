@@ -118,7 +118,8 @@ impl Metrics {
             upstream_pool_connections: register!(IntGaugeVec::new(
                 opts(
                     "upstream_pool_connections",
-                    "Connections to a directory server, idle in the pool or in use."
+                    "Connections to a directory server: idle in the session pool, or in use \
+                     (by a session, or kept for sign-in binds and the service account)."
                 ),
                 &["server", "state"]
             )),
@@ -191,13 +192,13 @@ impl Metrics {
             self.upstream_up
                 .with_label_values(&[name.as_str()])
                 .set(i64::from(server.is_up()));
-            let (idle, busy) = server.occupancy();
+            let (idle, in_use) = server.occupancy();
             self.upstream_pool_connections
                 .with_label_values(&[name.as_str(), "idle"])
                 .set(idle as i64);
             self.upstream_pool_connections
-                .with_label_values(&[name.as_str(), "busy"])
-                .set(busy as i64);
+                .with_label_values(&[name.as_str(), "in_use"])
+                .set(in_use as i64);
         }
     }
 

@@ -317,6 +317,12 @@ impl Slapd {
         }
     }
 
+    /// The slapd process id (for SIGSTOP/SIGCONT in tests that need a
+    /// directory that stops answering for a while).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts slapd again on the same ports and data, after [`Self::stop`].
     pub fn restart(&mut self) {
         self.stop();
@@ -593,6 +599,31 @@ impl Proxy {
     /// The ldapgate process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits up to `within` for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits up to 10 s for `text` to appear in the log.
+    pub fn wait_for_log(&self, text: &str) {
+        let start = Instant::now();
+        while !self.log().contains(text) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "`{text}` not logged within 10s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Panics with the log if the process has exited (e.g. panicked).
@@ -883,4 +914,53 @@ pub fn line_for<'a>(body: &'a [serde_json::Value], id: &str) -> &'a serde_json::
     body.iter()
         .find(|l| l["id"] == id)
         .unwrap_or_else(|| panic!("no line for {id} in {body:#?}"))
+}
+
+/// Sends signal `name` ("HUP", "TERM", "STOP", "CONT") to process `pid`.
+pub fn send_signal(pid: u32, name: &str) {
+    let out = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kill -s {name} {pid}: {}", show(&out));
+}
+
+/// A plain HTTP GET on loopback: (status, headers, body). Retries while
+/// the port is not yet listening, up to 5 s.
+pub fn http_get(port: u16, path: &str) -> (u16, String, String) {
+    use std::io::Read;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    let mut tcp = loop {
+        match TcpStream::connect(addr) {
+            Ok(t) => break t,
+            Err(e) if start.elapsed() > Duration::from_secs(5) => {
+                panic!("GET {path} on port {port}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(tcp, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The value of one series in a Prometheus text exposition (the series
+/// written as Prometheus writes it, labels sorted by name); None when absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

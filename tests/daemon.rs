@@ -1,0 +1,225 @@
+//! The daemon as operators run it: Prometheus metrics after real traffic,
+//! health and readiness probes, SIGHUP reload under a live session,
+//! SIGTERM drain during a search, and the systemd unit's hardening.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const ALICE: &str = "uid=alice,ou=people,dc=example,dc=com";
+
+fn metrics_section(port: u16) -> String {
+    format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
+fn scrape(port: u16) -> String {
+    let (status, head, body) = http_get(port, "/metrics");
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body
+}
+
+/// Seconds from now until the first certificate in `pem` expires.
+fn expiry_in_seconds(pem: &std::path::Path) -> f64 {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(pem).unwrap();
+    let not_after = ldapgate::tls::pin::expiry_of(&der).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (not_after - now) as f64
+}
+
+fn value(text: &str, series: &str) -> f64 {
+    metric(text, series).unwrap_or_else(|| panic!("{series} not in\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
+    let slapd = Slapd::start();
+    let port = free_port();
+    let token = "metrics-token";
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .section(&metrics_section(port))
+            .section("[ratelimit]\nfailures_before_lockout = 2\n")
+            .control(token),
+    );
+    // The fixture's start-up probe connects once; wait until it is counted.
+    let connections = "ldapgate_connections_total{listener=\"ldap\"}";
+    let mut before = scrape(port);
+    for _ in 0..100 {
+        if metric(&before, connections).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        before = scrape(port);
+    }
+    assert_eq!(
+        metric(
+            &before,
+            "ldapgate_operations_total{op=\"search\",result=\"success\"}"
+        ),
+        None,
+        "no traffic yet:\n{before}"
+    );
+    let upstream = slapd.ldaps_url();
+    assert_eq!(
+        value(
+            &before,
+            &format!("ldapgate_upstream_up{{server=\"{upstream}\"}}")
+        ),
+        1.0
+    );
+
+    // LDAP: a bind, three searches, a wrong password, on one connection.
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    assert_eq!(ldap.simple_bind(ALICE, "alice-pw").await.unwrap().rc, 0);
+    for _ in 0..3 {
+        search_ok(
+            &mut ldap,
+            BASE_DN,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            &["dc"],
+        )
+        .await;
+    }
+    assert_eq!(ldap.simple_bind(ALICE, "wrong").await.unwrap().rc, 49);
+    let _ = ldap.unbind().await;
+
+    // Control channel: one sign-in, then wrong passwords until ldapgate's
+    // own lockout refuses (two failures lock).
+    let ok = r#"{"login":"alice","password":"alice-pw"}"#;
+    assert_eq!(
+        control_request(&proxy, "POST", "/v1/authenticate", Some(token), Some(ok)).status,
+        200
+    );
+    let wrong = r#"{"login":"bob","password":"nope"}"#;
+    for _ in 0..3 {
+        control_request(&proxy, "POST", "/v1/authenticate", Some(token), Some(wrong));
+    }
+    let full = control_request(&proxy, "GET", "/v1/sync/full", Some(token), None);
+    assert_eq!(full.status, 200);
+
+    let text = scrape(port);
+    let v = |series: &str| value(&text, series);
+    assert_eq!(
+        v("ldapgate_operations_total{op=\"search\",result=\"success\"}"),
+        3.0
+    );
+    assert_eq!(
+        v("ldapgate_operation_duration_seconds_count{op=\"search\"}"),
+        3.0
+    );
+    assert!(v("ldapgate_operation_duration_seconds_sum{op=\"search\"}") > 0.0);
+    assert_eq!(
+        v("ldapgate_operations_total{op=\"bind\",result=\"success\"}"),
+        1.0
+    );
+    assert_eq!(v("ldapgate_binds_total{result=\"success\"}"), 1.0, "{text}");
+    assert_eq!(
+        v("ldapgate_binds_total{result=\"invalidCredentials\"}"),
+        1.0
+    );
+    assert_eq!(v(connections) - value(&before, connections), 1.0);
+    assert_eq!(v("ldapgate_connections_active{listener=\"ldap\"}"), 0.0);
+    assert_eq!(v("ldapgate_auth_total{outcome=\"success\"}"), 1.0);
+    assert_eq!(
+        v("ldapgate_auth_total{outcome=\"invalid_credentials\"}"),
+        2.0
+    );
+    assert_eq!(v("ldapgate_auth_total{outcome=\"account_locked\"}"), 1.0);
+    assert_eq!(
+        v("ldapgate_ratelimit_rejections_total{reason=\"lockout\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("ldapgate_sync_runs_total{kind=\"full\",result=\"success\"}"),
+        1.0
+    );
+    assert!(v("ldapgate_sync_last_success_timestamp_seconds") > 1.7e9);
+    // Seconds left on slapd's certificate, as ldapgate saw it in the handshake.
+    let upstream_expiry = v(&format!(
+        "ldapgate_certificate_expiry_seconds{{server=\"{upstream}\"}}"
+    ));
+    let expected = expiry_in_seconds(&slapd.certs.cert_pem);
+    assert!(
+        (upstream_expiry - expected).abs() < 120.0,
+        "{upstream_expiry} vs {expected}"
+    );
+    assert!(v("ldapgate_certificate_expiry_seconds{server=\"listener\"}") > 0.0);
+    assert!(v("ldapgate_certificate_expiry_seconds{server=\"control\"}") > 0.0);
+    let open: f64 = ["idle", "in_use"]
+        .iter()
+        .map(|state| {
+            v(&format!(
+                "ldapgate_upstream_pool_connections{{server=\"{upstream}\",state=\"{state}\"}}"
+            ))
+        })
+        .sum();
+    assert!(
+        open >= 1.0,
+        "connections to the directory stay open:\n{text}"
+    );
+    for personal in ["alice", "bob", "uid=", "dc=example"] {
+        assert!(
+            !text.to_ascii_lowercase().contains(personal),
+            "`{personal}` in the metrics:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn health_and_readiness_follow_the_directory() {
+    let mut slapd = Slapd::start();
+    let port = free_port();
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .directory("health_check_interval = \"200ms\"")
+            .section(&metrics_section(port)),
+    );
+    assert_eq!(http_get(port, "/healthz").0, 200);
+    let (status, _, body) = http_get(port, "/readyz");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+
+    slapd.stop();
+    let wait_for = |want: u16| {
+        let start = std::time::Instant::now();
+        loop {
+            let (status, _, body) = http_get(port, "/readyz");
+            if status == want {
+                return body;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "readyz stayed {status}: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let body = wait_for(503);
+    assert!(body.contains("no directory server is up"), "{body}");
+    assert_eq!(
+        metric(
+            &scrape(port),
+            &format!("ldapgate_upstream_up{{server=\"{}\"}}", slapd.ldaps_url())
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        http_get(port, "/healthz").0,
+        200,
+        "the process still answers"
+    );
+    slapd.restart();
+    wait_for(200);
+    drop(proxy);
+}
