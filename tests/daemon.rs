@@ -223,3 +223,165 @@ fn health_and_readiness_follow_the_directory() {
     wait_for(200);
     drop(proxy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_search_in_flight_finish_then_exits_0() {
+    let slapd = Slapd::start();
+    let mut proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    assert_eq!(ldap.simple_bind(ALICE, "alice-pw").await.unwrap().rc, 0);
+    // The directory stops answering: the next search stays in flight.
+    send_signal(slapd.pid(), "STOP");
+    let search = tokio::spawn(async move {
+        let result = ldap
+            .search(
+                &format!("ou=people,{BASE_DN}"),
+                ldap3::Scope::Subtree,
+                "(objectClass=inetOrgPerson)",
+                vec!["uid"],
+            )
+            .await;
+        (ldap, result)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_signal(proxy.pid(), "TERM");
+    proxy.wait_for_log("shutting down");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        proxy.wait_exit(Duration::ZERO),
+        None,
+        "ldapgate waits for the search"
+    );
+    assert!(
+        std::net::TcpStream::connect(proxy.addr()).is_err(),
+        "no new connections while draining"
+    );
+    send_signal(slapd.pid(), "CONT");
+    let (mut ldap, result) = search.await.unwrap();
+    let (entries, done) = result.unwrap().success().unwrap();
+    assert_eq!(done.rc, 0);
+    assert_eq!(entries.len(), NAMED_USERS + GENERATED_USERS);
+    let _ = ldap.unbind().await;
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("ldapgate exits once the session ends");
+    assert!(status.success(), "{status}\n{}", proxy.log());
+    assert!(proxy.log().contains("stopped"), "{}", proxy.log());
+}
+
+/// The SPKI pin of a PEM certificate.
+fn spki_pin(pem: &std::path::Path) -> String {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(pem).unwrap();
+    ldapgate::tls::CertFingerprints::of(&der)
+        .unwrap()
+        .spki
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_certificate_and_pins_for_new_sessions_only() {
+    let slapd = Slapd::start();
+    let right_pin = spki_pin(&slapd.certs.cert_pem);
+    let wrong_pin = format!("sha256/{}=", "A".repeat(43));
+    let port = free_port();
+    let proxy = Proxy::start(
+        ProxyConfig::with_directory(format!(
+            "servers = [\"{}\"]\npins = [\"{right_pin}\"]\nbase_dn = \"{BASE_DN}\"\n",
+            slapd.ldaps_url()
+        ))
+        .section(&metrics_section(port)),
+    );
+    let mut live = connect(&proxy.ldaps_url(), Some(&proxy.certs), false).await;
+    assert_eq!(live.simple_bind(ALICE, "alice-pw").await.unwrap().rc, 0);
+
+    // A new listener certificate (another CA) and a pin the directory
+    // does not match.
+    let original = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let renewed = Certs::generate(&proxy.dir.path().join("renewed"), "ldapgate");
+    let with = |pin: &str| {
+        original
+            .replace(
+                &proxy.certs.cert_pem.display().to_string(),
+                &renewed.cert_pem.display().to_string(),
+            )
+            .replace(
+                &proxy.certs.key_pem.display().to_string(),
+                &renewed.key_pem.display().to_string(),
+            )
+            .replace(&right_pin, pin)
+    };
+    std::fs::write(&proxy.config_path, with(&wrong_pin)).unwrap();
+    send_signal(proxy.pid(), "HUP");
+    proxy.wait_for_log("configuration reloaded");
+
+    // The live session keeps its certificate and its directory connection.
+    let entries = search_ok(
+        &mut live,
+        ALICE,
+        ldap3::Scope::Base,
+        "(objectClass=*)",
+        &["uid"],
+    )
+    .await;
+    assert_eq!(entries.len(), 1);
+    // New sessions get the new certificate...
+    let settings = ldap3::LdapConnSettings::new()
+        .set_conn_timeout(Duration::from_secs(5))
+        .set_config(proxy.certs.client_config());
+    assert!(
+        ldap3::LdapConnAsync::with_settings(settings, &proxy.ldaps_url())
+            .await
+            .is_err(),
+        "the old CA no longer verifies the listener"
+    );
+    let mut fresh = connect(&proxy.ldaps_url(), Some(&renewed), false).await;
+    // ...and the new pins, which the directory does not match.
+    let refused = fresh.simple_bind(ALICE, "alice-pw").await.unwrap();
+    assert_eq!(refused.rc, 52, "{refused:?}");
+    assert!(refused.text.contains("pin"), "{}", refused.text);
+    let text = scrape(port);
+    let pin_failures = format!(
+        "ldapgate_tls_pin_failures_total{{server=\"{}\"}}",
+        slapd.ldaps_url()
+    );
+    assert!(value(&text, &pin_failures) >= 1.0, "{text}");
+    assert_eq!(
+        value(&text, "ldapgate_config_reloads_total{result=\"success\"}"),
+        2.0,
+        "start and one reload"
+    );
+
+    // An invalid file is rejected and changes nothing.
+    std::fs::write(&proxy.config_path, "[server\nbroken").unwrap();
+    send_signal(proxy.pid(), "HUP");
+    proxy.wait_for_log("configuration not reloaded");
+    assert!(
+        value(
+            &scrape(port),
+            "ldapgate_config_reloads_total{result=\"error\"}"
+        ) == 1.0
+    );
+    let mut again = connect(&proxy.ldaps_url(), Some(&renewed), false).await;
+    assert_eq!(again.simple_bind(ALICE, "alice-pw").await.unwrap().rc, 52);
+
+    // The right pin again: new sessions reach the directory.
+    std::fs::write(&proxy.config_path, with(&right_pin)).unwrap();
+    send_signal(proxy.pid(), "HUP");
+    proxy.wait_for_log_times("configuration reloaded", 2);
+    let mut healed = connect(&proxy.ldaps_url(), Some(&renewed), false).await;
+    assert_eq!(healed.simple_bind(ALICE, "alice-pw").await.unwrap().rc, 0);
+    let entries = search_ok(
+        &mut live,
+        ALICE,
+        ldap3::Scope::Base,
+        "(objectClass=*)",
+        &["uid"],
+    )
+    .await;
+    assert_eq!(
+        entries.len(),
+        1,
+        "the first session lived through three reloads"
+    );
+}

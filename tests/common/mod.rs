@@ -615,11 +615,16 @@ impl Proxy {
 
     /// Waits up to 10 s for `text` to appear in the log.
     pub fn wait_for_log(&self, text: &str) {
+        self.wait_for_log_times(text, 1);
+    }
+
+    /// Waits up to 10 s for `text` to appear `times` times in the log.
+    pub fn wait_for_log_times(&self, text: &str, times: usize) {
         let start = Instant::now();
-        while !self.log().contains(text) {
+        while self.log().matches(text).count() < times {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "`{text}` not logged within 10s:\n{}",
+                "`{text}` not logged {times} times within 10s:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
