@@ -278,7 +278,7 @@ async fn build(
             let state = Arc::new(ControlState::new(
                 authenticator.clone(),
                 exporter.clone(),
-                control,
+                Arc::new(config.clone()),
             ));
             Some(Arc::new(ControlServing::new(control, state)?))
         }

@@ -16,6 +16,7 @@
 //! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses.
 //! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover.
 //! - [`tls`]: rustls setup, certificate pins and the verifier enforcing them.
+//! - [`verify`]: `ldapgate verify` and `POST /v1/verify`, the checks before switching over.
 //! - [`fingerprint`]: `ldapgate fingerprint`, reading a server's certificate to pin it.
 
 #![forbid(unsafe_code)]
@@ -35,3 +36,4 @@ pub mod stream;
 pub mod sync;
 pub mod tls;
 pub mod upstream;
+pub mod verify;

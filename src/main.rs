@@ -99,6 +99,15 @@ enum Command {
         #[arg(long)]
         login: String,
     },
+    /// Check every directory server before switching over: TCP, TLS, pin,
+    /// certificate expiry, service bind, base DN and its fingerprint. One
+    /// line per check (`--json`: the report as JSON); exit 1 on any failure.
+    Verify {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Sync pulls to standard output as NDJSON.
     Sync {
         #[command(subcommand)]
@@ -225,6 +234,32 @@ async fn dispatch(command: Command) -> ExitCode {
                 Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
                 Err(e) => {
                     eprintln!("ldapgate: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Verify { config, json } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match ldapgate::verify::verify(&config).await {
+                Ok(report) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    } else {
+                        for check in &report.checks {
+                            println!("{check}");
+                        }
+                    }
+                    if report.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(EXIT_CHECK_FAILED)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ldapgate: {e}");
                     ExitCode::from(EXIT_USAGE)
                 }
             }

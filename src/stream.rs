@@ -23,6 +23,20 @@ impl LdapStream {
     }
 
     /// The TCP socket underneath.
+    /// The leaf certificate a server presented, on ldapgate's side of a
+    /// client TLS connection.
+    pub fn peer_leaf(&self) -> Option<&[u8]> {
+        match self {
+            LdapStream::ClientTls(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref()),
+            _ => None,
+        }
+    }
+
     pub fn tcp(&self) -> &TcpStream {
         match self {
             LdapStream::Plain(s) => s,

@@ -25,7 +25,7 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
-use crate::config::ControlConfig;
+use crate::config::{Config, ControlConfig};
 use crate::sync::export::Exporter;
 use crate::tls::{self, TlsFileError};
 
@@ -40,6 +40,8 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct ControlState {
     pub authenticator: Arc<Authenticator>,
     pub exporter: Arc<Exporter>,
+    /// The configuration in force, for `/v1/verify`.
+    pub config: Arc<Config>,
     token_sha256: Vec<[u8; 32]>,
 }
 
@@ -47,12 +49,17 @@ impl ControlState {
     pub fn new(
         authenticator: Arc<Authenticator>,
         exporter: Arc<Exporter>,
-        config: &ControlConfig,
+        config: Arc<Config>,
     ) -> Self {
         ControlState {
             authenticator,
             exporter,
-            token_sha256: config.token_sha256.clone(),
+            token_sha256: config
+                .control
+                .as_ref()
+                .map(|c| c.token_sha256.clone())
+                .unwrap_or_default(),
+            config,
         }
     }
 
@@ -204,10 +211,11 @@ mod tests {
 
     #[test]
     fn tokens_compare_by_hash() {
-        let (authenticator, exporter) = unreachable_directory();
+        let (authenticator, exporter, config) = unreachable_directory();
         let state = ControlState {
             authenticator,
             exporter,
+            config,
             token_sha256: vec![Sha256::digest(b"s3cret").into(), [0u8; 32]],
         };
         assert!(state.token_ok(Some("s3cret")));
@@ -216,7 +224,7 @@ mod tests {
         assert!(!state.token_ok(None));
     }
 
-    fn unreachable_directory() -> (Arc<Authenticator>, Arc<Exporter>) {
+    fn unreachable_directory() -> (Arc<Authenticator>, Arc<Exporter>, Arc<Config>) {
         let text = "[directory]\nservers = [\"ldaps://127.0.0.1:1\"]\nbase_dn = \"dc=x\"\n";
         let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
         let pool = crate::upstream::UpstreamPool::new(&config.directory).unwrap();
@@ -228,6 +236,7 @@ mod tests {
         (
             Arc::new(Authenticator::new(&config, pool, limiter)),
             Arc::new(Exporter::new(&config, service)),
+            Arc::new(config),
         )
     }
 }

@@ -26,6 +26,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/authenticate", post(authenticate))
         .route("/v1/sync/full", get(sync_full))
         .route("/v1/sync/changes", get(sync_changes))
+        .route("/v1/verify", post(verify))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -48,6 +49,23 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Wrong or missing token: 401 and nothing else.
 fn unauthorized() -> Response {
     StatusCode::UNAUTHORIZED.into_response()
+}
+
+/// `POST /v1/verify`: the checks of `ldapgate verify` as JSON; 200 when
+/// none failed, 503 otherwise (the report says which and why).
+async fn verify(State(state): State<Arc<ControlState>>, headers: HeaderMap) -> Response {
+    if !state.token_ok(bearer(&headers)) {
+        return unauthorized();
+    }
+    match crate::verify::verify(&state.config).await {
+        Ok(report) if report.ok => (StatusCode::OK, Json(report)).into_response(),
+        Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": "verify_failed", "detail": e.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 /// The HTTP status for an outcome.

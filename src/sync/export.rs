@@ -165,9 +165,8 @@ impl Exporter {
         }
     }
 
-    /// Reads the base entry's id and checks it against the recorded
-    /// fingerprint, recording it on the first pull.
-    pub async fn check_base(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
+    /// The stable id of the base entry, as the directory has it now.
+    pub async fn base_id(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
         let request = LdapSearchRequest {
             base: self.base_dn.to_string(),
             scope: LdapSearchScope::Base,
@@ -185,11 +184,27 @@ impl Exporter {
         if reply.done.code == 32 {
             return Err(SyncError::BaseMissing(self.base_dn.to_string()));
         }
-        let id = reply
+        reply
             .entries
             .first()
             .and_then(|e| self.id_of(e))
-            .ok_or_else(|| SyncError::BaseMissing(self.base_dn.to_string()))?;
+            .ok_or_else(|| SyncError::BaseMissing(self.base_dn.to_string()))
+    }
+
+    /// The base entry's id recorded by the first pull, if one was recorded
+    /// for this base DN.
+    pub fn recorded_base_id(&self) -> Result<Option<String>, SyncError> {
+        Ok(self
+            .state
+            .read_json::<BaseFingerprint>(BASE_FINGERPRINT)?
+            .filter(|r| r.base_dn == self.base_dn.key())
+            .map(|r| r.id))
+    }
+
+    /// Reads the base entry's id and checks it against the recorded
+    /// fingerprint, recording it on the first pull.
+    pub async fn check_base(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
+        let id = self.base_id(conn).await?;
         let key = self.base_dn.key();
         match self.state.read_json::<BaseFingerprint>(BASE_FINGERPRINT)? {
             Some(recorded) if recorded.base_dn == key => {

@@ -134,11 +134,11 @@ impl UpstreamConn {
             let handshake = server.tls.connect(server.server_name.clone(), tcp);
             match timeout(connect_timeout, handshake).await {
                 Ok(Ok(s)) => {
-                    let leaf = s.get_ref().1.peer_certificates().and_then(|c| c.first());
-                    if let Some(not_after) = leaf.and_then(|c| expiry_of(c)) {
+                    let stream = LdapStream::ClientTls(Box::new(s));
+                    if let Some(not_after) = stream.peer_leaf().and_then(expiry_of) {
                         metrics().certificate_expiry(&name, not_after);
                     }
-                    LdapStream::ClientTls(Box::new(s))
+                    stream
                 }
                 Ok(Err(e)) => return Err(tls_error(name, e)),
                 Err(_) => {
