@@ -30,8 +30,11 @@ fn config(slapd: &Slapd, servers: &str, directory: &str) -> PathBuf {
     path
 }
 
-/// `ldapgate verify`: (exit code, report lines as (status, server, check, detail)).
-fn verify(config: &Path) -> (i32, Vec<(String, String, String, String)>, String) {
+/// One report line: (status, server, check, detail).
+type Line = (String, String, String, String);
+
+/// `ldapgate verify`: exit code, report lines, and the output for messages.
+fn verify(config: &Path) -> (i32, Vec<Line>, String) {
     let out = Command::new(ldapgate_binary())
         .args(["verify", "-c"])
         .arg(config)
@@ -51,11 +54,7 @@ fn verify(config: &Path) -> (i32, Vec<(String, String, String, String)>, String)
     (out.status.code().unwrap_or(-1), lines, show(&out))
 }
 
-fn status_of<'a>(
-    lines: &'a [(String, String, String, String)],
-    server: &str,
-    check: &str,
-) -> (&'a str, &'a str) {
+fn status_of<'a>(lines: &'a [Line], server: &str, check: &str) -> (&'a str, &'a str) {
     lines
         .iter()
         .find(|(_, s, c, _)| s == server && c == check)
