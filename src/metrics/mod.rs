@@ -12,6 +12,7 @@ pub mod http;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -22,6 +23,8 @@ use crate::upstream::UpstreamPool;
 /// Every metric ldapgate records.
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family's full name, in registration order.
+    names: Vec<String>,
     pub connections_active: IntGaugeVec,
     pub connections_total: IntCounterVec,
     pub operations_total: IntCounterVec,
@@ -56,6 +59,7 @@ const OPERATION_BUCKETS: [f64; 14] = [
 impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
+        let mut names = Vec::new();
         // The names, help texts and label names below are constants that
         // satisfy Prometheus's rules (checked by the test
         // `every_metric_registers`), so creation and registration cannot
@@ -63,6 +67,7 @@ impl Metrics {
         macro_rules! register {
             ($metric:expr) => {{
                 let m = $metric.expect("constant metric definition is valid");
+                names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
                 registry
                     .register(Box::new(m.clone()))
                     .expect("each metric name is registered once");
@@ -167,7 +172,13 @@ impl Metrics {
                 "When the configuration was last loaded successfully (Unix time)."
             ))),
             registry,
+            names,
         }
+    }
+
+    /// The full name of every metric family, observed yet or not.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric, with the upstream
@@ -321,6 +332,28 @@ mod tests {
             "ldapgate_sync_last_success_timestamp_seconds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_contract_metric_is_registered() {
+        let names = metrics().names();
+        for contract in [
+            "ldapgate_connections_active",
+            "ldapgate_connections_total",
+            "ldapgate_operations_total",
+            "ldapgate_operation_duration_seconds",
+            "ldapgate_binds_total",
+            "ldapgate_auth_total",
+            "ldapgate_ratelimit_rejections_total",
+            "ldapgate_upstream_up",
+            "ldapgate_upstream_pool_connections",
+            "ldapgate_tls_pin_failures_total",
+            "ldapgate_certificate_expiry_seconds",
+            "ldapgate_sync_runs_total",
+            "ldapgate_sync_last_success_timestamp_seconds",
+        ] {
+            assert!(names.iter().any(|n| n == contract), "{contract}");
         }
     }
 
