@@ -969,3 +969,13 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// The SPKI pin (`sha256/<base64>`) of the first certificate in a PEM file.
+pub fn spki_pin(pem: &Path) -> String {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(pem).unwrap();
+    ldapgate::tls::CertFingerprints::of(&der)
+        .unwrap()
+        .spki
+        .to_string()
+}
