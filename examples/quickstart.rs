@@ -10,15 +10,18 @@ use common::*;
 
 fn main() {
     let slapd = Slapd::start();
+    let metrics = free_port();
     let proxy = Proxy::start(
         ProxyConfig::ldaps(&slapd)
             .service_account(&slapd)
+            .section(&format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"))
             .control(TOKEN),
     );
     let ca = proxy.certs.ca_pem.display();
     println!(
         "\nldapgate is running in front of a throwaway slapd (upstream over LDAPS).\n\n\
          ldapgate   {ldap}  (StartTLS offered)   {ldaps}   control https://127.0.0.1:{control}\n\
+         metrics    http://127.0.0.1:{metrics}/metrics   /healthz   /readyz\n\
          slapd      {slapd_url}  (direct, for comparison)\n\
          config     {config}\n\
          log        {log}\n\
@@ -32,7 +35,9 @@ fn main() {
          \x20 curl --cacert {ca} -H 'Authorization: Bearer {TOKEN}' \\\n\
          \x20      --json '{{\"login\":\"bob@example.com\",\"password\":\"bob-pw\"}}' https://127.0.0.1:{control}/v1/authenticate\n\
          \x20 curl --cacert {ca} -H 'Authorization: Bearer {TOKEN}' https://127.0.0.1:{control}/v1/sync/full\n\
-         \x20 target/debug/ldapgate fingerprint 127.0.0.1:{slapd_ldaps}\n\n\
+         \x20 target/debug/ldapgate fingerprint 127.0.0.1:{slapd_ldaps}\n\
+         \x20 target/debug/ldapgate verify -c {config}\n\
+         \x20 curl -s http://127.0.0.1:{metrics}/metrics | grep ^ldapgate_auth_total\n\n\
          Ctrl-C stops both.",
         ldap = proxy.ldap_url(),
         ldaps = proxy.ldaps_url(),
