@@ -165,6 +165,28 @@ mod tests {
     }
 
     #[test]
+    fn finished_operations_carry_their_name_and_result_code() {
+        let mut inflight = InFlight::default();
+        inflight.start(2, "search");
+        inflight.start(3, "bind");
+        let mut buf = entry(2);
+        buf.extend(
+            result_for(tag::BIND_REQUEST, 3, LdapResultCode::InvalidCredentials, "").unwrap(),
+        );
+        let r = route(&buf, 1 << 20, &mut inflight);
+        let finished: Vec<_> = r.finished.iter().map(|f| (f.started.op, f.code)).collect();
+        assert_eq!(
+            finished,
+            vec![("bind", Some(49))],
+            "the search is still running"
+        );
+        let r = route(&done(2), 1 << 20, &mut inflight);
+        let finished: Vec<_> = r.finished.iter().map(|f| (f.started.op, f.code)).collect();
+        assert_eq!(finished, vec![("search", Some(0))]);
+        assert!(inflight.is_idle());
+    }
+
+    #[test]
     fn an_incomplete_tail_waits_for_more() {
         let mut inflight = InFlight::default();
         inflight.start(2, "search");
