@@ -114,12 +114,22 @@ impl Running {
         if new_max > old_max {
             self.connections.add_permits(new_max - old_max);
         } else if new_max < old_max {
-            let forgotten = self.connections.forget_permits(old_max - new_max);
-            if forgotten < old_max - new_max {
+            let over = (old_max - new_max) - self.connections.forget_permits(old_max - new_max);
+            if over > 0 {
+                // The permits still held by open connections are retired as
+                // those connections end.
                 warnings.push(format!(
-                    "server.max_connections: {} connections over the new limit stay open until they end",
-                    old_max - new_max - forgotten
+                    "server.max_connections: {over} connections over the new limit stay open until they end"
                 ));
+                let connections = self.connections.clone();
+                tokio::spawn(async move {
+                    for _ in 0..over {
+                        match connections.acquire().await {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => return,
+                        }
+                    }
+                });
             }
         }
         self.serving.send_replace(built.serving);
@@ -352,10 +362,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(server) = metrics_server {
         metrics_addr = Some(server.addr);
         // Every listener is bound by now.
-        let readiness = Arc::new(Readiness {
-            listening: true.into(),
-            pool: pool_rx,
-        });
+        let readiness = Arc::new(Readiness { pool: pool_rx });
         listeners.spawn(server.serve(readiness, stop_rx.clone()));
     }
     metrics().config_loaded(true);

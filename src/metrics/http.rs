@@ -4,7 +4,6 @@
 //! least one directory server up).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -22,10 +21,10 @@ use crate::upstream::UpstreamPool;
 /// The content type of the Prometheus text exposition format.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What `/readyz` and `/metrics` read from the running daemon.
+/// What `/readyz` and `/metrics` read from the running daemon. The
+/// endpoint starts only once every listener is bound, and stops with them,
+/// so readiness is the directory's.
 pub struct Readiness {
-    /// Set once every listener is bound and accepting.
-    pub listening: AtomicBool,
     /// The pool of the configuration in force (replaced on reload).
     pub pool: watch::Receiver<Arc<UpstreamPool>>,
 }
@@ -33,9 +32,6 @@ pub struct Readiness {
 impl Readiness {
     /// Ok, or why not ready.
     fn check(&self) -> Result<(), &'static str> {
-        if !self.listening.load(Ordering::Relaxed) {
-            return Err("listeners are not bound yet");
-        }
         if !self.pool.borrow().any_up() {
             return Err("no directory server is up");
         }
