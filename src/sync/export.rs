@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::error::record_run;
 pub use super::error::SyncError;
 use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
-use super::state::{BaseFingerprint, StateDir, BASE_FINGERPRINT};
+use super::state::StateDir;
 use super::tracking::Tracker;
 use crate::auth::resolver::{format_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
@@ -66,16 +66,16 @@ struct Record<'a> {
 /// Pulls for one directory.
 pub struct Exporter {
     service: Arc<ServiceConnections>,
-    state: StateDir,
-    base_dn: Dn,
+    pub(super) state: StateDir,
+    pub(super) base_dn: Dn,
     kind: DirectoryKind,
-    id_attr: &'static str,
+    pub(super) id_attr: &'static str,
     user_classes: Vec<String>,
     org_classes: Vec<String>,
     fields: Vec<(String, String)>,
     page_size: i64,
-    limit: Duration,
-    max_message: usize,
+    pub(super) limit: Duration,
+    pub(super) max_message: usize,
     max_account_deletes: usize,
     max_org_deletes: usize,
     tracker: Tracker,
@@ -165,76 +165,6 @@ impl Exporter {
         }
     }
 
-    /// The stable id of the base entry, as the directory has it now.
-    pub async fn base_id(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
-        let request = LdapSearchRequest {
-            base: self.base_dn.to_string(),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 1,
-            timelimit: 0,
-            typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
-            attrs: vec![self.id_attr.to_owned()],
-        };
-        let reply = conn
-            .search(request, self.limit, self.max_message)
-            .await
-            .map_err(|e| self.exchange_err(conn, e))?;
-        if reply.done.code == 32 {
-            return Err(SyncError::BaseMissing(self.base_dn.to_string()));
-        }
-        reply
-            .entries
-            .first()
-            .and_then(|e| self.id_of(e))
-            .ok_or_else(|| SyncError::BaseMissing(self.base_dn.to_string()))
-    }
-
-    /// The base entry's id recorded by the first pull, if one was recorded
-    /// for this base DN.
-    pub fn recorded_base_id(&self) -> Result<Option<String>, SyncError> {
-        Ok(self
-            .state
-            .read_json::<BaseFingerprint>(BASE_FINGERPRINT)?
-            .filter(|r| r.base_dn == self.base_dn.key())
-            .map(|r| r.id))
-    }
-
-    /// Reads the base entry's id and checks it against the recorded
-    /// fingerprint, recording it on the first pull.
-    pub async fn check_base(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
-        let id = self.base_id(conn).await?;
-        let key = self.base_dn.key();
-        match self.state.read_json::<BaseFingerprint>(BASE_FINGERPRINT)? {
-            Some(recorded) if recorded.base_dn == key => {
-                if recorded.id != id {
-                    return Err(SyncError::BaseDnMoved {
-                        base_dn: self.base_dn.to_string(),
-                        recorded: recorded.id,
-                        found: id,
-                    });
-                }
-            }
-            // None yet, or recorded for another base DN: the operator has
-            // (re)configured it, so this one is the reference from now on.
-            _ => {
-                let recorded_at = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                self.state.write_json(
-                    BASE_FINGERPRINT,
-                    &BaseFingerprint {
-                        base_dn: key,
-                        id: id.clone(),
-                        recorded_at,
-                    },
-                )?;
-            }
-        }
-        Ok(id)
-    }
-
     pub fn state(&self) -> &StateDir {
         &self.state
     }
@@ -242,11 +172,6 @@ impl Exporter {
     /// (max_account_deletes, max_org_deletes) of sync protection.
     pub fn protection_limits(&self) -> (usize, usize) {
         (self.max_account_deletes, self.max_org_deletes)
-    }
-
-    /// Forgets the recorded base-DN fingerprint (`ldapgate sync rearm`).
-    pub fn rearm(&self) -> Result<bool, SyncError> {
-        Ok(self.state.remove(BASE_FINGERPRINT)?)
     }
 
     /// One checked page of the subtree search under `base` for `filter`.

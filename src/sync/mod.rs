@@ -1,8 +1,9 @@
 //! Sync pulls of organizations and accounts: [`export`] (full pulls and the
-//! walk they share), [`changes`] (incremental by snapshot difference, sync
+//! walk they share), [`base`] (the base-DN fingerprint), [`changes`] (incremental by snapshot difference, sync
 //! protection), [`verify`] (scheduled verification), [`snapshot`] and
 //! [`state`] (what is kept in `state_dir`).
 
+pub mod base;
 pub mod changes;
 pub mod delta;
 pub mod error;

@@ -1,0 +1,89 @@
+//! The base-DN fingerprint: the first pull records the stable id of the
+//! entry `base_dn` names; when the same DN later names another entry
+//! (deleted and recreated, or another domain), every pull is refused until
+//! an operator re-arms it.
+
+use std::time::SystemTime;
+
+use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+
+use super::export::{Exporter, SyncError};
+use super::state::{BaseFingerprint, BASE_FINGERPRINT};
+use crate::upstream::UpstreamConn;
+
+impl Exporter {
+    /// The stable id of the base entry, as the directory has it now.
+    pub async fn base_id(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
+        let request = LdapSearchRequest {
+            base: self.base_dn.to_string(),
+            scope: LdapSearchScope::Base,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 1,
+            timelimit: 0,
+            typesonly: false,
+            filter: LdapFilter::Present("objectClass".into()),
+            attrs: vec![self.id_attr.to_owned()],
+        };
+        let reply = conn
+            .search(request, self.limit, self.max_message)
+            .await
+            .map_err(|e| self.exchange_err(conn, e))?;
+        if reply.done.code == 32 {
+            return Err(SyncError::BaseMissing(self.base_dn.to_string()));
+        }
+        reply
+            .entries
+            .first()
+            .and_then(|e| self.id_of(e))
+            .ok_or_else(|| SyncError::BaseMissing(self.base_dn.to_string()))
+    }
+
+    /// The base entry's id recorded by the first pull, if one was recorded
+    /// for this base DN.
+    pub fn recorded_base_id(&self) -> Result<Option<String>, SyncError> {
+        Ok(self
+            .state
+            .read_json::<BaseFingerprint>(BASE_FINGERPRINT)?
+            .filter(|r| r.base_dn == self.base_dn.key())
+            .map(|r| r.id))
+    }
+
+    /// Reads the base entry's id and checks it against the recorded
+    /// fingerprint, recording it on the first pull.
+    pub async fn check_base(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
+        let id = self.base_id(conn).await?;
+        let key = self.base_dn.key();
+        match self.state.read_json::<BaseFingerprint>(BASE_FINGERPRINT)? {
+            Some(recorded) if recorded.base_dn == key => {
+                if recorded.id != id {
+                    return Err(SyncError::BaseDnMoved {
+                        base_dn: self.base_dn.to_string(),
+                        recorded: recorded.id,
+                        found: id,
+                    });
+                }
+            }
+            // None yet, or recorded for another base DN: the operator has
+            // (re)configured it, so this one is the reference from now on.
+            _ => {
+                let recorded_at = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.state.write_json(
+                    BASE_FINGERPRINT,
+                    &BaseFingerprint {
+                        base_dn: key,
+                        id: id.clone(),
+                        recorded_at,
+                    },
+                )?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Forgets the recorded base-DN fingerprint (`ldapgate sync rearm`).
+    pub fn rearm(&self) -> Result<bool, SyncError> {
+        Ok(self.state.remove(BASE_FINGERPRINT)?)
+    }
+}
