@@ -200,6 +200,17 @@ async fn ad_full_and_changes_pulls_use_object_guids() {
         .find(|l| l["fields"]["username"] == "ada")
         .expect("ada exported");
     assert_eq!(ada["fields"]["email"], "ada.lovelace@example.com");
+    // The domain controller's computer account is a user too, for AD; it
+    // is not an account of the export.
+    let computers: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["username"]
+                .as_str()
+                .is_some_and(|u| u.ends_with('$'))
+        })
+        .collect();
+    assert!(computers.is_empty(), "{computers:#?}");
     let user = lines
         .iter()
         .find(|l| l["fields"]["username"] == "syncu")

@@ -71,6 +71,9 @@ pub struct Exporter {
     kind: DirectoryKind,
     pub(super) id_attr: &'static str,
     user_classes: Vec<String>,
+    /// Entries with one of these classes are never accounts, whatever else
+    /// they are: on AD, computers (whose objectClass includes user).
+    not_account_classes: Vec<String>,
     org_classes: Vec<String>,
     fields: Vec<(String, String)>,
     page_size: i64,
@@ -108,6 +111,10 @@ impl Exporter {
             kind,
             id_attr: id_attribute(kind),
             user_classes: config.signin.user_object_classes.clone(),
+            not_account_classes: match config.directory.kind {
+                DirectoryKind::ActiveDirectory => vec!["computer".into()],
+                _ => Vec::new(),
+            },
             org_classes: config.signin.org_object_classes.clone(),
             fields: config.sync.fields.clone(),
             page_size: i64::from(config.sync.page_size),
@@ -238,7 +245,7 @@ impl Exporter {
     ) -> Result<(), SyncError> {
         let mut conn = self.service.get(self.limit, self.max_message).await?;
         self.check_base(&mut conn).await?;
-        let filter = class_filter(&self.user_classes);
+        let filter = self.account_filter();
         let mut cookie = Vec::new();
         loop {
             let page = self
@@ -382,7 +389,7 @@ impl Exporter {
 
         // Accounts, a page at a time: each page is sent before the next is
         // asked for, so memory follows the page size, not the directory.
-        let account_filter = class_filter(&self.user_classes);
+        let account_filter = self.account_filter();
         let attrs = self.account_attrs();
         let mut cookie = Vec::new();
         loop {
@@ -428,18 +435,28 @@ impl Exporter {
         attrs
     }
 
+    /// The filter that matches accounts.
+    fn account_filter(&self) -> LdapFilter {
+        let users = class_filter(&self.user_classes);
+        if self.not_account_classes.is_empty() {
+            return users;
+        }
+        LdapFilter::And(vec![
+            users,
+            LdapFilter::Not(Box::new(class_filter(&self.not_account_classes))),
+        ])
+    }
+
     /// The filter that matches organizations and accounts.
     pub fn object_filter(&self) -> LdapFilter {
-        let mut classes = self.org_classes.clone();
-        classes.extend(self.user_classes.iter().cloned());
-        class_filter(&classes)
+        LdapFilter::Or(vec![class_filter(&self.org_classes), self.account_filter()])
     }
 
     /// What an entry read with [`Self::object_attrs`] is: an account when
     /// it has a user class (as in a full pull, where an entry of both kinds
     /// ends up an account), else an organization, else neither.
     pub fn kind_of(&self, entry: &LdapSearchResultEntry) -> Option<Kind> {
-        if has_class(entry, &self.user_classes) {
+        if has_class(entry, &self.user_classes) && !has_class(entry, &self.not_account_classes) {
             Some(Kind::Account)
         } else if has_class(entry, &self.org_classes) {
             Some(Kind::Org)
