@@ -466,3 +466,40 @@ fn ad_another_domain_controller_forces_a_whole_comparison_and_says_why() {
     assert_eq!(again.len(), 1, "{again:#?}");
     assert_eq!(again[0]["method"], "usn");
 }
+
+#[test]
+fn ad_verify_passes_every_check_with_a_pinned_certificate() {
+    let samba = samba();
+    let cfg = sync_config(samba, AD_BASE_DN);
+    let out = Command::new(ldapgate_binary())
+        .args(["verify", "--json", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == name)
+            .map(|c| (c["status"].as_str().unwrap(), c["detail"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+    };
+    for name in ["tcp", "tls", "pin", "expiry", "bind", "base_dn"] {
+        assert_eq!(status(name).0, "ok", "{name}: {report:#}");
+    }
+    assert!(status("tls").1.contains("pin alone"), "{report:#}");
+    // objectGUID as a GUID string.
+    let detail = status("base_dn").1;
+    let id = detail
+        .split("id ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c| c == ';' || c == ',').next())
+        .unwrap_or_default();
+    assert_eq!(
+        id.split('-').map(str::len).collect::<Vec<_>>(),
+        vec![8, 4, 4, 4, 12],
+        "{detail}"
+    );
+}
