@@ -495,7 +495,7 @@ fn ad_verify_passes_every_check_with_a_pinned_certificate() {
     let id = detail
         .split("id ")
         .nth(1)
-        .and_then(|rest| rest.split(|c| c == ';' || c == ',').next())
+        .and_then(|rest| rest.split([';', ',']).next())
         .unwrap_or_default();
     assert_eq!(
         id.split('-').map(str::len).collect::<Vec<_>>(),
