@@ -28,7 +28,7 @@ use crate::ratelimit::BindLimiter;
 use crate::session::policy::Policy;
 use crate::session::{SessionContext, SessionLimits};
 use crate::sync::export::Exporter;
-use crate::sync::verify;
+use crate::sync::verify::{self, Schedule};
 use crate::tls;
 use crate::upstream::pool::PoolSetupError;
 use crate::upstream::service::ServiceConnections;
@@ -60,14 +60,13 @@ struct Built {
     serving: Arc<Serving>,
     control: Option<Arc<ControlServing>>,
     pool: Arc<UpstreamPool>,
-    verification: Option<JoinHandle<()>>,
+    schedule: Arc<Schedule>,
 }
 
 /// What a reload needs from the configuration in force.
 struct Current {
     config: Config,
     limiter: Arc<BindLimiter>,
-    verification: Option<JoinHandle<()>>,
 }
 
 /// A started daemon: its bound addresses and the handles that reload and
@@ -83,6 +82,9 @@ pub struct Running {
     serving: watch::Sender<Arc<Serving>>,
     control: Option<watch::Sender<Arc<ControlServing>>>,
     pool: watch::Sender<Arc<UpstreamPool>>,
+    schedule: watch::Sender<Arc<Schedule>>,
+    /// Scheduled verification, one task across reloads.
+    verification: JoinHandle<()>,
     /// One permit per open client connection, across reloads.
     connections: Arc<Semaphore>,
     current: Mutex<Current>,
@@ -134,6 +136,7 @@ impl Running {
         }
         self.serving.send_replace(built.serving);
         self.pool.send_replace(built.pool);
+        self.schedule.send_replace(built.schedule);
         match (&self.control, built.control) {
             (Some(sender), Some(control)) => {
                 sender.send_replace(control);
@@ -147,15 +150,7 @@ impl Running {
             ),
             (None, None) => {}
         }
-        let mut current = self.lock_current();
-        if let Some(old) = current.verification.take() {
-            old.abort();
-        }
-        *current = Current {
-            config,
-            limiter,
-            verification: built.verification,
-        };
+        *self.lock_current() = Current { config, limiter };
         Ok(warnings)
     }
 
@@ -184,9 +179,7 @@ impl Running {
                 "sessions still open after the drain timeout; exiting"
             );
         }
-        if let Some(task) = self.lock_current().verification.take() {
-            task.abort();
-        }
+        self.verification.abort();
     }
 }
 
@@ -294,12 +287,10 @@ async fn build(
         }
         None => None,
     };
-    let verification = (!config.sync.verify_interval.is_zero()).then(|| {
-        verify::spawn_scheduled(
-            exporter,
-            config.signin.attributes.clone(),
-            config.sync.verify_interval,
-        )
+    let schedule = Arc::new(Schedule {
+        exporter,
+        sign_in: config.signin.attributes.clone(),
+        every: config.sync.verify_interval,
     });
     record_own_certificates(config);
     Ok(Built {
@@ -310,7 +301,7 @@ async fn build(
         }),
         control,
         pool,
-        verification,
+        schedule,
     })
 }
 
@@ -339,6 +330,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (stop, stop_rx) = watch::channel(false);
     let (serving, serving_rx) = watch::channel(built.serving);
     let (pool, pool_rx) = watch::channel(built.pool);
+    let (schedule, schedule_rx) = watch::channel(built.schedule);
+    let verification = verify::spawn_scheduled(schedule_rx);
     let listeners = TaskTracker::new();
     let sessions = TaskTracker::new();
     let mut ldap_addrs = Vec::new();
@@ -377,11 +370,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         serving,
         control,
         pool,
+        schedule,
+        verification,
         connections,
         current: Mutex::new(Current {
             config: config.clone(),
             limiter,
-            verification: built.verification,
         }),
     })
 }

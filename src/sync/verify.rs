@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::error::record_run;
@@ -124,45 +125,72 @@ async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report,
     Ok(report)
 }
 
-/// Runs [`verify`] every `every` and logs what it found.
+/// What scheduled verification runs with: replaced on reload.
+pub struct Schedule {
+    pub exporter: Arc<Exporter>,
+    /// The `[signin]` attributes.
+    pub sign_in: Vec<String>,
+    /// Zero: no scheduled verification.
+    pub every: Duration,
+}
+
+/// Runs [`verify`] every `every` of the schedule in force and logs what it
+/// found. A new schedule with the same interval keeps the timer running (a
+/// reload does not postpone verification); a new interval restarts it.
 pub fn spawn_scheduled(
-    exporter: Arc<Exporter>,
-    sign_in: Vec<String>,
-    every: Duration,
+    mut schedule: watch::Receiver<Arc<Schedule>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate; the first verification waits a period.
-        tick.tick().await;
+        let mut every = schedule.borrow().every;
+        let mut next = Instant::now() + every;
         loop {
-            tick.tick().await;
-            match verify(&exporter, &sign_in).await {
-                Ok(report) if report.shared_sign_in_values.is_empty() => {
-                    info!(
-                        orgs = report.orgs,
-                        accounts = report.accounts,
-                        "scheduled verification passed"
-                    );
+            tokio::select! {
+                _ = tokio::time::sleep_until(next), if !every.is_zero() => {
+                    let current = schedule.borrow().clone();
+                    run_scheduled(&current).await;
+                    next = Instant::now() + every;
                 }
-                Ok(report) => {
-                    for s in &report.shared_sign_in_values {
-                        warn!(
-                            attribute = %s.attribute,
-                            value = %s.value,
-                            entries = ?s.dns,
-                            "sign-in ID value shared by several entries: these users cannot sign in with it"
-                        );
+                changed = schedule.changed() => {
+                    if changed.is_err() {
+                        return;
                     }
-                    warn!(
-                        orgs = report.orgs,
-                        accounts = report.accounts,
-                        shared = report.shared_sign_in_values.len(),
-                        "scheduled verification found shared sign-in ID values"
-                    );
+                    let now = schedule.borrow().every;
+                    if now != every {
+                        every = now;
+                        next = Instant::now() + every;
+                    }
                 }
-                Err(e) => error!(error = %e, "scheduled verification failed"),
             }
         }
     })
+}
+
+/// One scheduled verification, logged.
+async fn run_scheduled(schedule: &Schedule) {
+    match verify(&schedule.exporter, &schedule.sign_in).await {
+        Ok(report) if report.shared_sign_in_values.is_empty() => {
+            info!(
+                orgs = report.orgs,
+                accounts = report.accounts,
+                "scheduled verification passed"
+            );
+        }
+        Ok(report) => {
+            for s in &report.shared_sign_in_values {
+                warn!(
+                    attribute = %s.attribute,
+                    value = %s.value,
+                    entries = ?s.dns,
+                    "sign-in ID value shared by several entries: these users cannot sign in with it"
+                );
+            }
+            warn!(
+                orgs = report.orgs,
+                accounts = report.accounts,
+                shared = report.shared_sign_in_values.len(),
+                "scheduled verification found shared sign-in ID values"
+            );
+        }
+        Err(e) => error!(error = %e, "scheduled verification failed"),
+    }
 }
