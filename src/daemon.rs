@@ -194,11 +194,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
                 .into(),
         );
     }
-    if old.control.as_ref().map(|c| c.listen) != new.control.as_ref().map(|c| c.listen)
-        && old.control.is_some()
-        && new.control.is_some()
+    let control_socket = |c: &Config| c.control.as_ref().map(|c| (c.listen, c.max_connections));
+    if old.control.is_some() && new.control.is_some() && control_socket(old) != control_socket(new)
     {
-        warnings.push("control.listen changed: restart to listen on the new address".into());
+        warnings.push("control.listen / control.max_connections changed: restart to apply".into());
     }
     if old.metrics != new.metrics {
         warnings.push("[metrics] changed: restart to apply".into());
@@ -319,7 +318,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         bound.push(BoundListener::bind(ListenerKind::Ldaps, *addr).await?);
     }
     let control_server = match &config.control {
-        Some(control) => Some(ControlServer::bind(control.listen).await?),
+        Some(control) => Some(ControlServer::bind(control.listen, control.max_connections).await?),
         None => None,
     };
     let metrics_server = match &config.metrics {
@@ -378,4 +377,31 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             limiter,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[server]\nldap_listen = [\"127.0.0.1:1389\"]\n[directory]\nservers = [\"ldap://127.0.0.1:1\"]\n\
+             base_dn = \"dc=x\"\n{extra}"
+        );
+        Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_reload_names_what_only_a_restart_applies() {
+        let old = config("[metrics]\nlisten = \"127.0.0.1:9389\"\n");
+        assert!(needs_restart(&old, &old).is_empty());
+        let same_but_timeouts =
+            config("[metrics]\nlisten = \"127.0.0.1:9389\"\n[sync]\nverify_interval = \"1h\"\n");
+        assert!(needs_restart(&old, &same_but_timeouts).is_empty());
+        let mut moved = config("[metrics]\nlisten = \"127.0.0.1:9390\"\n");
+        moved.server.ldap_listen = vec!["127.0.0.1:2389".parse().unwrap()];
+        let warnings = needs_restart(&old, &moved);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("ldap_listen") && warnings[1].contains("[metrics]"));
+    }
 }

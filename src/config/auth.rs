@@ -85,6 +85,9 @@ pub struct ControlConfig {
     pub token_sha256: Vec<[u8; 32]>,
     /// When set, clients must present a certificate from this CA.
     pub client_ca_file: Option<PathBuf>,
+    /// Connections open at once, TLS handshakes included; more are closed
+    /// at once.
+    pub max_connections: usize,
 }
 
 fn is_attribute_name(s: &str) -> bool {
@@ -209,11 +212,13 @@ impl Validator {
                 "no way to authenticate callers: set token_sha256 or client_ca_file",
             );
         }
+        let max_connections = self.range("control.max_connections", r.max_connections, 1, 100_000);
         Some(ControlConfig {
             listen: listen?,
             tls: tls?,
             token_sha256,
             client_ca_file,
+            max_connections,
         })
     }
 }

@@ -167,6 +167,12 @@ pub struct RawControl {
     pub token_sha256: Vec<String>,
     #[serde(default)]
     pub client_ca_file: Option<String>,
+    #[serde(default = "default_control_max_connections")]
+    pub max_connections: i64,
+}
+
+fn default_control_max_connections() -> i64 {
+    256
 }
 
 #[derive(Debug, Deserialize)]

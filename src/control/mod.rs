@@ -19,7 +19,7 @@ use rustls::ServerConfig;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
@@ -131,10 +131,12 @@ impl ControlServing {
 pub struct ControlServer {
     listener: TcpListener,
     pub addr: SocketAddr,
+    /// One permit per open connection (`control.max_connections`).
+    connections: Arc<Semaphore>,
 }
 
 impl ControlServer {
-    pub async fn bind(listen: SocketAddr) -> Result<Self, ControlError> {
+    pub async fn bind(listen: SocketAddr, max_connections: usize) -> Result<Self, ControlError> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ControlError::Bind {
@@ -142,7 +144,11 @@ impl ControlServer {
                 source,
             })?;
         let addr = listener.local_addr().unwrap_or(listen);
-        Ok(ControlServer { listener, addr })
+        Ok(ControlServer {
+            listener,
+            addr,
+            connections: Arc::new(Semaphore::new(max_connections)),
+        })
     }
 
     /// Serves until `stop` turns true; each connection with what `serving`
@@ -166,12 +172,19 @@ impl ControlServer {
                 // The guard wait_for returns is not Send; drop it inside.
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
             };
+            // A flood of connections (or of slow handshakes) is cut at the
+            // cap rather than exhausting file descriptors.
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                debug!(%peer, "control.max_connections reached; connection closed");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, router) = {
                 let now = serving.borrow();
                 (now.acceptor.clone(), now.router.clone())
             };
             tokio::spawn(async move {
+                let _permit = permit;
                 let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
                     .await
                 {

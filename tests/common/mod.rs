@@ -412,6 +412,8 @@ pub struct ProxyConfig {
     pub sections: String,
     /// With a bearer token: a `[control]` section on a free port.
     pub control_token: Option<String>,
+    /// More `[control]` lines.
+    pub control_extra: String,
 }
 
 const TEST_LOG_FILTER: &str = "ldapgate=debug";
@@ -428,6 +430,7 @@ impl ProxyConfig {
             log_filter: TEST_LOG_FILTER.into(),
             sections: String::new(),
             control_token: None,
+            control_extra: String::new(),
         }
     }
 
@@ -443,6 +446,7 @@ impl ProxyConfig {
             log_filter: TEST_LOG_FILTER.into(),
             sections: String::new(),
             control_token: None,
+            control_extra: String::new(),
         }
     }
 
@@ -454,6 +458,7 @@ impl ProxyConfig {
             log_filter: TEST_LOG_FILTER.into(),
             sections: String::new(),
             control_token: None,
+            control_extra: String::new(),
         }
     }
 
@@ -472,6 +477,13 @@ impl ProxyConfig {
     /// Enables the control channel, accepting `token`.
     pub fn control(mut self, token: &str) -> Self {
         self.control_token = Some(token.to_owned());
+        self
+    }
+
+    /// Adds a line to the `[control]` section.
+    pub fn control_setting(mut self, line: &str) -> Self {
+        self.control_extra.push_str(line);
+        self.control_extra.push('\n');
         self
     }
 
@@ -528,9 +540,10 @@ impl Proxy {
                 .collect();
             text.push_str(&format!(
                 "[control]\nlisten = \"127.0.0.1:{control_port}\"\ntls_cert = \"{}\"\n\
-                 tls_key = \"{}\"\ntoken_sha256 = [\"{hash}\"]\n",
+                 tls_key = \"{}\"\ntoken_sha256 = [\"{hash}\"]\n{}\n",
                 certs.cert_pem.display(),
                 certs.key_pem.display(),
+                config.control_extra,
             ));
         }
         let config_path = dir.path().join("ldapgate.toml");
