@@ -146,6 +146,11 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
         1.0
     );
     assert!(v("ldapgate_sync_last_success_timestamp_seconds") > 1.7e9);
+    let version = format!(
+        "ldapgate_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(v(&version), 1.0);
     // Seconds left on slapd's certificate, as ldapgate saw it in the handshake.
     let upstream_expiry = v(&format!(
         "ldapgate_certificate_expiry_seconds{{server=\"{upstream}\"}}"

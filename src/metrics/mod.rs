@@ -42,6 +42,7 @@ pub struct Metrics {
     pub sync_shared_sign_in_values: IntGauge,
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
+    pub build_info: IntGaugeVec,
 }
 
 /// The process's metrics.
@@ -171,9 +172,21 @@ impl Metrics {
                 "config_last_reload_success_timestamp_seconds",
                 "When the configuration was last loaded successfully (Unix time)."
             ))),
+            build_info: register!(IntGaugeVec::new(
+                opts("build_info", "1, labelled with the running version."),
+                &["version"]
+            )),
             registry,
             names,
         }
+        .with_build_info()
+    }
+
+    fn with_build_info(self) -> Metrics {
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        self
     }
 
     /// The full name of every metric family, observed yet or not.
