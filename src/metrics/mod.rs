@@ -62,9 +62,9 @@ impl Metrics {
         let registry = Registry::new();
         let mut names = Vec::new();
         // The names, help texts and label names below are constants that
-        // satisfy Prometheus's rules (checked by the test
-        // `every_metric_registers`), so creation and registration cannot
-        // fail.
+        // satisfy Prometheus's rules and are registered once each (every
+        // unit test below builds this struct), so creation and registration
+        // cannot fail.
         macro_rules! register {
             ($metric:expr) => {{
                 let m = $metric.expect("constant metric definition is valid");
