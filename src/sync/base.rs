@@ -5,8 +5,6 @@
 
 use std::time::SystemTime;
 
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
-
 use super::export::{Exporter, SyncError};
 use super::state::{BaseFingerprint, BASE_FINGERPRINT};
 use crate::upstream::UpstreamConn;
@@ -14,20 +12,9 @@ use crate::upstream::UpstreamConn;
 impl Exporter {
     /// The stable id of the base entry, as the directory has it now.
     pub async fn base_id(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
-        let request = LdapSearchRequest {
-            base: self.base_dn.to_string(),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 1,
-            timelimit: 0,
-            typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
-            attrs: vec![self.id_attr.to_owned()],
-        };
-        let reply = conn
-            .search(request, self.limit, self.max_message)
-            .await
-            .map_err(|e| self.exchange_err(conn, e))?;
+        let reply = self
+            .read_entry(conn, self.base_dn.as_str(), vec![self.id_attr.to_owned()])
+            .await?;
         if reply.done.code == 32 {
             return Err(SyncError::BaseMissing(self.base_dn.to_string()));
         }

@@ -31,7 +31,7 @@ use crate::auth::resolver::{format_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
 use crate::ldap::dn::Dn;
 use crate::upstream::connection::ExchangeError;
-use crate::upstream::requests::Page;
+use crate::upstream::requests::{Page, SearchReply};
 use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamConn;
 
@@ -465,6 +465,28 @@ impl Exporter {
         }
     }
 
+    /// Reads the one entry at `dn` (a base-scope search) with `attrs`.
+    pub async fn read_entry(
+        &self,
+        conn: &mut UpstreamConn,
+        dn: &str,
+        attrs: Vec<String>,
+    ) -> Result<SearchReply, SyncError> {
+        let request = LdapSearchRequest {
+            base: dn.to_owned(),
+            scope: LdapSearchScope::Base,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 1,
+            timelimit: 0,
+            typesonly: false,
+            filter: LdapFilter::Present("objectClass".into()),
+            attrs,
+        };
+        conn.search(request, self.limit, self.max_message)
+            .await
+            .map_err(|e| self.exchange_err(conn, e))
+    }
+
     /// The id of the organization at `dn`; None when the entry is missing
     /// or not an organization.
     pub async fn org_id_at(
@@ -472,20 +494,13 @@ impl Exporter {
         conn: &mut UpstreamConn,
         dn: &Dn,
     ) -> Result<Option<String>, SyncError> {
-        let request = LdapSearchRequest {
-            base: dn.to_string(),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 1,
-            timelimit: 0,
-            typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
-            attrs: vec![self.id_attr.to_owned(), "objectClass".into()],
-        };
-        let reply = conn
-            .search(request, self.limit, self.max_message)
-            .await
-            .map_err(|e| self.exchange_err(conn, e))?;
+        let reply = self
+            .read_entry(
+                conn,
+                dn.as_str(),
+                vec![self.id_attr.to_owned(), "objectClass".into()],
+            )
+            .await?;
         Ok(reply
             .entries
             .first()

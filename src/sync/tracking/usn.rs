@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 
 use ldap3_proto::control::LdapControl;
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+use ldap3_proto::proto::LdapFilter;
 
 use super::{Cursor, Delta, Fallback};
 use crate::auth::resolver::format_id;
@@ -44,24 +44,8 @@ async fn base_entry(
     dn: &str,
     attrs: &[&str],
 ) -> Result<Option<ldap3_proto::proto::LdapSearchResultEntry>, SyncError> {
-    let request = LdapSearchRequest {
-        base: dn.to_owned(),
-        scope: LdapSearchScope::Base,
-        aliases: LdapDerefAliases::Never,
-        sizelimit: 1,
-        timelimit: 0,
-        typesonly: false,
-        filter: LdapFilter::Present("objectClass".into()),
-        attrs: attrs.iter().map(|a| (*a).to_owned()).collect(),
-    };
-    let reply = conn
-        .search(
-            request,
-            exporter.operation_timeout(),
-            exporter.max_message(),
-        )
-        .await
-        .map_err(|e| exporter.exchange_err(conn, e))?;
+    let attrs = attrs.iter().map(|a| (*a).to_owned()).collect();
+    let reply = exporter.read_entry(conn, dn, attrs).await?;
     Ok(reply.entries.into_iter().next())
 }
 
