@@ -9,8 +9,6 @@
 //! error: the new snapshot (and cookie) is written only for a delivered
 //! change set.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -19,7 +17,7 @@ use tokio::sync::mpsc;
 use super::delta::{self, Computed};
 use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
-use super::snapshot::{self, line_hash, Kind, Objects, SnapObject, Snapshot};
+use super::snapshot::{self, line_hash, Kind, Objects, Snapshot};
 use super::tracking::{Cursor, Fallback, Method};
 use crate::upstream::UpstreamConn;
 
@@ -202,43 +200,33 @@ async fn by_difference(
     conn: &mut UpstreamConn,
     before: Objects,
 ) -> Result<Computed, SyncError> {
+    // Items are compared as they arrive: only the changed ones are kept,
+    // not every line of the directory.
     let (tx, mut rx) = mpsc::channel::<Item>(256);
-    let collect = async move {
-        let mut items = Vec::new();
+    let compare = async move {
+        let mut now = Objects::new();
+        let mut upserts = Vec::new();
         while let Some(item) = rx.recv().await {
-            items.push(item);
+            let snap = item.snap();
+            if before.get(&item.id).map(|o| o.hash) != Some(snap.hash) {
+                now.insert(item.id.clone(), snap);
+                upserts.push(item);
+            } else {
+                now.insert(item.id, snap);
+            }
         }
-        items
+        (before, now, upserts)
     };
     let walk = async move {
-        // The sender goes with this future, so that the collector ends.
+        // The sender goes with this future, so that the comparison ends.
         let tx = tx;
         exporter.walk_on(conn, &tx).await
     };
-    let (walked, current) = tokio::join!(walk, collect);
+    let (walked, (before, now, upserts)) = tokio::join!(walk, compare);
     walked?;
-
-    let mut now = Objects::new();
-    let mut present = HashSet::new();
-    let mut upserts = Vec::new();
-    for item in current {
-        let hash = line_hash(&item.line);
-        present.insert(item.id.clone());
-        if before.get(&item.id).map(|o| o.hash) != Some(hash) {
-            upserts.push(item.clone());
-        }
-        now.insert(
-            item.id,
-            SnapObject {
-                kind: item.kind,
-                hash,
-                depth: item.depth,
-            },
-        );
-    }
     let deletes = before
         .into_iter()
-        .filter(|(id, _)| !present.contains(id))
+        .filter(|(id, _)| !now.contains_key(id))
         .map(|(id, o)| (o.kind, id, o.depth))
         .collect();
     Ok(Computed {

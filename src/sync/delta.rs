@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::export::{Exporter, Item, SyncError};
-use super::snapshot::{line_hash, Kind, Objects, SnapObject};
+use super::snapshot::{line_hash, Kind, Objects};
 use super::tracking::Delta;
 use crate::ldap::dn::Dn;
 use crate::upstream::UpstreamConn;
@@ -184,16 +184,9 @@ pub async fn apply(
         .collect();
     let mut upserts = Vec::new();
     for (id, item) in items {
-        let hash = line_hash(&item.line);
-        let previous = before.insert(
-            id,
-            SnapObject {
-                kind: item.kind,
-                hash,
-                depth: item.depth,
-            },
-        );
-        if previous.map(|o| o.hash) != Some(hash) {
+        let snap = item.snap();
+        let previous = before.insert(id, snap);
+        if previous.map(|o| o.hash) != Some(snap.hash) {
             upserts.push(item);
         }
     }

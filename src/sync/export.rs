@@ -52,6 +52,17 @@ pub struct Item {
     pub line: String,
 }
 
+impl Item {
+    /// What the snapshot keeps of this object.
+    pub fn snap(&self) -> SnapObject {
+        SnapObject {
+            kind: self.kind,
+            hash: line_hash(&self.line),
+            depth: self.depth,
+        }
+    }
+}
+
 /// One NDJSON line of a pull.
 #[derive(Debug, Serialize)]
 struct Record<'a> {
@@ -305,14 +316,8 @@ impl Exporter {
         let forward = async move {
             let mut objects = Objects::new();
             while let Some(item) = rx.recv().await {
-                objects.insert(
-                    item.id,
-                    SnapObject {
-                        kind: item.kind,
-                        hash: line_hash(&item.line),
-                        depth: item.depth,
-                    },
-                );
+                let snap = item.snap();
+                objects.insert(item.id, snap);
                 // A consumer that left ends the walk: its sends then fail.
                 out.send(item.line)
                     .await
