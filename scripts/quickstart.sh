@@ -9,8 +9,19 @@ if ! command -v slapd >/dev/null && [ ! -x /usr/sbin/slapd ] || ! command -v lda
         exit 2
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # The packaged slapd would start on 0.0.0.0:389 (the port the Active
+    # Directory tests need): policy-rc.d's 101 tells invoke-rc.d not to start
+    # it. The quick start runs a throwaway slapd of its own.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
     apt-get update -qq
-    apt-get install -y -qq slapd ldap-utils
+    apt-get install -y -qq --no-install-recommends slapd ldap-utils
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 fi
 cargo build --bin ldapgate --example quickstart
 exec target/debug/examples/quickstart
