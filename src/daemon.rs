@@ -244,6 +244,7 @@ async fn build(
     }
     pool.spawn_health_checks(config.directory.health_check_interval);
     let authenticator = Arc::new(Authenticator::new(config, pool.clone(), limiter));
+    authenticator.watch_changes();
     let tls_acceptor = config
         .server
         .tls
@@ -252,10 +253,7 @@ async fn build(
     let ctx = Arc::new(SessionContext {
         policy: Policy::from_config(config),
         pool: pool.clone(),
-        authenticator: config
-            .signin
-            .rewrite_ldap_binds
-            .then(|| authenticator.clone()),
+        authenticator: authenticator.clone(),
         starttls: tls_acceptor.clone(),
         limits: SessionLimits {
             client_max_message: config.server.max_message_bytes,

@@ -60,6 +60,8 @@ struct Failures {
 pub struct BindLimiter {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_identity: DefaultKeyedRateLimiter<String>,
+    /// Entries outside the account classes (service accounts).
+    per_service: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
     failures_before_lockout: u32,
     lockout_window: Duration,
@@ -84,6 +86,7 @@ impl BindLimiter {
         Arc::new(BindLimiter {
             per_ip: RateLimiter::keyed(quota(cfg.binds_per_ip)),
             per_identity: RateLimiter::keyed(quota(cfg.binds_per_identity)),
+            per_service: RateLimiter::keyed(quota(cfg.service_binds_per_identity)),
             clock: DefaultClock::default(),
             failures_before_lockout: cfg.failures_before_lockout,
             lockout_window: cfg.lockout_window,
@@ -132,6 +135,16 @@ impl BindLimiter {
             .map_err(|retry_after| Refusal::IdentityRate { retry_after })
     }
 
+    /// Counts an attempt for an entry outside the account classes (a
+    /// service account): its own rate, `service_binds_per_identity`, and
+    /// the lockout of `lockout_key`, which the caller makes per client
+    /// address so that guessers elsewhere cannot lock it for everyone.
+    pub fn check_service(&self, identity: &str, lockout_key: &str) -> Result<(), Refusal> {
+        self.check_lockout(lockout_key)?;
+        self.check(&self.per_service, &identity.to_owned())
+            .map_err(|retry_after| Refusal::IdentityRate { retry_after })
+    }
+
     /// Records a wrong password for `identity`; returns true when this one
     /// locked it.
     pub fn record_failure(&self, identity: &str) -> bool {
@@ -171,6 +184,8 @@ impl BindLimiter {
         self.per_ip.shrink_to_fit();
         self.per_identity.retain_recent();
         self.per_identity.shrink_to_fit();
+        self.per_service.retain_recent();
+        self.per_service.shrink_to_fit();
         self.failures.run_pending_tasks();
         self.locked.run_pending_tasks();
     }
@@ -179,6 +194,7 @@ impl BindLimiter {
     pub fn tracked_keys(&self) -> usize {
         self.per_ip.len()
             + self.per_identity.len()
+            + self.per_service.len()
             + self.failures.entry_count() as usize
             + self.locked.entry_count() as usize
     }
@@ -213,6 +229,7 @@ mod tests {
         RateLimitConfig {
             binds_per_ip: per_ip.parse().unwrap(),
             binds_per_identity: per_identity.parse().unwrap(),
+            service_binds_per_identity: "100/s".parse().unwrap(),
             failures_before_lockout: failures,
             lockout_window: Duration::from_secs(60),
             lockout_duration: Duration::from_millis(300),
@@ -249,6 +266,29 @@ mod tests {
         l.check_identity("id:b").unwrap();
         std::thread::sleep(Duration::from_millis(350));
         l.check_identity("id:a").unwrap();
+    }
+
+    #[test]
+    fn a_service_account_has_its_own_rate_and_a_lockout_per_address() {
+        let l = BindLimiter::new(&config("100/s", "1/m", 2));
+        for _ in 0..50 {
+            l.check_service("id:svc", "id:svc@10.0.0.1").unwrap();
+        }
+        l.record_failure("id:svc@10.0.0.1");
+        assert!(l.record_failure("id:svc@10.0.0.1"));
+        assert!(matches!(
+            l.check_service("id:svc", "id:svc@10.0.0.1"),
+            Err(Refusal::LockedOut { .. })
+        ));
+        l.check_service("id:svc", "id:svc@10.0.0.2").unwrap();
+        // Never unlimited: the service rate runs out too.
+        let refused = (0..200).any(|_| {
+            matches!(
+                l.check_service("id:svc", "id:svc@10.0.0.2"),
+                Err(Refusal::IdentityRate { .. })
+            )
+        });
+        assert!(refused);
     }
 
     #[test]

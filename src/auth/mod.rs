@@ -3,7 +3,16 @@
 //! as it on a connection of its own, and the directory's answer becomes a
 //! typed [`outcome::Outcome`]. One code path serves the control channel, the
 //! command line and the LDAP listener.
+//!
+//! One account is one identity ([`identity`]): lockout and per-identity
+//! rates are kept by the entry's stable id, so a sign-in ID, any spelling
+//! of the entry's DN in a bind on the listener ([`Authenticator::admit_dn_bind`])
+//! and every channel count together.
 
+pub mod accounts;
+mod dn_bind;
+pub mod freshness;
+pub mod identity;
 pub mod outcome;
 pub mod resolver;
 
@@ -19,6 +28,9 @@ use crate::metrics::metrics;
 use tracing::info;
 
 use crate::config::Config;
+pub use dn_bind::BindTicket;
+use freshness::{ChangeMarker, ChangeWatch};
+use identity::IdentityIndex;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
 use crate::upstream::pool::ConnStash;
 use crate::upstream::service::ServiceConnections;
@@ -114,6 +126,12 @@ struct AuditFacts {
 /// Delegated authentication for one directory.
 pub struct Authenticator {
     resolver: SignInResolver,
+    /// Which entry a bind DN reaches, for binds by DN on the listener.
+    identities: IdentityIndex,
+    /// When cached resolutions and identities may be used.
+    watch: Arc<ChangeWatch>,
+    /// Reads the directory's change marker for `watch`.
+    marker: std::sync::Mutex<Option<ChangeMarker>>,
     pool: Arc<UpstreamPool>,
     /// The bind pool: connections that carry nothing but user binds, so
     /// they need no reset between sign-ins and never hold the service
@@ -140,14 +158,29 @@ impl Authenticator {
         {
             tracing::warn!("no system randomness for the audit key; login hashes are unkeyed");
         }
+        let service = Arc::new(ServiceConnections::new(
+            pool.clone(),
+            config.directory.service_account.clone(),
+        ));
+        let watch = ChangeWatch::new(config.signin.change_check_interval);
+        let d = &config.directory;
         Authenticator {
-            resolver: SignInResolver::new(
-                config,
-                Arc::new(ServiceConnections::new(
-                    pool.clone(),
-                    config.directory.service_account.clone(),
-                )),
+            resolver: SignInResolver::new(config, service.clone(), watch.clone()),
+            identities: IdentityIndex::new(
+                service.clone(),
+                accounts::AccountClasses::from_config(config),
+                d.kind,
+                watch.clone(),
+                config.signin.cache_ttl,
             ),
+            marker: std::sync::Mutex::new(Some(ChangeMarker::new(
+                service,
+                d.kind,
+                d.base_dn.clone(),
+                d.operation_timeout,
+                d.max_message_bytes,
+            ))),
+            watch,
             pool,
             bind_conns: ConnStash::new(
                 config
@@ -165,6 +198,17 @@ impl Authenticator {
 
     pub fn limiter(&self) -> &Arc<BindLimiter> {
         &self.limiter
+    }
+
+    /// Starts reading the directory's change marker, which lets cached
+    /// resolutions be used (a daemon's; a one-shot command never caches).
+    /// The task ends when the authenticator is dropped; a second call does
+    /// nothing.
+    pub fn watch_changes(&self) {
+        let marker = self.marker.lock().ok().and_then(|mut m| m.take());
+        if let Some(marker) = marker {
+            self.watch.spawn(marker);
+        }
     }
 
     fn login_hash(&self, login: &str) -> String {
@@ -220,38 +264,60 @@ impl Authenticator {
         keep: bool,
         facts: &mut AuditFacts,
     ) -> (Verdict, Option<UpstreamConn>) {
-        let (verdict, conn) = match self.check_and_resolve(attempt, facts).await {
-            Ok((entry, identity, cached)) => {
-                let (verdict, conn) = self.bind(&entry, attempt.password, keep, facts).await;
-                match verdict.outcome {
-                    Outcome::InvalidCredentials => {
-                        if cached {
-                            // The entry may have moved since it was cached.
-                            self.resolver.forget(attempt.login);
-                        }
-                        self.limiter.record_failure(&identity);
-                    }
-                    Outcome::Success => self.limiter.record_success(&identity),
-                    _ => {}
-                }
-                (verdict, conn)
-            }
-            Err(verdict) => (verdict, None),
+        if let Some(verdict) = self.refusal(attempt) {
+            return (verdict, None);
+        }
+        let (entry, identity, cached) = match self.resolve(attempt, true, facts).await {
+            Ok(found) => found,
+            Err(verdict) => return (verdict, None),
         };
+        if let Err(r) = self.limiter.check_identity(&identity) {
+            return (Verdict::refused(&r), None);
+        }
+        let (verdict, conn) = self.bind(&entry, attempt.password, keep, facts).await;
+        if verdict.outcome != Outcome::InvalidCredentials || !cached {
+            self.count(&verdict, &identity);
+            return (verdict, conn);
+        }
+        // A cached resolution never counts as a wrong password: the entry
+        // may have moved, been replaced or lost the login. Ask again.
+        self.resolver.forget(attempt.login);
+        let (fresh, fresh_identity, _) = match self.resolve(attempt, false, facts).await {
+            Ok(found) => found,
+            Err(verdict) => return (verdict, None),
+        };
+        if fresh.id == entry.id && fresh.dn == entry.dn {
+            // The same entry: the password was wrong.
+            self.count(&verdict, &identity);
+            return (verdict, conn);
+        }
+        if let Err(r) = self.limiter.check_identity(&fresh_identity) {
+            return (Verdict::refused(&r), None);
+        }
+        let (verdict, conn) = self.bind(&fresh, attempt.password, keep, facts).await;
+        self.count(&verdict, &fresh_identity);
         (verdict, conn)
     }
 
-    /// Everything before the bind: input checks, limits, resolution.
-    /// Returns the entry, its identity key and whether it came from cache.
-    async fn check_and_resolve(
-        &self,
-        attempt: &Attempt<'_>,
-        facts: &mut AuditFacts,
-    ) -> Result<(Arc<ResolvedEntry>, String, bool), Verdict> {
+    /// A wrong password counts toward the identity's lockout; a right one
+    /// clears its count.
+    fn count(&self, verdict: &Verdict, identity: &str) {
+        match verdict.outcome {
+            Outcome::InvalidCredentials => {
+                self.limiter.record_failure(identity);
+            }
+            Outcome::Success => self.limiter.record_success(identity),
+            _ => {}
+        }
+    }
+
+    /// Everything before resolution: input checks, the client's rate and a
+    /// lockout of the login as typed. Returns the refusal, if any.
+    fn refusal(&self, attempt: &Attempt<'_>) -> Option<Verdict> {
         let login = attempt.login;
         // Refused before any network I/O: these cannot be right.
         if attempt.password.is_empty() {
-            return Err(Verdict::bare(
+            return Some(Verdict::bare(
                 Outcome::InvalidCredentials,
                 Some("empty password".into()),
             ));
@@ -260,18 +326,30 @@ impl Authenticator {
             || login.len() > MAX_LOGIN_BYTES
             || login.chars().any(char::is_control)
         {
-            return Err(Verdict::bare(Outcome::InvalidCredentials, None));
+            return Some(Verdict::bare(Outcome::InvalidCredentials, None));
         }
         if let Err(r) = self.limiter.check_client(attempt.client) {
-            return Err(Verdict::refused(&r));
+            return Some(Verdict::refused(&r));
         }
-        let login_key = normalised_login(login);
-        if let Err(r) = self.limiter.check_lockout(&login_key) {
-            return Err(Verdict::refused(&r));
+        if let Err(r) = self.limiter.check_lockout(&normalised_login(login)) {
+            return Some(Verdict::refused(&r));
         }
+        None
+    }
+
+    /// Resolves the login; an unknown one counts as a wrong guess for the
+    /// login as typed. Returns the entry, its identity key and whether it
+    /// came from cache.
+    async fn resolve(
+        &self,
+        attempt: &Attempt<'_>,
+        use_cache: bool,
+        facts: &mut AuditFacts,
+    ) -> Result<(Arc<ResolvedEntry>, String, bool), Verdict> {
+        let login = attempt.login;
         let (resolution, cached) = match self
             .resolver
-            .resolve(login, self.operation_timeout, self.max_message)
+            .resolve(login, use_cache, self.operation_timeout, self.max_message)
             .await
         {
             Ok(r) => r,
@@ -288,6 +366,7 @@ impl Authenticator {
             Resolution::NotFound => {
                 // Counts as a wrong guess for this login, so a spray of
                 // guesses at one unknown name is limited like any other.
+                let login_key = normalised_login(login);
                 if let Err(r) = self.limiter.check_identity(&login_key) {
                     return Err(Verdict::refused(&r));
                 }
@@ -304,10 +383,7 @@ impl Authenticator {
         };
         facts.id = Some(entry.id.clone());
         facts.dn = Some(entry.dn.clone());
-        let identity = format!("id:{}", entry.id);
-        if let Err(r) = self.limiter.check_identity(&identity) {
-            return Err(Verdict::refused(&r));
-        }
+        let identity = identity::Identity::Account(entry.id.clone()).rate_key();
         Ok((entry, identity, cached))
     }
 

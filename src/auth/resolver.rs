@@ -7,6 +7,10 @@
 //! apart by their stable id (entryUUID, objectGUID, nsUniqueId), not by DN
 //! strings; none is "not found", more than one is ambiguous, never "take the
 //! first".
+//!
+//! A cached resolution is used only while the directory's change marker
+//! has not moved since it was looked up ([`super::freshness`]); it saves a
+//! search and never decides an answer on its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,6 +19,8 @@ use std::time::Duration;
 use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
 use serde::Serialize;
 
+use super::accounts::AccountClasses;
+use super::freshness::ChangeWatch;
 use crate::config::{Config, DirectoryKind};
 use crate::upstream::connection::ExchangeError;
 use crate::upstream::service::{ServiceConnections, ServiceError};
@@ -64,14 +70,20 @@ pub struct SignInResolver {
     service: Arc<ServiceConnections>,
     base_dn: String,
     attributes: Vec<String>,
-    user_classes: Vec<String>,
+    accounts: AccountClasses,
     id_attribute: &'static str,
     kind: DirectoryKind,
-    cache: Option<moka::sync::Cache<String, Arc<ResolvedEntry>>>,
+    watch: Arc<ChangeWatch>,
+    /// Login → entry, with the [`ChangeWatch`] stamp taken before the search.
+    cache: Option<moka::sync::Cache<String, (Arc<ResolvedEntry>, u64)>>,
 }
 
 impl SignInResolver {
-    pub fn new(config: &Config, service: Arc<ServiceConnections>) -> SignInResolver {
+    pub fn new(
+        config: &Config,
+        service: Arc<ServiceConnections>,
+        watch: Arc<ChangeWatch>,
+    ) -> SignInResolver {
         let kind = config.directory.kind;
         let cache = (!config.signin.cache_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
@@ -83,9 +95,10 @@ impl SignInResolver {
             service,
             base_dn: config.directory.base_dn.to_string(),
             attributes: config.signin.attributes.clone(),
-            user_classes: config.signin.user_object_classes.clone(),
+            accounts: AccountClasses::from_config(config),
             id_attribute: id_attribute(kind),
             kind,
+            watch,
             cache,
         }
     }
@@ -98,16 +111,29 @@ impl SignInResolver {
         }
     }
 
-    /// Resolves `login` to one entry, from the cache when it is fresh.
+    /// Resolves `login` to one entry, from the cache when `use_cache` and
+    /// nothing changed in the directory since it was cached. The bool says
+    /// whether it came from the cache.
     pub async fn resolve(
         &self,
         login: &str,
+        use_cache: bool,
         limit: Duration,
         max_message: usize,
     ) -> Result<(Resolution, bool), ResolveError> {
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(login)) {
-            return Ok((Resolution::Found(hit), true));
+        if let Some((hit, stamp)) = self
+            .cache
+            .as_ref()
+            .filter(|_| use_cache)
+            .and_then(|c| c.get(login))
+        {
+            if self.watch.still_valid(stamp) {
+                return Ok((Resolution::Found(hit), true));
+            }
         }
+        // Taken before the search: a change that lands while it runs makes
+        // the result stale at once.
+        let stamp = self.watch.stamp();
         let mut conn = self.service.get(limit, max_message).await?;
         let mut attrs = self.attributes.clone();
         attrs.extend([
@@ -122,7 +148,7 @@ impl SignInResolver {
             sizelimit: SIZE_LIMIT,
             timelimit: i32::try_from(limit.as_secs()).unwrap_or(i32::MAX),
             typesonly: false,
-            filter: signin_filter(&self.user_classes, &self.attributes, login),
+            filter: signin_filter(&self.accounts, &self.attributes, login),
             attrs,
         };
         let reply = match conn.search(request, limit, max_message).await {
@@ -174,7 +200,7 @@ impl SignInResolver {
                 };
                 let entry = Arc::new(entry);
                 if let Some(cache) = &self.cache {
-                    cache.insert(login.to_owned(), entry.clone());
+                    cache.insert(login.to_owned(), (entry.clone(), stamp));
                 }
                 Resolution::Found(entry)
             }
@@ -187,15 +213,11 @@ impl SignInResolver {
     }
 }
 
-/// `(&(|(objectClass=c1)..)(|(a1=login)(a2=login)..))`, from typed parts.
-pub fn signin_filter(user_classes: &[String], attributes: &[String], login: &str) -> LdapFilter {
+/// `(&<accounts>(|(a1=login)(a2=login)..))`, from typed parts; `<accounts>`
+/// is [`AccountClasses::filter`], the same for sync and verification.
+pub fn signin_filter(accounts: &AccountClasses, attributes: &[String], login: &str) -> LdapFilter {
     LdapFilter::And(vec![
-        LdapFilter::Or(
-            user_classes
-                .iter()
-                .map(|c| LdapFilter::Equality("objectClass".into(), c.clone()))
-                .collect(),
-        ),
+        accounts.filter(),
         LdapFilter::Or(
             attributes
                 .iter()
@@ -253,7 +275,7 @@ mod tests {
 
     #[test]
     fn hostile_logins_stay_values() {
-        let classes = vec!["inetOrgPerson".to_owned()];
+        let classes = AccountClasses::new(DirectoryKind::OpenLdap, vec!["inetOrgPerson".into()]);
         let attrs = vec!["uid".to_owned(), "mail".to_owned()];
         let login = "*)(uid=*))(|(uid=*\\\0";
         let f = signin_filter(&classes, &attrs, login);

@@ -19,8 +19,13 @@ pub struct SignInConfig {
     pub user_object_classes: Vec<String>,
     pub org_object_classes: Vec<String>,
     pub rewrite_ldap_binds: bool,
-    /// How long a login's resolved DN is cached; zero disables the cache.
+    /// How long a login's resolved DN is cached at most; zero disables the
+    /// cache.
     pub cache_ttl: Duration,
+    /// How often the directory's change marker is read; a cached resolution
+    /// is used only while the marker has not moved since it was cached (and
+    /// for at most this long where the directory has no marker).
+    pub change_check_interval: Duration,
 }
 
 /// A rate with burst: `count` per `period`, up to `count` at once.
@@ -68,6 +73,9 @@ impl fmt::Display for Rate {
 pub struct RateLimitConfig {
     pub binds_per_ip: Rate,
     pub binds_per_identity: Rate,
+    /// Binds per entry outside the account classes (service accounts,
+    /// administrators) through the LDAP listener.
+    pub service_binds_per_identity: Rate,
     /// Wrong-password results per identity within `lockout_window` that
     /// lock it for `lockout_duration`; zero disables lockout.
     pub failures_before_lockout: u32,
@@ -128,6 +136,11 @@ impl Validator {
             ),
             rewrite_ldap_binds: r.rewrite_ldap_binds,
             cache_ttl: self.duration("signin.cache_ttl", &r.cache_ttl, true),
+            change_check_interval: self.duration(
+                "signin.change_check_interval",
+                &r.change_check_interval,
+                false,
+            ),
         }
     }
 
@@ -145,6 +158,10 @@ impl Validator {
         RateLimitConfig {
             binds_per_ip: self.rate("ratelimit.binds_per_ip", &r.binds_per_ip),
             binds_per_identity: self.rate("ratelimit.binds_per_identity", &r.binds_per_identity),
+            service_binds_per_identity: self.rate(
+                "ratelimit.service_binds_per_identity",
+                &r.service_binds_per_identity,
+            ),
             failures_before_lockout: self.range(
                 "ratelimit.failures_before_lockout",
                 r.failures_before_lockout,

@@ -114,6 +114,7 @@ pub struct RawSignIn {
     pub org_object_classes: Vec<String>,
     pub rewrite_ldap_binds: bool,
     pub cache_ttl: String,
+    pub change_check_interval: String,
 }
 
 impl Default for RawSignIn {
@@ -129,6 +130,7 @@ impl Default for RawSignIn {
             org_object_classes: vec!["organizationalUnit".into()],
             rewrite_ldap_binds: true,
             cache_ttl: "5m".into(),
+            change_check_interval: "1s".into(),
         }
     }
 }
@@ -138,6 +140,7 @@ impl Default for RawSignIn {
 pub struct RawRateLimit {
     pub binds_per_ip: String,
     pub binds_per_identity: String,
+    pub service_binds_per_identity: String,
     pub failures_before_lockout: i64,
     pub lockout_window: String,
     pub lockout_duration: String,
@@ -149,6 +152,7 @@ impl Default for RawRateLimit {
         Self {
             binds_per_ip: "50/s".into(),
             binds_per_identity: "10/m".into(),
+            service_binds_per_identity: "20/s".into(),
             failures_before_lockout: 5,
             lockout_window: "15m".into(),
             lockout_duration: "15m".into(),

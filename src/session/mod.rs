@@ -21,7 +21,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, BindTicket};
 use crate::ber::{self, FrameError};
 use crate::ldap::request::{self, BindAuth, Request};
 use crate::ldap::{oid, response};
@@ -35,8 +35,9 @@ use responses::{InFlight, Piece, StreamEnd};
 pub struct SessionContext {
     pub policy: Policy,
     pub pool: Arc<UpstreamPool>,
-    /// Resolves sign-in IDs in bind names (when `rewrite_ldap_binds`).
-    pub authenticator: Option<Arc<Authenticator>>,
+    /// Resolves sign-in IDs in bind names (when `rewrite_ldap_binds`) and
+    /// limits binds by DN: one identity whatever name reaches it.
+    pub authenticator: Arc<Authenticator>,
     /// Offered through StartTLS when set.
     pub starttls: Option<TlsAcceptor>,
     pub limits: SessionLimits,
@@ -122,6 +123,10 @@ struct Session {
     reusable: bool,
     last_client_activity: Instant,
     last_upstream_progress: Instant,
+    /// A bind on its way to the directory. Until its response arrives the
+    /// client's next requests wait (RFC 4511 §4.2.1), so that a pipelined
+    /// burst of binds meets the lockout its first answers cause.
+    bind_pending: Option<(i32, Option<BindTicket>)>,
 }
 
 impl Session {
@@ -137,6 +142,7 @@ impl Session {
             reusable: true,
             last_client_activity: now,
             last_upstream_progress: now,
+            bind_pending: None,
         }
     }
 
@@ -166,9 +172,10 @@ impl Session {
             if let Some(conn) = self.upstream.as_mut() {
                 reserve_for_read(&mut conn.buf);
             }
+            let paused = self.bind_pending.is_some();
             let Session { cbuf, upstream, .. } = self;
             tokio::select! {
-                read = client.read_buf(cbuf) => match read {
+                read = client.read_buf(cbuf), if !paused => match read {
                     Ok(0) => return Flow::End(SessionEnd::ClientClosed),
                     Ok(_) => self.last_client_activity = Instant::now(),
                     Err(e) => return Flow::End(SessionEnd::ClientError(e.to_string())),
@@ -214,6 +221,9 @@ impl Session {
         let mut to_upstream = BytesMut::new();
         let mut to_client = Vec::new();
         let flow = loop {
+            if self.bind_pending.is_some() {
+                break Flow::Continue;
+            }
             let header = match ber::peek_pdu(&self.cbuf, self.ctx.limits.client_max_message) {
                 Ok(h) => h,
                 Err(FrameError::Incomplete) => break Flow::Continue,
@@ -398,6 +408,16 @@ impl Session {
                         if !b.name.is_empty() || !matches!(b.auth, BindAuth::Simple(_)) {
                             self.needs_reset = true;
                         }
+                        let ticket = match self.admit_bind(&b).await {
+                            Ok(ticket) => ticket,
+                            Err((code, message)) => {
+                                debug!(peer = %self.peer, ?code, %message, "bind refused");
+                                record(op, &code, received);
+                                self.refuse_bind(msgid, code, &message, to_upstream, to_client);
+                                return Flow::Continue;
+                            }
+                        };
+                        self.bind_pending = Some((msgid, ticket));
                         self.inflight.start(msgid, op);
                     }
                     Request::Extended { oid: o, .. } => {
@@ -419,6 +439,34 @@ impl Session {
                 Flow::Continue
             }
         }
+    }
+
+    /// Counts a bind by DN with a password, and lets it through unless the
+    /// client's address or the identity it names is over its limits or
+    /// locked. Anonymous binds carry no password to guess and are not
+    /// counted.
+    async fn admit_bind(
+        &self,
+        bind: &request::BindRequest<'_>,
+    ) -> Result<Option<BindTicket>, (LdapResultCode, String)> {
+        let BindAuth::Simple(password) = bind.auth else {
+            return Ok(None);
+        };
+        if bind.name.is_empty() || password.is_empty() {
+            return Ok(None);
+        }
+        let Ok(dn) = std::str::from_utf8(bind.name) else {
+            return Err((
+                LdapResultCode::InvalidDNSyntax,
+                "bind name is not UTF-8".into(),
+            ));
+        };
+        self.ctx
+            .authenticator
+            .admit_dn_bind(dn, self.peer.ip())
+            .await
+            .map(Some)
+            .map_err(signin::bind_refusal)
     }
 
     /// Answers a bind with a refusal. A failed bind leaves a connection
@@ -455,6 +503,11 @@ impl Session {
             // it counts as "other".
             let code = done.code.unwrap_or(-1);
             metrics().operation(done.started.op, code, done.started.at.elapsed());
+            if self.bind_pending.as_ref().is_some_and(|(id, _)| *id == done.msgid) {
+                if let Some((_, Some(ticket))) = self.bind_pending.take() {
+                    self.ctx.authenticator.settle_dn_bind(ticket, code).await;
+                }
+            }
         }
         // A client that stops reading would otherwise hold this session and
         // its upstream connection forever.

@@ -18,6 +18,7 @@ pub struct Started {
 /// An operation whose final response went to the client.
 #[derive(Debug, Clone, Copy)]
 pub struct Finished {
+    pub msgid: i32,
     pub started: Started,
     /// The response's result code; None when it could not be read.
     pub code: Option<i64>,
@@ -122,6 +123,7 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             if let Some(started) = started {
                 let pdu = &buf[pos - header.len..pos];
                 routing.finished.push(Finished {
+                    msgid: header.msgid,
                     started,
                     code: response::result_code(pdu),
                 });

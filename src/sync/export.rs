@@ -27,6 +27,7 @@ pub use super::error::SyncError;
 use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
 use super::state::StateDir;
 use super::tracking::Tracker;
+use crate::auth::accounts::{class_filter, has_class, AccountClasses};
 use crate::auth::resolver::{format_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
 use crate::ldap::dn::Dn;
@@ -81,10 +82,8 @@ pub struct Exporter {
     pub(super) base_dn: Dn,
     kind: DirectoryKind,
     pub(super) id_attr: &'static str,
-    user_classes: Vec<String>,
-    /// Entries with one of these classes are never accounts, whatever else
-    /// they are: on AD, computers (whose objectClass includes user).
-    not_account_classes: Vec<String>,
+    /// What an account is; the same for sign-in and verification.
+    accounts: AccountClasses,
     org_classes: Vec<String>,
     fields: Vec<(String, String)>,
     page_size: i64,
@@ -93,15 +92,6 @@ pub struct Exporter {
     max_account_deletes: usize,
     max_org_deletes: usize,
     tracker: Tracker,
-}
-
-fn class_filter(classes: &[String]) -> LdapFilter {
-    LdapFilter::Or(
-        classes
-            .iter()
-            .map(|c| LdapFilter::Equality("objectClass".into(), c.clone()))
-            .collect(),
-    )
 }
 
 fn first_text<'a>(attrs: &'a [LdapPartialAttribute], name: &str) -> Option<&'a str> {
@@ -121,11 +111,7 @@ impl Exporter {
             base_dn: config.directory.base_dn.clone(),
             kind,
             id_attr: id_attribute(kind),
-            user_classes: config.signin.user_object_classes.clone(),
-            not_account_classes: match config.directory.kind {
-                DirectoryKind::ActiveDirectory => vec!["computer".into()],
-                _ => Vec::new(),
-            },
+            accounts: AccountClasses::from_config(config),
             org_classes: config.signin.org_object_classes.clone(),
             fields: config.sync.fields.clone(),
             page_size: i64::from(config.sync.page_size),
@@ -442,14 +428,7 @@ impl Exporter {
 
     /// The filter that matches accounts.
     fn account_filter(&self) -> LdapFilter {
-        let users = class_filter(&self.user_classes);
-        if self.not_account_classes.is_empty() {
-            return users;
-        }
-        LdapFilter::And(vec![
-            users,
-            LdapFilter::Not(Box::new(class_filter(&self.not_account_classes))),
-        ])
+        self.accounts.filter()
     }
 
     /// The filter that matches organizations and accounts.
@@ -461,7 +440,7 @@ impl Exporter {
     /// it has a user class (as in a full pull, where an entry of both kinds
     /// ends up an account), else an organization, else neither.
     pub fn kind_of(&self, entry: &LdapSearchResultEntry) -> Option<Kind> {
-        if has_class(entry, &self.user_classes) && !has_class(entry, &self.not_account_classes) {
+        if self.accounts.holds(entry) {
             Some(Kind::Account)
         } else if has_class(entry, &self.org_classes) {
             Some(Kind::Org)
@@ -569,15 +548,6 @@ impl Exporter {
 const ORG_NAME_ATTRS: [&str; 3] = ["ou", "o", "name"];
 
 /// True when the entry has one of `classes` among its objectClass values.
-fn has_class(entry: &LdapSearchResultEntry, classes: &[String]) -> bool {
-    entry
-        .attributes
-        .iter()
-        .filter(|a| a.atype.eq_ignore_ascii_case("objectClass"))
-        .flat_map(|a| a.vals.iter())
-        .any(|v| classes.iter().any(|c| c.as_bytes().eq_ignore_ascii_case(v)))
-}
-
 fn depth_of(dn: &Dn) -> u16 {
     u16::try_from(dn.depth()).unwrap_or(u16::MAX)
 }

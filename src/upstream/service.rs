@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+
 use super::connection::ExchangeError;
+use super::requests::SearchReply;
 use super::pool::ConnStash;
 use super::{NoServerAvailable, UpstreamConn, UpstreamPool};
 use crate::config::ServiceAccount;
@@ -84,5 +87,39 @@ impl ServiceConnections {
     /// Returns a connection after a request completed cleanly.
     pub fn put(&self, conn: UpstreamConn) {
         self.idle.put(conn);
+    }
+
+    /// A base-scope search of `dn` for `filter` with `attrs`, on a service
+    /// connection: the entry when it exists and matches, none when it does
+    /// not match, and `done.code` 32 (noSuchObject) when there is no entry.
+    pub async fn read_base(
+        &self,
+        dn: &str,
+        filter: LdapFilter,
+        attrs: Vec<String>,
+        limit: Duration,
+        max_message: usize,
+    ) -> Result<SearchReply, ServiceError> {
+        let mut conn = self.get(limit, max_message).await?;
+        let request = LdapSearchRequest {
+            base: dn.to_owned(),
+            scope: LdapSearchScope::Base,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 1,
+            timelimit: i32::try_from(limit.as_secs()).unwrap_or(i32::MAX),
+            typesonly: false,
+            filter,
+            attrs,
+        };
+        match conn.search(request, limit, max_message).await {
+            Ok(reply) => {
+                self.put(conn);
+                Ok(reply)
+            }
+            Err(source) => Err(ServiceError::Exchange {
+                server: self.pool.server_name(conn.server),
+                source,
+            }),
+        }
     }
 }

@@ -1,0 +1,184 @@
+//! One account, one identity: which directory entry a bind name reaches.
+//!
+//! Limits and lockout are kept per identity, the entry's stable id
+//! (entryUUID, objectGUID, nsUniqueId), never per name: a sign-in ID, any
+//! spelling of the entry's DN (case, spaces, escapes, attribute OIDs) and
+//! every channel reach the same counters. A DN is mapped to its entry by
+//! asking the directory (a base-scope read), so the directory's own DN
+//! matching decides which spellings are equal. The answer is cached under
+//! the DN as written, stamped by the [`ChangeWatch`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3_proto::proto::LdapFilter;
+
+use super::accounts::AccountClasses;
+use super::freshness::ChangeWatch;
+use super::resolver::{format_id, ResolveError};
+use crate::config::DirectoryKind;
+use crate::ldap::dn::Dn;
+use crate::upstream::service::ServiceConnections;
+
+/// DNs whose identity is cached at most.
+const MAX_CACHED: u64 = 100_000;
+
+/// noSuchObject (RFC 4511 appendix A).
+const NO_SUCH_OBJECT: i64 = 32;
+
+/// Whom a bind name reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// An account (an entry of the account classes), by its stable id.
+    Account(String),
+    /// Another entry (a service account, an administrator), by its id.
+    Service(String),
+    /// No entry the service account can see: limited by the name, in its
+    /// normalised form.
+    Unknown(String),
+}
+
+impl Identity {
+    /// The key its rate is counted under.
+    pub fn rate_key(&self) -> String {
+        match self {
+            Identity::Account(id) | Identity::Service(id) => format!("id:{id}"),
+            Identity::Unknown(name) => format!("dn:{name}"),
+        }
+    }
+}
+
+/// Maps bind DNs to identities for one directory.
+pub struct IdentityIndex {
+    service: Arc<ServiceConnections>,
+    accounts: AccountClasses,
+    id_attribute: &'static str,
+    kind: DirectoryKind,
+    watch: Arc<ChangeWatch>,
+    cache: Option<moka::sync::Cache<String, (Identity, u64)>>,
+}
+
+impl IdentityIndex {
+    pub fn new(
+        service: Arc<ServiceConnections>,
+        accounts: AccountClasses,
+        kind: DirectoryKind,
+        watch: Arc<ChangeWatch>,
+        cache_ttl: Duration,
+    ) -> IdentityIndex {
+        let cache = (!cache_ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(cache_ttl)
+                .build()
+        });
+        IdentityIndex {
+            service,
+            accounts,
+            id_attribute: super::resolver::id_attribute(kind),
+            kind,
+            watch,
+            cache,
+        }
+    }
+
+    /// The identity `dn` reaches, and whether it came from the cache.
+    ///
+    /// Errors when the directory could not be asked; the caller then
+    /// refuses the bind (a name that cannot be mapped cannot be limited).
+    pub async fn of_dn(
+        &self,
+        dn: &str,
+        limit: Duration,
+        max_message: usize,
+    ) -> Result<(Identity, bool), ResolveError> {
+        if let Some((identity, stamp)) = self.cache.as_ref().and_then(|c| c.get(dn)) {
+            if self.watch.still_valid(stamp) {
+                return Ok((identity, true));
+            }
+        }
+        let stamp = self.watch.stamp();
+        let identity = self.look_up(dn, limit, max_message).await?;
+        if let Some(cache) = &self.cache {
+            cache.insert(dn.to_owned(), (identity.clone(), stamp));
+        }
+        Ok((identity, false))
+    }
+
+    /// Drops what is cached for `dn`.
+    pub fn forget(&self, dn: &str) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(dn);
+        }
+    }
+
+    /// Asks the directory: first as an account (the account filter, so the
+    /// directory's schema decides), then as any entry.
+    async fn look_up(
+        &self,
+        dn: &str,
+        limit: Duration,
+        max_message: usize,
+    ) -> Result<Identity, ResolveError> {
+        let attrs = vec![self.id_attribute.to_owned()];
+        let reply = self
+            .service
+            .read_base(dn, self.accounts.filter(), attrs.clone(), limit, max_message)
+            .await?;
+        if let Some(id) = reply.entries.first().and_then(|e| self.id_of(e)) {
+            return Ok(Identity::Account(id));
+        }
+        if reply.done.code == 0 {
+            let any = LdapFilter::Present("objectClass".into());
+            let reply = self
+                .service
+                .read_base(dn, any, attrs, limit, max_message)
+                .await?;
+            if let Some(id) = reply.entries.first().and_then(|e| self.id_of(e)) {
+                return Ok(Identity::Service(id));
+            }
+        } else if reply.done.code != NO_SUCH_OBJECT {
+            return Err(ResolveError::Search {
+                code: reply.done.code,
+                diagnostic: reply.done.diagnostic,
+            });
+        }
+        Ok(Identity::Unknown(normalised_dn(dn)))
+    }
+
+    fn id_of(&self, entry: &ldap3_proto::proto::LdapSearchResultEntry) -> Option<String> {
+        entry
+            .attributes
+            .iter()
+            .find(|a| a.atype.eq_ignore_ascii_case(self.id_attribute))
+            .and_then(|a| a.vals.first())
+            .map(|v| format_id(self.kind, v))
+    }
+}
+
+/// A name that reaches no entry, normalised so that trivial respellings
+/// share one budget.
+fn normalised_dn(dn: &str) -> String {
+    Dn::parse(dn)
+        .map(|d| d.key())
+        .unwrap_or_else(|_| dn.trim().to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_share_a_budget_across_trivial_respellings() {
+        assert_eq!(
+            normalised_dn("UID=Ghost, OU=People,dc=example,dc=com"),
+            normalised_dn("uid=ghost,ou=people,dc=example,dc=com")
+        );
+        assert_eq!(
+            Identity::Unknown(normalised_dn("uid=ghost,dc=x")).rate_key(),
+            format!("dn:{}", normalised_dn("uid=ghost,dc=x"))
+        );
+        assert_eq!(Identity::Account("u1".into()).rate_key(), "id:u1");
+        assert_eq!(Identity::Service("u1".into()).rate_key(), "id:u1");
+    }
+}
