@@ -10,8 +10,9 @@
 //!   `failures_before_lockout` wrong passwords from one address, binds as it
 //!   from that address are refused for `lockout_duration`, while the
 //!   applications elsewhere that use it go on.
-//! - A DN that reaches no entry is limited like an unknown login, by its
-//!   normalised text.
+//! - A DN that reaches no entry the service account can see (a guess, or a
+//!   name with no entry such as OpenLDAP's rootdn) is limited like a
+//!   service account, by its normalised text.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -40,8 +41,8 @@ pub struct BindTicket {
 
 fn lockout_key(identity: &Identity, client: IpAddr) -> String {
     match identity {
-        Identity::Service(_) => format!("{}@{}", identity.rate_key(), client.to_canonical()),
-        _ => identity.rate_key(),
+        Identity::Account(_) => identity.rate_key(),
+        _ => format!("{}@{}", identity.rate_key(), client.to_canonical()),
     }
 }
 
@@ -71,10 +72,10 @@ impl Authenticator {
             started: Instant::now(),
         };
         let admitted = match &ticket.identity {
-            Identity::Service(_) => self
+            Identity::Account(_) => self.limiter.check_identity(&ticket.lockout_key),
+            _ => self
                 .limiter
                 .check_service(&ticket.identity.rate_key(), &ticket.lockout_key),
-            _ => self.limiter.check_identity(&ticket.lockout_key),
         };
         admitted.map_err(refused)?;
         Ok(ticket)
