@@ -326,49 +326,39 @@ mod tests {
 
     #[test]
     fn rules_by_name_and_oid() {
-        assert_eq!(Matching::from_rule("telephoneNumberMatch"), Telephone);
-        assert_eq!(Matching::from_rule("TELEPHONENUMBERMATCH"), Telephone);
-        assert_eq!(Matching::from_rule("2.5.13.20"), Telephone);
-        assert_eq!(Matching::from_rule("caseIgnoreIA5Match"), CaseIgnore);
-        assert_eq!(
-            Matching::from_rule("1.3.6.1.4.1.1466.109.114.2"),
-            CaseIgnore
-        );
-        assert_eq!(Matching::from_rule("caseExactMatch"), CaseExact);
-        assert_eq!(Matching::from_rule("caseExactIA5Match"), CaseExact);
-        assert_eq!(Matching::from_rule("numericStringMatch"), Numeric);
-        assert_eq!(Matching::from_rule("2.5.13.8"), Numeric);
-        assert_eq!(Matching::from_rule("octetStringMatch"), Exact);
-        assert_eq!(Matching::from_rule("integerMatch"), Exact);
-        assert_eq!(Matching::from_rule("UUIDMatch"), Exact);
-        assert_eq!(Matching::from_rule("someVendorMatch"), CaseIgnore);
+        for (rule, want) in [
+            ("telephoneNumberMatch", Telephone),
+            ("TELEPHONENUMBERMATCH", Telephone),
+            ("2.5.13.20", Telephone),
+            ("caseIgnoreIA5Match", CaseIgnore),
+            ("1.3.6.1.4.1.1466.109.114.2", CaseIgnore),
+            ("caseExactMatch", CaseExact),
+            ("caseExactIA5Match", CaseExact),
+            ("numericStringMatch", Numeric),
+            ("2.5.13.8", Numeric),
+            ("octetStringMatch", Exact),
+            ("integerMatch", Exact),
+            ("UUIDMatch", Exact),
+            ("someVendorMatch", CaseIgnore),
+        ] {
+            assert_eq!(Matching::from_rule(rule), want, "{rule}");
+        }
     }
 
     #[test]
     fn rules_by_syntax_for_ad() {
-        assert_eq!(
-            Matching::from_syntax("1.3.6.1.4.1.1466.115.121.1.50"),
-            Telephone
-        );
-        assert_eq!(
-            Matching::from_syntax("1.3.6.1.4.1.1466.115.121.1.50{32}"),
-            Telephone
-        );
-        assert_eq!(
-            Matching::from_syntax("1.3.6.1.4.1.1466.115.121.1.36"),
-            Numeric
-        );
-        assert_eq!(
-            Matching::from_syntax("1.3.6.1.4.1.1466.115.121.1.15"),
-            CaseIgnore
-        );
-        assert_eq!(Matching::from_syntax("1.2.840.113556.1.4.905"), CaseIgnore);
-        assert_eq!(Matching::from_syntax("1.2.840.113556.1.4.1362"), CaseExact);
-        assert_eq!(
-            Matching::from_syntax("1.3.6.1.4.1.1466.115.121.1.40"),
-            Exact
-        );
-        assert_eq!(Matching::from_syntax("9.9.9"), CaseIgnore);
+        for (syntax, want) in [
+            ("1.3.6.1.4.1.1466.115.121.1.50", Telephone),
+            ("1.3.6.1.4.1.1466.115.121.1.50{32}", Telephone),
+            ("1.3.6.1.4.1.1466.115.121.1.36", Numeric),
+            ("1.3.6.1.4.1.1466.115.121.1.15", CaseIgnore),
+            ("1.2.840.113556.1.4.905", CaseIgnore),
+            ("1.2.840.113556.1.4.1362", CaseExact),
+            ("1.3.6.1.4.1.1466.115.121.1.40", Exact),
+            ("9.9.9", CaseIgnore),
+        ] {
+            assert_eq!(Matching::from_syntax(syntax), want, "{syntax}");
+        }
     }
 
     /// `refines` must agree with the normalisers: wherever a finer rule

@@ -301,19 +301,20 @@ mod tests {
     fn slapd_rules_by_name_alias_oid_and_sup() {
         let (schema, errors) = Schema::parse(SLAPD);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(schema.matching("mobile"), Some(Telephone));
-        assert_eq!(schema.matching("MobileTelephoneNumber"), Some(Telephone));
-        assert_eq!(
-            schema.matching("0.9.2342.19200300.100.1.41"),
-            Some(Telephone)
-        );
-        assert_eq!(schema.matching("uid"), Some(CaseIgnore));
-        assert_eq!(schema.matching("RFC822MAILBOX"), Some(CaseIgnore));
-        assert_eq!(schema.matching("employeeNumber"), Some(CaseIgnore));
         // cn names no EQUALITY: it inherits name's.
-        assert_eq!(schema.matching("commonName"), Some(CaseIgnore));
-        assert_eq!(schema.matching("entryUUID"), Some(Exact));
-        assert_eq!(schema.matching("nosuchattribute"), None);
+        for (name, want) in [
+            ("mobile", Some(Telephone)),
+            ("MobileTelephoneNumber", Some(Telephone)),
+            ("0.9.2342.19200300.100.1.41", Some(Telephone)),
+            ("uid", Some(CaseIgnore)),
+            ("RFC822MAILBOX", Some(CaseIgnore)),
+            ("employeeNumber", Some(CaseIgnore)),
+            ("commonName", Some(CaseIgnore)),
+            ("entryUUID", Some(Exact)),
+            ("nosuchattribute", None),
+        ] {
+            assert_eq!(schema.matching(name), want, "{name}");
+        }
     }
 
     #[test]
@@ -339,11 +340,15 @@ mod tests {
     fn ad_rules_come_from_the_syntax() {
         let (schema, errors) = Schema::parse(AD);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(schema.matching("sAMAccountName"), Some(CaseIgnore));
-        assert_eq!(schema.matching("mobile"), Some(CaseIgnore));
-        assert_eq!(schema.matching("telephonenumber"), Some(Telephone));
-        assert_eq!(schema.matching("userPrincipalName"), Some(CaseIgnore));
-        assert_eq!(schema.matching("serialNumber"), Some(CaseIgnore));
+        for (name, want) in [
+            ("sAMAccountName", CaseIgnore),
+            ("mobile", CaseIgnore),
+            ("telephonenumber", Telephone),
+            ("userPrincipalName", CaseIgnore),
+            ("serialNumber", CaseIgnore),
+        ] {
+            assert_eq!(schema.matching(name), Some(want), "{name}");
+        }
     }
 
     #[test]

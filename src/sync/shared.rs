@@ -215,17 +215,22 @@ mod tests {
         s.finish()
     }
 
+    type Person<'a> = (&'a str, &'a [(&'a str, &'a str)]);
+
+    /// [`shared`] with the slapd rules, entries as `(dn, attributes)`.
+    fn on_slapd(people: &[Person]) -> Vec<SharedValue> {
+        let entries: Vec<_> = people.iter().map(|(dn, attrs)| entry(dn, attrs)).collect();
+        shared(slapd_rules(), &entries)
+    }
+
     #[test]
     fn phone_numbers_spelled_differently_are_shared() {
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=a", &[("mobile", "+86 139 0000 0009")]),
-                entry("uid=b", &[("mobile", "+8613900000009")]),
-                entry("uid=c", &[("mobile", "+86-139-0000-0009")]),
-                entry("uid=d", &[("mobile", "+86 139 0000 0008")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=a", &[("mobile", "+86 139 0000 0009")]),
+            ("uid=b", &[("mobile", "+8613900000009")]),
+            ("uid=c", &[("mobile", "+86-139-0000-0009")]),
+            ("uid=d", &[("mobile", "+86 139 0000 0008")]),
+        ]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].rule, "telephoneNumberMatch");
         assert_eq!(found[0].dns, ["uid=a", "uid=b", "uid=c"]);
@@ -233,16 +238,13 @@ mod tests {
 
     #[test]
     fn case_and_space_runs_are_ignored_where_the_rule_says() {
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=a", &[("mail", "Bob@Example.com")]),
-                entry("uid=b", &[("mail", "bob@example.COM")]),
-                entry("uid=c", &[("cn", "  Bob   Smith ")]),
-                entry("uid=d", &[("cn", "bob smith")]),
-                entry("uid=e", &[("cn", "bobsmith")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=a", &[("mail", "Bob@Example.com")]),
+            ("uid=b", &[("mail", "bob@example.COM")]),
+            ("uid=c", &[("cn", "  Bob   Smith ")]),
+            ("uid=d", &[("cn", "bob smith")]),
+            ("uid=e", &[("cn", "bobsmith")]),
+        ]);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.iter().all(|s| s.rule == "caseIgnoreMatch"));
         assert_eq!(found[0].dns, ["uid=c", "uid=d"]);
@@ -253,77 +255,59 @@ mod tests {
     fn a_value_matched_through_another_attributes_rule_is_shared() {
         // The login "13900000009" matches a's uid (caseIgnore) and b's
         // mobile (telephoneNumber).
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=a", &[("uid", "13900000009")]),
-                entry("uid=b", &[("mobile", "139-0000-0009")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=a", &[("uid", "13900000009")]),
+            ("uid=b", &[("mobile", "139-0000-0009")]),
+        ]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].rule, "telephoneNumberMatch");
         // Either order.
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=b", &[("mobile", "139-0000-0009")]),
-                entry("uid=a", &[("uid", "13900000009")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=b", &[("mobile", "139-0000-0009")]),
+            ("uid=a", &[("uid", "13900000009")]),
+        ]);
         assert_eq!(found.len(), 1, "{found:?}");
     }
 
     #[test]
     fn values_equal_only_under_a_rule_none_of_their_attributes_use_are_not_shared() {
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=a", &[("uid", "139-0009")]),
-                entry("uid=b", &[("uid", "1390009")]),
-                entry("uid=c", &[("employeeNumber", "139 0009")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=a", &[("uid", "139-0009")]),
+            ("uid=b", &[("uid", "1390009")]),
+            ("uid=c", &[("employeeNumber", "139 0009")]),
+        ]);
         assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]
     fn probes_that_wait_are_reported_once_an_owner_comes() {
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=a", &[("uid", "139-0009")]),
-                entry("uid=b", &[("uid", "1390009")]),
-                entry("uid=c", &[("mobile", "139 0009")]),
-                entry("uid=d", &[("employeeNumber", "1390-009")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=a", &[("uid", "139-0009")]),
+            ("uid=b", &[("uid", "1390009")]),
+            ("uid=c", &[("mobile", "139 0009")]),
+            ("uid=d", &[("employeeNumber", "1390-009")]),
+        ]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].dns, ["uid=a", "uid=b", "uid=c", "uid=d"]);
     }
 
     #[test]
     fn one_person_by_two_attributes_is_one_entry() {
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=pat", &[("uid", "pat"), ("employeeNumber", "PAT")]),
-                entry("uid=q", &[("mobile", "1 2"), ("uid", "12")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=pat", &[("uid", "pat"), ("employeeNumber", "PAT")]),
+            ("uid=q", &[("mobile", "1 2"), ("uid", "12")]),
+        ]);
         assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]
     fn values_that_differ_under_the_rule_are_not_shared() {
-        let found = shared(
-            slapd_rules(),
-            &[
-                entry("uid=a", &[("mobile", "+86 139 0000 0009")]),
-                entry("uid=b", &[("mobile", "+86 139 0000 0090")]),
-                entry("uid=c", &[("uid", "bob-smith")]),
-                entry("uid=d", &[("uid", "bob smith")]),
-            ],
-        );
+        let found = on_slapd(&[
+            ("uid=a", &[("mobile", "+86 139 0000 0009")]),
+            ("uid=b", &[("mobile", "+86 139 0000 0090")]),
+            ("uid=c", &[("uid", "bob-smith")]),
+            ("uid=d", &[("uid", "bob smith")]),
+        ]);
         assert!(found.is_empty(), "{found:?}");
     }
 
