@@ -4,10 +4,9 @@
 //! Scheduled verification compares sign-in values with these rules, so it
 //! finds every value the directory's filter (and so sign-in) finds equal.
 
-use ldap3_proto::proto::LdapSearchResultEntry;
 use tracing::warn;
 
-use super::export::{Exporter, SyncError};
+use super::export::{first_text, Exporter, SyncError};
 use crate::ldap::matching::Matching;
 use crate::ldap::schema::Schema;
 
@@ -144,7 +143,8 @@ async fn read_schema(exporter: &Exporter) -> Result<Schema, RulesError> {
     let subentry = root
         .entries
         .first()
-        .and_then(|e| first_value(e, "subschemaSubentry"))
+        .and_then(|e| first_text(&e.attributes, "subschemaSubentry"))
+        .map(str::to_owned)
         .ok_or(RulesError::NoSubentry)?;
     let reply = exporter
         .read_entry(&mut conn, &subentry, vec!["attributeTypes".into()])
@@ -167,15 +167,6 @@ async fn read_schema(exporter: &Exporter) -> Result<Schema, RulesError> {
         warn!(error = %e, "skipping an attribute type of the directory's schema");
     }
     Ok(schema)
-}
-
-fn first_value(entry: &LdapSearchResultEntry, name: &str) -> Option<String> {
-    entry
-        .attributes
-        .iter()
-        .find(|a| a.atype.eq_ignore_ascii_case(name))
-        .and_then(|a| a.vals.first())
-        .and_then(|v| String::from_utf8(v.clone()).ok())
 }
 
 #[cfg(test)]
