@@ -720,7 +720,7 @@ fn verification_compares_sign_in_values_under_the_directorys_matching_rules() {
                 })
                 .collect();
             uids.sort();
-            (uids, s["rule"].as_str().unwrap())
+            (uids, s["rule"].as_str().unwrap_or_default())
         })
         .collect();
     let want: [(&[&str], &str); 6] = [
