@@ -13,7 +13,8 @@
 //! - [`control`]: the HTTPS control channel (`/v1/authenticate`, `/v1/sync/...`).
 //! - [`sync`]: full and incremental pulls, base-DN fingerprint, sync protection.
 //! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
-//! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses.
+//! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses,
+//!   subschema attribute types and their equality matching rules.
 //! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover.
 //! - [`tls`]: rustls setup, certificate pins and the verifier enforcing them.
 //! - [`verify`]: `ldapgate verify` and `POST /v1/verify`, the checks before switching over.

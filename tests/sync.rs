@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn sync_config(slapd: &Slapd, base_dn: &str, service_account: bool, extra: &str) -> PathBuf {
@@ -618,6 +618,162 @@ fn verification_reports_sign_in_values_shared_by_several_entries() {
             .any(|s| s["value"].as_str().unwrap().eq_ignore_ascii_case("alice")),
         "{report:#}"
     );
+}
+
+/// `ldapgate sync verify`: the report (the exit code must be `code`).
+fn sync_verify(cfg: &Path, code: i32) -> Value {
+    let out = Command::new(ldapgate_binary())
+        .args(["sync", "verify", "-c"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `ldapgate authenticate`: the outcome.
+fn sign_in_outcome(cfg: &Path, login: &str, password: &str) -> String {
+    let mut cmd = Command::new(ldapgate_binary());
+    cmd.args(["authenticate", "-c"])
+        .arg(cfg)
+        .args(["--login", login]);
+    let out = run_with_stdin(cmd, Some(&format!("{password}\n")));
+    let verdict: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    verdict["outcome"].as_str().unwrap_or_default().to_owned()
+}
+
+/// An inetOrgPerson `uid` under ou=people with password `<uid>-pw` and
+/// `attrs` (values base64-encoded, so leading and trailing spaces stay).
+fn person_ldif(uid: &str, attrs: &[(&str, &str)]) -> String {
+    use base64::Engine;
+    let mut ldif = format!(
+        "dn: uid={uid},ou=people,{BASE_DN}\nchangetype: add\nobjectClass: inetOrgPerson\n\
+         uid: {uid}\nsn: {uid}\nuserPassword: {uid}-pw\n"
+    );
+    if !attrs.iter().any(|(a, _)| *a == "cn") {
+        ldif.push_str(&format!("cn: {uid}\n"));
+    }
+    for (attr, value) in attrs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+        ldif.push_str(&format!("{attr}:: {b64}\n"));
+    }
+    ldif.push('\n');
+    ldif
+}
+
+/// Issue 9, part 3: values the directory's equality rules find equal are
+/// shared, whatever their spelling, and sign-in agrees value by value.
+#[test]
+fn verification_compares_sign_in_values_under_the_directorys_matching_rules() {
+    let slapd = Slapd::start();
+    let people: [(&str, &[(&str, &str)]); 14] = [
+        // telephoneNumberMatch: spaces and hyphens are insignificant.
+        ("tel1", &[("mobile", "+86 139 0000 0009")]),
+        ("tel2", &[("mobile", "+8613900000009")]),
+        ("hyph1", &[("mobile", "139-0000-0007")]),
+        ("hyph2", &[("mobile", "13900000007")]),
+        // caseIgnoreIA5Match: case.
+        ("mail1", &[("mail", "Dora@Example.com")]),
+        ("mail2", &[("mail", "dora@example.COM")]),
+        // caseIgnoreMatch: case, leading, trailing and repeated spaces.
+        ("space1", &[("cn", "  Bob   Smith ")]),
+        ("space2", &[("cn", "bob smith")]),
+        // Across attributes: the login 13900000005 matches cross1's uid
+        // (caseIgnore) and cross2's mobile (telephoneNumber).
+        ("13900000005", &[]),
+        ("cross2", &[("mobile", "139 0000 0005")]),
+        // Different under the rules: not shared.
+        (
+            "neg1",
+            &[("mobile", "+86 139 0000 0001"), ("cn", "Ann Lee")],
+        ),
+        ("neg2", &[("mobile", "+86 139 0000 0010"), ("cn", "AnnLee")]),
+        // Equal only under telephoneNumberMatch, which no uid uses and no
+        // mobile holds: no login matches both.
+        ("neg-3", &[]),
+        ("neg3", &[]),
+    ];
+    let ldif: String = people
+        .iter()
+        .map(|(uid, attrs)| person_ldif(uid, attrs))
+        .collect();
+    modify(&slapd, &ldif);
+    let cfg = sync_config(
+        &slapd,
+        BASE_DN,
+        true,
+        "[signin]\nattributes = [\"uid\", \"mobile\", \"mail\", \"employeeNumber\", \"cn\"]",
+    );
+    let report = sync_verify(&cfg, 1);
+    let shared = report["shared_sign_in_values"].as_array().unwrap();
+    let groups: Vec<(Vec<String>, &str)> = shared
+        .iter()
+        .map(|s| {
+            let mut uids: Vec<String> = s["dns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    let dn = d.as_str().unwrap();
+                    dn["uid=".len()..dn.find(',').unwrap()].to_owned()
+                })
+                .collect();
+            uids.sort();
+            (uids, s["rule"].as_str().unwrap_or_default())
+        })
+        .collect();
+    let want: [(&[&str], &str); 6] = [
+        (&["dup1", "dup2"], "telephoneNumberMatch"),
+        (&["tel1", "tel2"], "telephoneNumberMatch"),
+        (&["hyph1", "hyph2"], "telephoneNumberMatch"),
+        (&["mail1", "mail2"], "caseIgnoreMatch"),
+        (&["space1", "space2"], "caseIgnoreMatch"),
+        (&["13900000005", "cross2"], "telephoneNumberMatch"),
+    ];
+    for (uids, rule) in want {
+        assert!(
+            groups.iter().any(|(g, r)| g == uids && *r == rule),
+            "{uids:?} under {rule} not reported: {report:#}"
+        );
+    }
+    assert_eq!(groups.len(), want.len(), "{report:#}");
+
+    // Sign-in agrees: every reported spelling is ambiguous, whatever the
+    // password, and the values verification keeps apart sign in.
+    for login in [
+        "+86 139 0000 0009",
+        "+8613900000009",
+        "139-0000-0007",
+        "13900000007",
+        "DORA@example.com",
+        "  Bob   Smith ",
+        "bob smith",
+        "13900000005",
+    ] {
+        assert_eq!(
+            sign_in_outcome(&cfg, login, "tel1-pw"),
+            "ambiguous_login",
+            "{login:?}"
+        );
+    }
+    for (login, password) in [
+        ("+86 139 0000 0001", "neg1-pw"),
+        ("+86-139-0000-0010", "neg2-pw"),
+        ("ann lee", "neg1-pw"),
+        ("annlee", "neg2-pw"),
+        ("neg-3", "neg-3-pw"),
+        ("neg3", "neg3-pw"),
+        // Typed with spaces, the number matches no uid (caseIgnore keeps
+        // inner spaces): only cross2.
+        ("139 0000 0005", "cross2-pw"),
+    ] {
+        assert_eq!(
+            sign_in_outcome(&cfg, login, password),
+            "success",
+            "{login:?}"
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! LDAP protocol knowledge the proxy acts on: operation tags, OIDs, DNs,
-//! the few request fields policy reads, and the responses ldapgate writes itself.
+//! the few request fields policy reads, the responses ldapgate writes itself,
+//! and the subschema's attribute types ([`schema`]) with the equality
+//! matching rules they compare values by ([`matching`]).
 
 pub mod dn;
+pub mod matching;
 pub mod request;
 pub mod response;
+pub mod schema;
 
 /// Protocol operation tags (RFC 4511 §4.2–4.14, [APPLICATION n]).
 pub mod tag {

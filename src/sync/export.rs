@@ -94,7 +94,8 @@ pub struct Exporter {
     tracker: Tracker,
 }
 
-fn first_text<'a>(attrs: &'a [LdapPartialAttribute], name: &str) -> Option<&'a str> {
+/// The first value of attribute `name` as text (any case of the name).
+pub(super) fn first_text<'a>(attrs: &'a [LdapPartialAttribute], name: &str) -> Option<&'a str> {
     attrs
         .iter()
         .find(|a| a.atype.eq_ignore_ascii_case(name))

@@ -2,29 +2,25 @@
 //! fingerprint, counts organizations and accounts, and finds sign-in ID
 //! values that belong to more than one entry. Those users cannot sign in
 //! (their login is ambiguous), and the operator should know before they try.
+//! Values compare under each sign-in attribute's equality rule from the
+//! directory's schema ([`super::rules`]), across attributes
+//! ([`super::shared`]), as the sign-in filter compares them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
+use super::rules::sign_in_rules;
+pub use super::shared::SharedValue;
+use super::shared::SharedValues;
 use super::snapshot::Kind;
 use crate::metrics::metrics;
-
-/// A sign-in ID value found on several entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SharedValue {
-    pub attribute: String,
-    pub value: String,
-    pub dns: Vec<String>,
-}
 
 /// What a verification found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -34,16 +30,10 @@ pub struct Report {
     pub shared_sign_in_values: Vec<SharedValue>,
 }
 
-fn key(value: &str) -> u64 {
-    let digest = Sha256::digest(value.trim().to_lowercase().as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
-}
-
 /// Runs one verification. `sign_in` are the `[signin]` attributes: a value
-/// is shared when two entries carry it, in the same attribute or not (a
-/// login matches any of them).
+/// is shared when one login matches it on two entries, in the same
+/// attribute or not (a login matches any of them), under the directory's
+/// equality rules.
 pub async fn verify(exporter: &Exporter, sign_in: &[String]) -> Result<Report, SyncError> {
     let result = verification(exporter, sign_in).await;
     record_run("verify", &result);
@@ -79,49 +69,13 @@ async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report,
     report.orgs = orgs;
     report.accounts = accounts;
 
-    // Values are kept as 8-byte hashes with the index of the first entry's
-    // DN, so a large directory costs little memory.
-    let mut dns: Vec<String> = Vec::new();
-    let mut first_seen: HashMap<u64, u32> = HashMap::new();
-    let mut shared: HashMap<u64, SharedValue> = HashMap::new();
+    let rules = sign_in_rules(exporter, sign_in).await;
+    debug!(rules = ?rules.describe(), "sign-in attributes compare by these rules");
+    let mut shared = SharedValues::new(rules);
     exporter
-        .scan_accounts(sign_in, |entry| {
-            let index = u32::try_from(dns.len()).unwrap_or(u32::MAX);
-            dns.push(entry.dn.clone());
-            let mut own: Vec<u64> = Vec::new();
-            for attr in &entry.attributes {
-                if !sign_in.iter().any(|a| a.eq_ignore_ascii_case(&attr.atype)) {
-                    continue;
-                }
-                for v in &attr.vals {
-                    let Ok(text) = std::str::from_utf8(v) else {
-                        continue;
-                    };
-                    let k = key(text);
-                    if own.contains(&k) {
-                        continue; // the same person by two attributes
-                    }
-                    own.push(k);
-                    match first_seen.get(&k) {
-                        None => {
-                            first_seen.insert(k, index);
-                        }
-                        Some(&first) => {
-                            let s = shared.entry(k).or_insert_with(|| SharedValue {
-                                attribute: attr.atype.clone(),
-                                value: text.to_owned(),
-                                dns: vec![dns.get(first as usize).cloned().unwrap_or_default()],
-                            });
-                            s.dns.push(entry.dn.clone());
-                        }
-                    }
-                }
-            }
-        })
+        .scan_accounts(sign_in, |entry| shared.add(entry))
         .await?;
-    let mut shared: Vec<SharedValue> = shared.into_values().collect();
-    shared.sort_by(|a, b| (&a.attribute, &a.value).cmp(&(&b.attribute, &b.value)));
-    report.shared_sign_in_values = shared;
+    report.shared_sign_in_values = shared.finish();
     Ok(report)
 }
 
@@ -180,6 +134,7 @@ async fn run_scheduled(schedule: &Schedule) {
                 warn!(
                     attribute = %s.attribute,
                     value = %s.value,
+                    rule = s.rule,
                     entries = ?s.dns,
                     "sign-in ID value shared by several entries: these users cannot sign in with it"
                 );
