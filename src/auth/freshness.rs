@@ -144,7 +144,10 @@ impl ChangeMarker {
         };
         let values = self.read_values(&dn, attr).await;
         if values.is_none() {
-            debug!(attr, "no change marker: cached resolutions last one interval");
+            debug!(
+                attr,
+                "no change marker: cached resolutions last one interval"
+            );
         }
         values
     }

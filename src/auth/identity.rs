@@ -123,7 +123,13 @@ impl IdentityIndex {
         let attrs = vec![self.id_attribute.to_owned()];
         let reply = self
             .service
-            .read_base(dn, self.accounts.filter(), attrs.clone(), limit, max_message)
+            .read_base(
+                dn,
+                self.accounts.filter(),
+                attrs.clone(),
+                limit,
+                max_message,
+            )
             .await?;
         if let Some(id) = reply.entries.first().and_then(|e| self.id_of(e)) {
             return Ok(Identity::Account(id));

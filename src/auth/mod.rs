@@ -28,13 +28,13 @@ use crate::metrics::metrics;
 use tracing::info;
 
 use crate::config::Config;
-pub use dn_bind::BindTicket;
-use freshness::{ChangeMarker, ChangeWatch};
-use identity::IdentityIndex;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
 use crate::upstream::pool::ConnStash;
 use crate::upstream::service::ServiceConnections;
 use crate::upstream::{UpstreamConn, UpstreamPool};
+pub use dn_bind::BindTicket;
+use freshness::{ChangeMarker, ChangeWatch};
+use identity::IdentityIndex;
 use outcome::{bind_outcome, Outcome, PolicyResponse};
 use resolver::{Resolution, ResolvedEntry, SignInResolver};
 

@@ -127,6 +127,10 @@ struct Session {
     /// client's next requests wait (RFC 4511 §4.2.1), so that a pipelined
     /// burst of binds meets the lockout its first answers cause.
     bind_pending: Option<(i32, Option<BindTicket>)>,
+    /// The upstream connection may be bound as someone (a named bind
+    /// succeeded, or its outcome is not known yet): a refused bind must
+    /// then make it anonymous. A failed bind leaves it anonymous already.
+    upstream_bound: bool,
 }
 
 impl Session {
@@ -143,6 +147,7 @@ impl Session {
             last_client_activity: now,
             last_upstream_progress: now,
             bind_pending: None,
+            upstream_bound: false,
         }
     }
 
@@ -417,6 +422,9 @@ impl Session {
                                 return Flow::Continue;
                             }
                         };
+                        if ticket.is_some() {
+                            self.upstream_bound = true;
+                        }
                         self.bind_pending = Some((msgid, ticket));
                         self.inflight.start(msgid, op);
                     }
@@ -481,7 +489,8 @@ impl Session {
         to_client: &mut Vec<u8>,
     ) {
         let reply = bind_response(msgid, code, message);
-        if self.upstream.is_some() && self.needs_reset {
+        if self.upstream.is_some() && self.upstream_bound {
+            self.upstream_bound = false;
             to_upstream.extend(response::anonymous_bind_request(msgid));
             self.inflight.substitutes.insert(msgid, reply);
             self.inflight.start(msgid, "bind");
@@ -503,9 +512,17 @@ impl Session {
             // it counts as "other".
             let code = done.code.unwrap_or(-1);
             metrics().operation(done.started.op, code, done.started.at.elapsed());
-            if self.bind_pending.as_ref().is_some_and(|(id, _)| *id == done.msgid) {
-                if let Some((_, Some(ticket))) = self.bind_pending.take() {
-                    self.ctx.authenticator.settle_dn_bind(ticket, code).await;
+            if self
+                .bind_pending
+                .as_ref()
+                .is_some_and(|(id, _)| *id == done.msgid)
+            {
+                if let Some((_, ticket)) = self.bind_pending.take() {
+                    // RFC 4511 §4.2.1: a failed bind leaves the connection anonymous.
+                    self.upstream_bound = code == 0 && ticket.is_some();
+                    if let Some(ticket) = ticket {
+                        self.ctx.authenticator.settle_dn_bind(ticket, code).await;
+                    }
                 }
             }
         }

@@ -58,6 +58,7 @@ impl Session {
             self.upstream = Some(conn);
             self.reusable = true;
             self.needs_reset = true;
+            self.upstream_bound = true;
             return Ok(());
         }
         Err(bind_refusal(verdict))

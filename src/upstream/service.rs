@@ -7,8 +7,8 @@ use std::time::Duration;
 use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
 
 use super::connection::ExchangeError;
-use super::requests::SearchReply;
 use super::pool::ConnStash;
+use super::requests::SearchReply;
 use super::{NoServerAvailable, UpstreamConn, UpstreamPool};
 use crate::config::ServiceAccount;
 

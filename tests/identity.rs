@@ -1,0 +1,486 @@
+//! One account, one identity, against a real slapd: limits and lockout that
+//! no name (sign-in ID, any spelling of the DN), channel (control channel,
+//! LDAP, LDAPS, StartTLS) or stale cache gets around.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const TOKEN: &str = "identity-token";
+
+fn alice_dn() -> String {
+    format!("uid=alice,ou=people,{BASE_DN}")
+}
+
+/// Spellings of alice's DN that slapd takes as hers: case, spaces after
+/// the commas, the OID of uid, an escaped character.
+fn alice_spellings() -> Vec<String> {
+    vec![
+        alice_dn(),
+        "UID=Alice,OU=People,DC=Example,DC=Com".into(),
+        "uid=alice, ou=people, dc=example, dc=com".into(),
+        format!("0.9.2342.19200300.100.1.1=alice,ou=people,{BASE_DN}"),
+        format!("uid=\\61lice,ou=people,{BASE_DN}"),
+    ]
+}
+
+fn proxy(slapd: &Slapd, ratelimit: &str, more: &str) -> Proxy {
+    Proxy::start(
+        ProxyConfig::ldaps(slapd)
+            .service_account(slapd)
+            .section(&format!("[ratelimit]\n{ratelimit}\n{more}"))
+            .control(TOKEN),
+    )
+}
+
+fn http_sign_in(proxy: &Proxy, login: &str, password: &str) -> (u16, Value) {
+    let body = serde_json::json!({ "login": login, "password": password }).to_string();
+    let r = control_request(proxy, "POST", "/v1/authenticate", Some(TOKEN), Some(&body));
+    (r.status, r.json())
+}
+
+fn outcome(v: &(u16, Value)) -> &str {
+    v.1["outcome"].as_str().unwrap_or("<none>")
+}
+
+/// A simple bind with ldap3 on a new connection: (result code, message).
+async fn bind(
+    url: &str,
+    certs: Option<&Certs>,
+    starttls: bool,
+    name: &str,
+    pw: &str,
+) -> (u32, String) {
+    let mut ldap = connect(url, certs, starttls).await;
+    let r = ldap.simple_bind(name, pw).await.unwrap();
+    let _ = ldap.unbind().await;
+    (r.rc, r.text)
+}
+
+/// An LDAP modification made directly on slapd as its rootdn.
+fn modify(slapd: &Slapd, ldif: &str) {
+    let out = ldap_tool(
+        "ldapmodify",
+        &slapd.certs.ca_pem,
+        &[
+            "-x",
+            "-H",
+            &slapd.ldap_url(),
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PW,
+        ],
+        Some(ldif),
+    );
+    assert!(out.status.success(), "ldapmodify: {}", show(&out));
+}
+
+/// The entryUUID of `dn`, read directly from slapd.
+fn entry_uuid(slapd: &Slapd, dn: &str) -> String {
+    let out = ldap_tool(
+        "ldapsearch",
+        &slapd.certs.ca_pem,
+        &[
+            "-x",
+            "-LLL",
+            "-H",
+            &slapd.ldap_url(),
+            "-b",
+            dn,
+            "-s",
+            "base",
+            "entryUUID",
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("entryUUID: "))
+        .unwrap_or_else(|| panic!("no entryUUID for {dn}: {}", show(&out)))
+        .to_owned()
+}
+
+// ---- raw BER, so that bursts can be pipelined and sources chosen ----
+
+fn ber_len(n: usize) -> Vec<u8> {
+    if n < 0x80 {
+        vec![n as u8]
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        let mut v = vec![0x80 | bytes.len() as u8];
+        v.extend(bytes);
+        v
+    }
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend(ber_len(content.len()));
+    v.extend_from_slice(content);
+    v
+}
+
+/// BindRequest (RFC 4511 §4.2), version 3, simple.
+fn bind_pdu(msgid: u16, name: &str, pw: &str) -> Vec<u8> {
+    let mut op = tlv(0x02, &[3]);
+    op.extend(tlv(0x04, name.as_bytes()));
+    op.extend(tlv(0x80, pw.as_bytes()));
+    let mut msg = tlv(0x02, &msgid.to_be_bytes());
+    msg.extend(tlv(0x60, &op));
+    tlv(0x30, &msg)
+}
+
+/// Reads one TLV's tag and content.
+fn read_tlv(r: &mut impl Read) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    r.read_exact(&mut head).unwrap();
+    let len = if head[1] & 0x80 == 0 {
+        head[1] as usize
+    } else {
+        let mut n = vec![0u8; (head[1] & 0x7f) as usize];
+        r.read_exact(&mut n).unwrap();
+        n.iter().fold(0usize, |acc, b| acc << 8 | *b as usize)
+    };
+    let mut content = vec![0u8; len];
+    r.read_exact(&mut content).unwrap();
+    (head[0], content)
+}
+
+/// The result code of the next response on `r` (a BindResponse).
+fn read_result_code(r: &mut impl Read) -> u8 {
+    let (tag, msg) = read_tlv(r);
+    assert_eq!(tag, 0x30, "not an LDAPMessage");
+    let mut rest = &msg[..];
+    let (_, _msgid) = read_tlv(&mut rest);
+    let (op, body) = read_tlv(&mut rest);
+    assert_eq!(
+        op,
+        0x61,
+        "not a BindResponse: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let (code_tag, code) = read_tlv(&mut &body[..]);
+    assert_eq!(code_tag, 0x0a);
+    code[0]
+}
+
+/// A connection to `to` from the loopback address `from` (std cannot bind
+/// before connecting; tokio's TcpSocket can).
+fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((from, 0))).unwrap();
+        socket.connect(to).await.unwrap()
+    });
+    let std = stream.into_std().unwrap();
+    std.set_nonblocking(false).unwrap();
+    std.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std
+}
+
+/// Simple binds as `name`, one connection from `from`, each answered
+/// before the next is sent; their result codes.
+fn binds_from(from: [u8; 4], proxy: &Proxy, name: &str, pws: &[&str]) -> Vec<u8> {
+    let mut s = connect_from(from, proxy.addr());
+    pws.iter()
+        .enumerate()
+        .map(|(i, pw)| {
+            s.write_all(&bind_pdu(i as u16 + 1, name, pw)).unwrap();
+            read_result_code(&mut s)
+        })
+        .collect()
+}
+
+fn count(codes: &[u8], code: u8) -> usize {
+    codes.iter().filter(|c| **c == code).count()
+}
+
+// ---- 1. lockout and limits bypassed by binding with the DN ----
+
+#[tokio::test]
+async fn a_locked_account_is_locked_for_every_spelling_of_its_dn_and_every_channel() {
+    let slapd = Slapd::start();
+    let proxy = proxy(
+        &slapd,
+        "binds_per_ip = \"50/s\"\nfailures_before_lockout = 5",
+        "",
+    );
+    // Each spelling names alice: slapd itself takes the right password.
+    for dn in alice_spellings() {
+        let direct = bind(&slapd.ldap_url(), None, false, &dn, "alice-pw").await;
+        assert_eq!(direct.0, 0, "{dn} directly: {direct:?}");
+    }
+    for _ in 0..5 {
+        let r = http_sign_in(&proxy, "alice", "wrong");
+        assert_eq!(outcome(&r), "invalid_credentials", "{r:?}");
+    }
+    let r = http_sign_in(&proxy, "alice", "alice-pw");
+    assert_eq!((r.0, outcome(&r)), (403, "account_locked"), "{r:?}");
+    let by_id = bind(&proxy.ldap_url(), None, false, "ALICE", "alice-pw").await;
+    assert_eq!(by_id.0, 53, "{by_id:?}");
+    for dn in alice_spellings() {
+        let plain = bind(&proxy.ldap_url(), None, false, &dn, "alice-pw").await;
+        assert_eq!(plain.0, 53, "{dn} over LDAP: {plain:?}");
+        assert!(plain.1.contains("locked by ldapgate"), "{plain:?}");
+        let ldaps = bind(
+            &proxy.ldaps_url(),
+            Some(&proxy.certs),
+            false,
+            &dn,
+            "alice-pw",
+        )
+        .await;
+        assert_eq!(ldaps.0, 53, "{dn} over LDAPS: {ldaps:?}");
+        let starttls = bind(&proxy.ldap_url(), Some(&proxy.certs), true, &dn, "alice-pw").await;
+        assert_eq!(starttls.0, 53, "{dn} over StartTLS: {starttls:?}");
+    }
+    // Others go on.
+    let carol = bind(
+        &proxy.ldap_url(),
+        None,
+        false,
+        &format!("uid=carol,ou=people,{BASE_DN}"),
+        "carol-pw",
+    )
+    .await;
+    assert_eq!(carol.0, 0, "{carol:?}");
+}
+
+#[tokio::test]
+async fn wrong_passwords_by_dn_lock_every_sign_in_id() {
+    let slapd = Slapd::start();
+    let proxy = proxy(
+        &slapd,
+        "binds_per_ip = \"50/s\"\nfailures_before_lockout = 5",
+        "",
+    );
+    let spellings = [
+        format!("uid=bob,ou=people,{BASE_DN}"),
+        "UID=BOB,OU=PEOPLE,DC=EXAMPLE,DC=COM".into(),
+        format!("uid=bob , ou=people,{BASE_DN}"),
+        format!("0.9.2342.19200300.100.1.1=bob,ou=people,{BASE_DN}"),
+        format!("uid=bob,ou=people,{BASE_DN}"),
+    ];
+    for dn in &spellings {
+        let r = bind(&proxy.ldap_url(), None, false, dn, "wrong").await;
+        assert_eq!(r.0, 49, "{dn}: {r:?}");
+    }
+    let r = http_sign_in(&proxy, "bob", "bob-pw");
+    assert_eq!((r.0, outcome(&r)), (403, "account_locked"), "{r:?}");
+    for login in ["bob@example.com", "+8613800000002", "E-bob"] {
+        let r = bind(&proxy.ldap_url(), None, false, login, "bob-pw").await;
+        assert_eq!(r.0, 53, "{login}: {r:?}");
+    }
+    let r = bind(&proxy.ldap_url(), None, false, &spellings[0], "bob-pw").await;
+    assert_eq!(r.0, 53, "{r:?}");
+}
+
+#[test]
+fn a_burst_of_wrong_dn_binds_meets_the_lockout_then_the_address_limit() {
+    let slapd = Slapd::start();
+    let proxy = proxy(
+        &slapd,
+        "binds_per_ip = \"50/s\"\nfailures_before_lockout = 5",
+        "",
+    );
+    // One connection, as fast as the client can: like a sign-in ID burst,
+    // 5 × 49, then 53, then busy.
+    let pws = vec!["wrong"; 300];
+    let codes = binds_from([127, 0, 0, 1], &proxy, &alice_dn(), &pws);
+    assert_eq!(count(&codes, 49), 5, "{codes:?}");
+    assert!(codes[..5].iter().all(|c| *c == 49), "{codes:?}");
+    assert_eq!(count(&codes, 0), 0, "{codes:?}");
+    assert!(count(&codes, 53) >= 45, "{codes:?}");
+    assert!(count(&codes, 51) >= 200, "{codes:?}");
+    assert_eq!(
+        count(&codes, 49) + count(&codes, 53) + count(&codes, 51),
+        300
+    );
+
+    // The same burst written in one piece (pipelined): each bind waits for
+    // the one before, so the lockout still stops it at five.
+    let mut s = connect_from([127, 0, 0, 2], proxy.addr());
+    let carol = format!("uid=carol,ou=people,{BASE_DN}");
+    let burst: Vec<u8> = (1..=300u16)
+        .flat_map(|i| bind_pdu(i, &carol, "wrong"))
+        .collect();
+    s.write_all(&burst).unwrap();
+    let codes: Vec<u8> = (0..300).map(|_| read_result_code(&mut s)).collect();
+    assert_eq!(count(&codes, 49), 5, "{codes:?}");
+    assert_eq!(count(&codes, 0), 0, "{codes:?}");
+}
+
+/// An application entry (not a person) with a password.
+fn app_ldif() -> String {
+    format!(
+        "dn: ou=services,{BASE_DN}\nobjectClass: organizationalUnit\nou: services\n\n\
+         dn: cn=app,ou=services,{BASE_DN}\nobjectClass: applicationProcess\n\
+         objectClass: simpleSecurityObject\ncn: app\nuserPassword: app-pw\n\n"
+    )
+}
+
+#[test]
+fn service_accounts_lock_per_address_and_are_never_unlimited() {
+    let slapd = Slapd::start_with_extra_ldif(&app_ldif());
+    let proxy = proxy(
+        &slapd,
+        "binds_per_ip = \"1000/s\"\nfailures_before_lockout = 5\nservice_binds_per_identity = \"20/s\"",
+        "",
+    );
+    let app = format!("cn=app,ou=services,{BASE_DN}");
+    // Five wrong passwords from one address lock it there only.
+    let codes = binds_from([127, 0, 0, 11], &proxy, &app, &["wrong"; 5]);
+    assert_eq!(codes, vec![49; 5]);
+    let again = binds_from([127, 0, 0, 11], &proxy, &app, &["app-pw"]);
+    assert_eq!(again, vec![53]);
+    let elsewhere = binds_from([127, 0, 0, 12], &proxy, &app, &["app-pw"]);
+    assert_eq!(elsewhere, vec![0]);
+    // Its own rate holds across addresses: a burst of right passwords is
+    // cut at about the burst of 20.
+    let codes = binds_from([127, 0, 0, 13], &proxy, &app, &["app-pw"; 60]);
+    assert!(count(&codes, 0) >= 10, "{codes:?}");
+    assert!(count(&codes, 51) >= 20, "{codes:?}");
+    // The rootdn has no entry: limited by its name the same way.
+    let codes = binds_from([127, 0, 0, 14], &proxy, ADMIN_DN, &["wrong"; 5]);
+    assert_eq!(codes, vec![49; 5]);
+    assert_eq!(
+        binds_from([127, 0, 0, 14], &proxy, ADMIN_DN, &[ADMIN_PW]),
+        vec![53]
+    );
+    assert_eq!(
+        binds_from([127, 0, 0, 15], &proxy, ADMIN_DN, &[ADMIN_PW]),
+        vec![0]
+    );
+}
+
+// ---- 2. a stale sign-in resolution decides outcomes ----
+
+#[tokio::test]
+async fn a_moved_account_signs_in_at_once_and_typos_before_the_move_do_not_lock_it() {
+    let slapd = Slapd::start();
+    // Default cache_ttl (5m) and change_check_interval; the default
+    // per-identity rate (10/m) holds these few attempts.
+    let proxy = proxy(&slapd, "failures_before_lockout = 5", "");
+    let r = http_sign_in(&proxy, "bob", "bob-pw");
+    assert_eq!(outcome(&r), "success", "{r:?}");
+    for _ in 0..4 {
+        assert_eq!(
+            outcome(&http_sign_in(&proxy, "bob", "wrong")),
+            "invalid_credentials"
+        );
+    }
+    modify(
+        &slapd,
+        &format!(
+            "dn: ou=staff,{BASE_DN}\nchangetype: add\nobjectClass: organizationalUnit\nou: staff\n\n\
+             dn: uid=bob,ou=people,{BASE_DN}\nchangetype: modrdn\nnewrdn: uid=bob\ndeleteoldrdn: 1\n\
+             newsuperior: ou=staff,{BASE_DN}\n"
+        ),
+    );
+    let r = http_sign_in(&proxy, "bob", "bob-pw");
+    assert_eq!(outcome(&r), "success", "right after the move: {r:?}");
+    assert_eq!(r.1["dn"], format!("uid=bob,ou=staff,{BASE_DN}"));
+    // On the listener too, by sign-in ID and by the new DN.
+    let by_id = bind(&proxy.ldap_url(), None, false, "bob@example.com", "bob-pw").await;
+    assert_eq!(by_id.0, 0, "{by_id:?}");
+}
+
+/// Signs in until `done` holds or `limit` passes; how long it took.
+fn until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn a_login_given_to_another_person_follows_the_directory(slapd: &Slapd) -> Duration {
+    let proxy = proxy(
+        slapd,
+        "binds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"",
+        "[signin]\ncache_ttl = \"5m\"\nchange_check_interval = \"1s\"",
+    );
+    let r = http_sign_in(&proxy, "carol@example.com", "carol-pw");
+    assert_eq!(outcome(&r), "success", "{r:?}");
+    let r = http_sign_in(&proxy, "+8613800000001", "alice-pw");
+    assert_eq!(outcome(&r), "success", "{r:?}");
+    modify(
+        slapd,
+        &format!(
+            "dn: uid=carol,ou=people,{BASE_DN}\nchangetype: modify\nreplace: mail\nmail: carol.d@example.com\n\n\
+             dn: uid=alice,ou=people,{BASE_DN}\nchangetype: modify\nadd: mail\nmail: carol@example.com\n\n\
+             dn: uid=dup1,ou=people,{BASE_DN}\nchangetype: modify\nadd: mobile\nmobile: +8613800000001\n"
+        ),
+    );
+    let window = until(Duration::from_secs(5), || {
+        outcome(&http_sign_in(&proxy, "carol@example.com", "carol-pw")) == "invalid_credentials"
+    })
+    .expect("carol@example.com still signs in as carol 5 s after it was taken from her");
+    let r = http_sign_in(&proxy, "carol@example.com", "alice-pw");
+    assert_eq!(outcome(&r), "success", "{r:?}");
+    assert_eq!(r.1["dn"], alice_dn());
+    // A value given to a second entry makes the login ambiguous.
+    let r = http_sign_in(&proxy, "+8613800000001", "alice-pw");
+    assert_eq!(outcome(&r), "ambiguous_login", "{r:?}");
+    window
+}
+
+#[test]
+fn a_login_given_to_another_person_follows_the_directory_within_one_check() {
+    // Without syncprov there is no change marker: cached entries live one
+    // check interval.
+    let plain = Slapd::start();
+    let window = a_login_given_to_another_person_follows_the_directory(&plain);
+    assert!(window <= Duration::from_millis(2500), "window {window:?}");
+    // With syncprov, contextCSN moves with the change.
+    let with_marker = Slapd::start_with_database_lines(
+        "moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n",
+    );
+    let window = a_login_given_to_another_person_follows_the_directory(&with_marker);
+    assert!(window <= Duration::from_millis(2500), "window {window:?}");
+    eprintln!("stale window measured: {window:?}");
+}
+
+#[test]
+fn a_deleted_and_recreated_account_signs_in_with_its_new_id() {
+    let slapd = Slapd::start();
+    let proxy = proxy(&slapd, "binds_per_identity = \"1000/s\"", "");
+    let dn = format!("uid=user007,ou=engineering,ou=people,{BASE_DN}");
+    let old = entry_uuid(&slapd, &dn);
+    let r = http_sign_in(&proxy, "user007", "user007-pw");
+    assert_eq!(r.1["id"], old.as_str(), "{r:?}");
+    modify(
+        &slapd,
+        &format!(
+            "dn: {dn}\nchangetype: delete\n\n\
+             dn: {dn}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: user007\ncn: User 7\nsn: 7\n\
+             userPassword: user007-pw\n"
+        ),
+    );
+    let new = entry_uuid(&slapd, &dn);
+    assert_ne!(old, new);
+    let seen = until(Duration::from_secs(5), || {
+        http_sign_in(&proxy, "user007", "user007-pw").1["id"] == new.as_str()
+    });
+    assert!(seen.is_some(), "the old id is still handed out 5 s later");
+    // And never the old one again.
+    let r = http_sign_in(&proxy, "user007", "user007-pw");
+    assert_eq!(r.1["id"], new.as_str(), "{r:?}");
+}
