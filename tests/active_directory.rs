@@ -503,3 +503,155 @@ fn ad_verify_passes_every_check_with_a_pinned_certificate() {
         "{detail}"
     );
 }
+
+// ---- one account, one identity (issue 9) ----
+
+fn identity_proxy(samba: &SambaAd, token: &str, ratelimit: &str) -> Proxy {
+    Proxy::start(
+        ProxyConfig::with_directory(ad_directory(samba))
+            .section(&format!(
+                "[signin]\nattributes = [\"sAMAccountName\", \"userPrincipalName\", \"mail\", \"mobile\"]\n\
+                 user_object_classes = [\"user\"]\n[ratelimit]\n{ratelimit}\n"
+            ))
+            .control(token),
+    )
+}
+
+fn http_outcome(proxy: &Proxy, token: &str, login: &str, password: &str) -> (u16, Value) {
+    let body = serde_json::json!({ "login": login, "password": password }).to_string();
+    let r = control_request(proxy, "POST", "/v1/authenticate", Some(token), Some(&body));
+    (r.status, r.json())
+}
+
+#[tokio::test]
+async fn ad_dn_bind_after_ldapgate_lockout_is_refused() {
+    let samba = samba();
+    samba.tool(&["user", "create", "idl", "Idl!Passw0rd1"]);
+    let token = "ad-identity-token";
+    // Below the domain's own threshold (3), so the lock is ldapgate's.
+    let proxy = identity_proxy(
+        samba,
+        token,
+        "binds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\nfailures_before_lockout = 2",
+    );
+    for _ in 0..2 {
+        let r = http_outcome(&proxy, token, "idl", "wrong");
+        assert_eq!(r.1["outcome"], "invalid_credentials", "{r:?}");
+    }
+    let r = http_outcome(&proxy, token, "idl", "Idl!Passw0rd1");
+    assert_eq!(
+        (r.0, r.1["outcome"].as_str()),
+        (403, Some("account_locked")),
+        "{r:?}"
+    );
+    for name in [
+        format!("CN=idl,CN=Users,{AD_BASE_DN}"),
+        "cn=IDL,cn=users,dc=EXAMPLE,dc=com".to_owned(),
+        "idl@example.com".to_owned(),
+    ] {
+        let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+        let r = ldap.simple_bind(&name, "Idl!Passw0rd1").await.unwrap();
+        assert_eq!(r.rc, 53, "{name}: {r:?}");
+        let mut ldaps = connect(&proxy.ldaps_url(), Some(&proxy.certs), false).await;
+        let r = ldaps.simple_bind(&name, "Idl!Passw0rd1").await.unwrap();
+        assert_eq!(r.rc, 53, "{name} over LDAPS: {r:?}");
+    }
+    // The domain itself never locked the account: a DN bind of another
+    // user goes through.
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    let r = ldap
+        .simple_bind(&format!("CN=ada,CN=Users,{AD_BASE_DN}"), "Ada!Passw0rd1")
+        .await
+        .unwrap();
+    assert_eq!(r.rc, 0, "{r:?}");
+}
+
+#[test]
+fn ad_renamed_user_signs_in_at_once_and_a_recreated_one_gets_its_new_guid() {
+    let samba = samba();
+    samba.tool(&["user", "create", "ren", "Ren!Passw0rd1"]);
+    samba.tool(&["user", "create", "rec", "Rec!Passw0rd1"]);
+    let token = "ad-stale-token";
+    // One wrong password would lock: a stale resolution must not count.
+    let proxy = identity_proxy(
+        samba,
+        token,
+        "binds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\nfailures_before_lockout = 1",
+    );
+    let r = http_outcome(&proxy, token, "ren", "Ren!Passw0rd1");
+    assert_eq!(r.1["dn"], format!("CN=ren,CN=Users,{AD_BASE_DN}"), "{r:?}");
+    ad_modify(&format!(
+        "dn: CN=ren,CN=Users,{AD_BASE_DN}\nchangetype: modrdn\nnewrdn: CN=ren-renamed\ndeleteoldrdn: 1\n"
+    ));
+    for _ in 0..2 {
+        let r = http_outcome(&proxy, token, "ren", "Ren!Passw0rd1");
+        assert_eq!(r.1["outcome"], "success", "right after the rename: {r:?}");
+        assert_eq!(r.1["dn"], format!("CN=ren-renamed,CN=Users,{AD_BASE_DN}"));
+    }
+
+    let first = http_outcome(&proxy, token, "rec", "Rec!Passw0rd1");
+    let old = first.1["id"].as_str().unwrap().to_owned();
+    samba.tool(&["user", "delete", "rec"]);
+    samba.tool(&["user", "create", "rec", "Rec!Passw0rd1"]);
+    let cli_id = cli(&proxy.config_path, "rec", "Rec!Passw0rd1")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(cli_id, old);
+    let started = std::time::Instant::now();
+    loop {
+        let r = http_outcome(&proxy, token, "rec", "Rec!Passw0rd1");
+        if r.1["id"] == cli_id.as_str() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the deleted account's objectGUID is still handed out: {r:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn ad_computers_are_not_accounts_for_sign_in_sync_or_verification() {
+    let samba = samba();
+    samba.tool(&["computer", "create", "pc9"]);
+    // A computer with a password and a person's mobile number.
+    let password: Vec<u8> = "\"Pc9!Passw0rd1\""
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(password);
+    ad_modify(&format!(
+        "dn: CN=pc9,CN=Computers,{AD_BASE_DN}\nchangetype: modify\nreplace: unicodePwd\n\
+         unicodePwd:: {encoded}\n-\nreplace: mobile\nmobile: +8613900000001\n"
+    ));
+    let token = "ad-computer-token";
+    let proxy = identity_proxy(
+        samba,
+        token,
+        "binds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"",
+    );
+    // The computer's password is right, but a computer is not a person.
+    for login in ["pc9$", "pc9"] {
+        let got = sign_in_everywhere(&proxy, token, login, "Pc9!Passw0rd1").await;
+        assert_everywhere(&got, login, "invalid_credentials");
+    }
+    // The person whose number the computer carries is not ambiguous.
+    let got = sign_in_everywhere(&proxy, token, "+8613900000001", "Ada!Passw0rd1").await;
+    assert_everywhere(&got, "+8613900000001", "success");
+    // Verification agrees: no shared value.
+    let out = Command::new(ldapgate_binary())
+        .args(["sync", "verify", "-c"])
+        .arg(&proxy.config_path)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    let shared = report["shared_sign_in_values"].as_array().unwrap();
+    assert!(
+        shared.iter().all(|s| s["value"] != "+8613900000001"),
+        "{report:#}"
+    );
+}

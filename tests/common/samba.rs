@@ -77,6 +77,13 @@ fn port_open(port: u16) -> bool {
     .is_ok()
 }
 
+impl SambaAd {
+    /// `samba-tool ARGS` against this domain, which must succeed.
+    pub fn tool(&self, args: &[&str]) {
+        samba_tool(&self.dir, args);
+    }
+}
+
 fn samba_tool(dir: &std::path::Path, args: &[&str]) {
     let out = Command::new(require_program("samba-tool", "samba samba-ad-dc"))
         .args(args)
