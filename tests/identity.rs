@@ -448,6 +448,7 @@ fn a_login_given_to_another_person_follows_the_directory_within_one_check() {
     // check interval.
     let plain = Slapd::start();
     let window = a_login_given_to_another_person_follows_the_directory(&plain);
+    eprintln!("stale window measured without a change marker: {window:?}");
     assert!(window <= Duration::from_millis(2500), "window {window:?}");
     // With syncprov, contextCSN moves with the change.
     let with_marker = Slapd::start_with_database_lines(
@@ -455,7 +456,7 @@ fn a_login_given_to_another_person_follows_the_directory_within_one_check() {
     );
     let window = a_login_given_to_another_person_follows_the_directory(&with_marker);
     assert!(window <= Duration::from_millis(2500), "window {window:?}");
-    eprintln!("stale window measured: {window:?}");
+    eprintln!("stale window measured with contextCSN: {window:?}");
 }
 
 #[test]
@@ -483,4 +484,40 @@ fn a_deleted_and_recreated_account_signs_in_with_its_new_id() {
     // And never the old one again.
     let r = http_sign_in(&proxy, "user007", "user007-pw");
     assert_eq!(r.1["id"], new.as_str(), "{r:?}");
+}
+
+#[test]
+fn a_cached_resolution_saves_the_search_while_the_directory_stands_still() {
+    let slapd = Slapd::start_with_database_lines(
+        "moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n",
+    );
+    let proxy = proxy(&slapd, "binds_per_identity = \"1000/s\"", "");
+    let cached = |proxy: &Proxy| proxy.log().matches("cached=true").count();
+    assert_eq!(
+        outcome(&http_sign_in(&proxy, "alice", "alice-pw")),
+        "success"
+    );
+    // Several change checks pass; contextCSN has not moved.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        outcome(&http_sign_in(&proxy, "alice", "alice-pw")),
+        "success"
+    );
+    assert_eq!(cached(&proxy), 1, "{}", proxy.log());
+    // Any change moves the marker: the next sign-in asks the directory.
+    modify(
+        &slapd,
+        &format!("dn: uid=user001,ou=engineering,ou=people,{BASE_DN}\nchangetype: modify\nreplace: sn\nsn: one\n"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        outcome(&http_sign_in(&proxy, "alice", "alice-pw")),
+        "success"
+    );
+    assert_eq!(cached(&proxy), 1, "{}", proxy.log());
+    assert_eq!(
+        outcome(&http_sign_in(&proxy, "alice", "alice-pw")),
+        "success"
+    );
+    assert_eq!(cached(&proxy), 2, "{}", proxy.log());
 }
