@@ -6,7 +6,12 @@
 //!     cargo bench --bench logins
 //!
 //! Environment: `BENCH_SECS` (per run, default 3), `BENCH_REPS` (default 5),
-//! `BENCH_CONNS` (concurrent clients, default 8).
+//! `BENCH_CONNS` (concurrent clients, default 8), and `LDAPGATE_BASELINE`:
+//! the path of another ldapgate build, run warm with the same configuration
+//! (to compare a change in one run).
+//!
+//! slapd runs the syncprov overlay, whose contextCSN tells ldapgate that
+//! cached resolutions still hold.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -35,6 +40,7 @@ enum Workload {
     NaivePlain,
     GateWarm,
     GateCold,
+    GateBaseline,
 }
 
 impl Workload {
@@ -45,6 +51,7 @@ impl Workload {
             Workload::NaivePlain => "naive client, plain LDAP per login",
             Workload::GateWarm => "ldapgate /v1/authenticate, DN cache warm",
             Workload::GateCold => "ldapgate /v1/authenticate, DN cache off",
+            Workload::GateBaseline => "baseline build, DN cache warm",
         }
     }
 }
@@ -56,6 +63,7 @@ struct Setup {
     slapd_tls: TlsConnector,
     warm_tls: TlsConnector,
     cold_tls: TlsConnector,
+    baseline: Option<(Proxy, TlsConnector)>,
 }
 
 fn tls(certs: &Certs) -> TlsConnector {
@@ -155,11 +163,11 @@ async fn worker(setup: Arc<Setup>, w: Workload, id: usize, until: Instant, done:
                 i += 1;
             }
         }
-        Workload::GateWarm | Workload::GateCold => {
-            let (proxy, tls) = if w == Workload::GateWarm {
-                (&setup.warm, &setup.warm_tls)
-            } else {
-                (&setup.cold, &setup.cold_tls)
+        Workload::GateWarm | Workload::GateCold | Workload::GateBaseline => {
+            let (proxy, tls) = match (w, &setup.baseline) {
+                (Workload::GateWarm, _) => (&setup.warm, &setup.warm_tls),
+                (Workload::GateBaseline, Some((proxy, tls))) => (proxy, tls),
+                _ => (&setup.cold, &setup.cold_tls),
             };
             let tcp = open(SocketAddr::from(([127, 0, 0, 1], proxy.control_port))).await;
             let mut s = tls.connect(name, tcp).await.unwrap();
@@ -226,18 +234,26 @@ fn main() {
     let secs = env_num("BENCH_SECS", 3);
     let reps = env_num("BENCH_REPS", 5) as usize;
     let conns = env_num("BENCH_CONNS", 8) as usize;
-    let slapd = Slapd::start();
+    let slapd = Slapd::start_with_database_lines(
+        "moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n",
+    );
     let limits = "[ratelimit]\nbinds_per_ip = \"1000000/s\"\nbinds_per_identity = \"1000000/s\"\nfailures_before_lockout = 0\n";
-    let proxy = |cache: &str| {
+    let proxy = |cache: &str, binary: Option<std::path::PathBuf>| {
         let mut c = ProxyConfig::ldaps(&slapd)
             .service_account(&slapd)
             .section(&format!("[signin]\ncache_ttl = \"{cache}\"\n{limits}"))
             .control(TOKEN);
         c.log_filter = "warn".into();
+        c.binary = binary;
         Proxy::start(c)
     };
-    let warm = proxy("5m");
-    let cold = proxy("0s");
+    let warm = proxy("5m", None);
+    let cold = proxy("0s", None);
+    let baseline = std::env::var_os("LDAPGATE_BASELINE").map(|path| {
+        let p = proxy("5m", Some(path.into()));
+        let connector = tls(&p.certs);
+        (p, connector)
+    });
     let setup = Arc::new(Setup {
         slapd_tls: tls(&slapd.certs),
         warm_tls: tls(&warm.certs),
@@ -245,21 +261,25 @@ fn main() {
         slapd,
         warm,
         cold,
+        baseline,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let workloads = [
+    let mut workloads = vec![
         Workload::SlapdPersistentBinds,
         Workload::NaiveLdaps,
         Workload::NaivePlain,
         Workload::GateWarm,
         Workload::GateCold,
     ];
-    for w in workloads {
-        run(&rt, &setup, w, 1, conns);
+    if setup.baseline.is_some() {
+        workloads.push(Workload::GateBaseline);
+    }
+    for w in &workloads {
+        run(&rt, &setup, *w, 1, conns);
     }
     let mut results = vec![Vec::new(); workloads.len()];
     for rep in 0..reps {
@@ -281,6 +301,9 @@ fn main() {
         m[3] / m[0],
         m[4] / m[1]
     );
+    if let Some(b) = m.get(5) {
+        println!("ldapgate warm / baseline build warm: {:.2}x", m[3] / b);
+    }
     let (unknown, wrong) = failure_latencies(&rt, &setup);
     println!("median latency, unknown login {unknown:.2} ms, wrong password {wrong:.2} ms");
 }

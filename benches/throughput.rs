@@ -12,7 +12,14 @@
 //! Every (target, workload) pair runs `REPS` times, interleaved so that
 //! noise on this 2-core machine spreads evenly; the median is reported with
 //! its ratio to direct slapd. Environment: `BENCH_SECS` (per run, default
-//! 3), `BENCH_REPS` (default 5), `BENCH_CONNS` (default 8).
+//! 3), `BENCH_REPS` (default 5), `BENCH_CONNS` (default 8), and
+//! `LDAPGATE_BASELINE`: the path of another ldapgate build, run as one more
+//! column with the same configuration (to compare a change in one run).
+//!
+//! slapd runs the syncprov overlay, as a deployment that uses change
+//! tracking does: its contextCSN lets ldapgate keep bind DNs' identities
+//! cached while nothing changes. ldapgate's bind limits are raised out of
+//! the way: this measures the cost of counting, not the limits.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -164,10 +171,20 @@ fn main() {
     let secs = env_num("BENCH_SECS", 3);
     let reps = env_num("BENCH_REPS", 5) as usize;
     let conns = env_num("BENCH_CONNS", 8) as usize;
-    let slapd = Slapd::start();
-    let mut config = ProxyConfig::plain(&slapd);
-    config.log_filter = "warn".into();
-    let proxy = Proxy::start(config);
+    let slapd = Slapd::start_with_database_lines(
+        "moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n",
+    );
+    let config = |binary: Option<std::path::PathBuf>| {
+        let mut config = ProxyConfig::plain(&slapd).service_account(&slapd).section(
+            "[ratelimit]\nbinds_per_ip = \"1000000/s\"\nbinds_per_identity = \"1000000/s\"\n",
+        );
+        config.log_filter = "warn".into();
+        config.binary = binary;
+        config
+    };
+    let proxy = Proxy::start(config(None));
+    let baseline =
+        std::env::var_os("LDAPGATE_BASELINE").map(|path| Proxy::start(config(Some(path.into()))));
     let haproxy = start_haproxy(&slapd);
 
     let mut targets: Vec<(&str, SocketAddr)> = vec![
@@ -177,6 +194,9 @@ fn main() {
         ),
         ("ldapgate", proxy.addr()),
     ];
+    if let Some(b) = &baseline {
+        targets.push(("ldapgate baseline", b.addr()));
+    }
     if let Some((_, addr, _)) = &haproxy {
         targets.push(("haproxy tcp", *addr));
     } else {

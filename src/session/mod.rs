@@ -6,6 +6,7 @@
 //! stream back PDU by PDU as they arrive. At the end the upstream connection
 //! returns to the pool if it is clean.
 
+mod binds;
 pub mod policy;
 pub mod responses;
 mod signin;
@@ -446,56 +447,6 @@ impl Session {
                 to_upstream.extend_from_slice(pdu);
                 Flow::Continue
             }
-        }
-    }
-
-    /// Counts a bind by DN with a password, and lets it through unless the
-    /// client's address or the identity it names is over its limits or
-    /// locked. Anonymous binds carry no password to guess and are not
-    /// counted.
-    async fn admit_bind(
-        &self,
-        bind: &request::BindRequest<'_>,
-    ) -> Result<Option<BindTicket>, (LdapResultCode, String)> {
-        let BindAuth::Simple(password) = bind.auth else {
-            return Ok(None);
-        };
-        if bind.name.is_empty() || password.is_empty() {
-            return Ok(None);
-        }
-        let Ok(dn) = std::str::from_utf8(bind.name) else {
-            return Err((
-                LdapResultCode::InvalidDNSyntax,
-                "bind name is not UTF-8".into(),
-            ));
-        };
-        self.ctx
-            .authenticator
-            .admit_dn_bind(dn, self.peer.ip())
-            .await
-            .map(Some)
-            .map_err(signin::bind_refusal)
-    }
-
-    /// Answers a bind with a refusal. A failed bind leaves a connection
-    /// anonymous, so when the upstream leg carries an identity it is made
-    /// anonymous too, and the refusal stands in for that bind's response.
-    fn refuse_bind(
-        &mut self,
-        msgid: i32,
-        code: LdapResultCode,
-        message: &str,
-        to_upstream: &mut BytesMut,
-        to_client: &mut Vec<u8>,
-    ) {
-        let reply = bind_response(msgid, code, message);
-        if self.upstream.is_some() && self.upstream_bound {
-            self.upstream_bound = false;
-            to_upstream.extend(response::anonymous_bind_request(msgid));
-            self.inflight.substitutes.insert(msgid, reply);
-            self.inflight.start(msgid, "bind");
-        } else {
-            to_client.extend(reply);
         }
     }
 

@@ -6,8 +6,7 @@
 use ldap3_proto::proto::LdapResultCode;
 
 use super::Session;
-use crate::auth::outcome::Outcome;
-use crate::auth::{Attempt, Verdict};
+use crate::auth::Attempt;
 use crate::ldap::request::{BindAuth, Request};
 
 impl Session {
@@ -61,42 +60,6 @@ impl Session {
             self.upstream_bound = true;
             return Ok(());
         }
-        Err(bind_refusal(verdict))
-    }
-}
-
-/// The BindResponse code and message for a sign-in or a bind by DN that
-/// was not let through, or failed.
-pub(super) fn bind_refusal(verdict: Verdict) -> (LdapResultCode, String) {
-    let retry = verdict
-        .retry_after
-        .map(|d| format!("; retry in {}s", d.as_secs().max(1)))
-        .unwrap_or_default();
-    match verdict.outcome {
-        // A success always hands over its connection; without one the
-        // session cannot carry the identity.
-        Outcome::Success => (
-            LdapResultCode::Unavailable,
-            "the directory connection was lost after the bind".into(),
-        ),
-        Outcome::RateLimited => (LdapResultCode::Busy, format!("rate limited{retry}")),
-        Outcome::AccountLocked if verdict.retry_after.is_some() => (
-            LdapResultCode::UnwillingToPerform,
-            format!("locked by ldapgate after repeated wrong passwords{retry}"),
-        ),
-        Outcome::DirectoryUnavailable => (
-            LdapResultCode::Unavailable,
-            verdict
-                .detail
-                .unwrap_or_else(|| "directory unavailable".into()),
-        ),
-        Outcome::InvalidCredentials => (
-            LdapResultCode::InvalidCredentials,
-            "invalid credentials".to_owned(),
-        ),
-        other => (
-            LdapResultCode::InvalidCredentials,
-            other.as_str().replace('_', " "),
-        ),
+        Err(super::binds::bind_refusal(verdict))
     }
 }

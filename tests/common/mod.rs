@@ -414,6 +414,9 @@ pub struct ProxyConfig {
     pub control_token: Option<String>,
     /// More `[control]` lines.
     pub control_extra: String,
+    /// Another ldapgate binary to run (benches compare a baseline build);
+    /// None: this build's.
+    pub binary: Option<PathBuf>,
 }
 
 const TEST_LOG_FILTER: &str = "ldapgate=debug";
@@ -431,6 +434,7 @@ impl ProxyConfig {
             sections: String::new(),
             control_token: None,
             control_extra: String::new(),
+            binary: None,
         }
     }
 
@@ -447,6 +451,7 @@ impl ProxyConfig {
             sections: String::new(),
             control_token: None,
             control_extra: String::new(),
+            binary: None,
         }
     }
 
@@ -459,6 +464,7 @@ impl ProxyConfig {
             sections: String::new(),
             control_token: None,
             control_extra: String::new(),
+            binary: None,
         }
     }
 
@@ -550,7 +556,8 @@ impl Proxy {
         std::fs::write(&config_path, text).unwrap();
         let log_path = dir.path().join("ldapgate.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(ldapgate_binary())
+        let binary = config.binary.clone().unwrap_or_else(ldapgate_binary);
+        let mut child = Command::new(binary)
             .arg("run")
             .arg("-c")
             .arg(&config_path)
