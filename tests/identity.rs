@@ -64,21 +64,7 @@ async fn bind(
 
 /// An LDAP modification made directly on slapd as its rootdn.
 fn modify(slapd: &Slapd, ldif: &str) {
-    let out = ldap_tool(
-        "ldapmodify",
-        &slapd.certs.ca_pem,
-        &[
-            "-x",
-            "-H",
-            &slapd.ldap_url(),
-            "-D",
-            ADMIN_DN,
-            "-w",
-            ADMIN_PW,
-        ],
-        Some(ldif),
-    );
-    assert!(out.status.success(), "ldapmodify: {}", show(&out));
+    slapd.modify(ldif);
 }
 
 /// The entryUUID of `dn`, read directly from slapd.

@@ -233,21 +233,7 @@ fn full_export_over_https_and_base_dn_moved_is_a_409() {
 }
 
 fn modify(slapd: &Slapd, ldif: &str) {
-    let out = ldap_tool(
-        "ldapmodify",
-        &slapd.certs.ca_pem,
-        &[
-            "-x",
-            "-H",
-            &slapd.ldap_url(),
-            "-D",
-            ADMIN_DN,
-            "-w",
-            ADMIN_PW,
-        ],
-        Some(ldif),
-    );
-    assert!(out.status.success(), "{}", show(&out));
+    slapd.modify(ldif);
 }
 
 fn id_of<'a>(lines: &'a [Value], username: &str) -> &'a str {

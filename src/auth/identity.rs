@@ -15,7 +15,7 @@ use ldap3_proto::proto::LdapFilter;
 
 use super::accounts::AccountClasses;
 use super::freshness::ChangeWatch;
-use super::resolver::{format_id, ResolveError};
+use super::resolver::{entry_id, ResolveError};
 use crate::config::DirectoryKind;
 use crate::ldap::dn::Dn;
 use crate::upstream::service::ServiceConnections;
@@ -131,7 +131,7 @@ impl IdentityIndex {
                 max_message,
             )
             .await?;
-        if let Some(id) = reply.entries.first().and_then(|e| self.id_of(e)) {
+        if let Some(id) = reply.entries.first().and_then(|e| entry_id(self.kind, e)) {
             return Ok(Identity::Account(id));
         }
         if reply.done.code == 0 {
@@ -140,7 +140,7 @@ impl IdentityIndex {
                 .service
                 .read_base(dn, any, attrs, limit, max_message)
                 .await?;
-            if let Some(id) = reply.entries.first().and_then(|e| self.id_of(e)) {
+            if let Some(id) = reply.entries.first().and_then(|e| entry_id(self.kind, e)) {
                 return Ok(Identity::Service(id));
             }
         } else if reply.done.code != NO_SUCH_OBJECT {
@@ -150,15 +150,6 @@ impl IdentityIndex {
             });
         }
         Ok(Identity::Unknown(normalised_dn(dn)))
-    }
-
-    fn id_of(&self, entry: &ldap3_proto::proto::LdapSearchResultEntry) -> Option<String> {
-        entry
-            .attributes
-            .iter()
-            .find(|a| a.atype.eq_ignore_ascii_case(self.id_attribute))
-            .and_then(|a| a.vals.first())
-            .map(|v| format_id(self.kind, v))
     }
 }
 

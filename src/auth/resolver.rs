@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+use ldap3_proto::proto::{
+    LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
+};
 use serde::Serialize;
 
 use super::accounts::AccountClasses;
@@ -179,12 +181,7 @@ impl SignInResolver {
                     collided.insert(name.clone());
                 }
             }
-            let id = entry
-                .attributes
-                .iter()
-                .find(|a| a.atype.eq_ignore_ascii_case(self.id_attribute))
-                .and_then(|a| a.vals.first())
-                .map(|v| format_id(self.kind, v))
+            let id = entry_id(self.kind, &entry)
                 .unwrap_or_else(|| format!("dn:{}", entry.dn.to_lowercase()));
             found.entry(id.clone()).or_insert(ResolvedEntry {
                 dn: entry.dn,
@@ -234,6 +231,17 @@ pub fn id_attribute(kind: DirectoryKind) -> &'static str {
         DirectoryKind::Ds389 => "nsUniqueId",
         DirectoryKind::OpenLdap | DirectoryKind::Generic => "entryUUID",
     }
+}
+
+/// The stable id of an entry read with the id attribute of `kind`, as text.
+pub fn entry_id(kind: DirectoryKind, entry: &LdapSearchResultEntry) -> Option<String> {
+    let attr = id_attribute(kind);
+    entry
+        .attributes
+        .iter()
+        .find(|a| a.atype.eq_ignore_ascii_case(attr))
+        .and_then(|a| a.vals.first())
+        .map(|v| format_id(kind, v))
 }
 
 /// An id value as text: AD's binary objectGUID in the usual GUID form

@@ -28,7 +28,7 @@ use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
 use super::state::StateDir;
 use super::tracking::Tracker;
 use crate::auth::accounts::{class_filter, has_class, AccountClasses};
-use crate::auth::resolver::{format_id, id_attribute};
+use crate::auth::resolver::{entry_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
 use crate::ldap::dn::Dn;
 use crate::upstream::connection::ExchangeError;
@@ -155,12 +155,7 @@ impl Exporter {
 
     /// The stable id of an entry read with the id attribute.
     pub fn id_of(&self, entry: &LdapSearchResultEntry) -> Option<String> {
-        entry
-            .attributes
-            .iter()
-            .find(|a| a.atype.eq_ignore_ascii_case(self.id_attr))
-            .and_then(|a| a.vals.first())
-            .map(|v| format_id(self.kind, v))
+        entry_id(self.kind, entry)
     }
 
     pub fn exchange_err(&self, conn: &UpstreamConn, source: ExchangeError) -> SyncError {

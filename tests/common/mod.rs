@@ -317,6 +317,18 @@ impl Slapd {
         }
     }
 
+    /// An LDIF change (`ldapmodify`) made directly on slapd as its rootdn;
+    /// it must succeed.
+    pub fn modify(&self, ldif: &str) {
+        let out = ldap_tool(
+            "ldapmodify",
+            &self.certs.ca_pem,
+            &["-x", "-H", &self.ldap_url(), "-D", ADMIN_DN, "-w", ADMIN_PW],
+            Some(ldif),
+        );
+        assert!(out.status.success(), "ldapmodify: {}", show(&out));
+    }
+
     /// The slapd process id (for SIGSTOP/SIGCONT in tests that need a
     /// directory that stops answering for a while).
     pub fn pid(&self) -> u32 {
