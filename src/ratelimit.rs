@@ -20,6 +20,23 @@ use crate::config::{Rate, RateLimitConfig};
 /// Most identities tracked for lockout; beyond it the oldest are evicted.
 const MAX_TRACKED: u64 = 200_000;
 
+/// How long an identity's turn lock outlives its last use. Longer than any
+/// bind can take, so a lock in use is never evicted and replaced.
+const TURN_IDLE: Duration = Duration::from_secs(600);
+
+/// The key a client address is counted under: the address itself for IPv4
+/// (and v4-mapped IPv6), the /64 network for IPv6, since one host commonly
+/// holds a whole /64.
+pub fn client_key(client: IpAddr) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// Why an attempt may not go ahead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -68,6 +85,9 @@ pub struct BindLimiter {
     lockout_duration: Duration,
     failures: moka::sync::Cache<String, Failures>,
     locked: moka::sync::Cache<String, Instant>,
+    /// One attempt at a time per account, so that concurrent wrong
+    /// passwords cannot overshoot `failures_before_lockout`.
+    turns: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -99,6 +119,10 @@ impl BindLimiter {
                 .max_capacity(MAX_TRACKED)
                 .time_to_live(cfg.lockout_duration)
                 .build(),
+            turns: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED)
+                .time_to_idle(TURN_IDLE)
+                .build(),
         })
     }
 
@@ -114,7 +138,7 @@ impl BindLimiter {
 
     /// Counts an attempt from `client`.
     pub fn check_client(&self, client: IpAddr) -> Result<(), Refusal> {
-        self.check(&self.per_ip, &client.to_canonical())
+        self.check(&self.per_ip, &client_key(client))
             .map_err(|retry_after| Refusal::ClientRate { retry_after })
     }
 
@@ -136,13 +160,24 @@ impl BindLimiter {
     }
 
     /// Counts an attempt for an entry outside the account classes (a
-    /// service account): its own rate, `service_binds_per_identity`, and
-    /// the lockout of `lockout_key`, which the caller makes per client
-    /// address so that guessers elsewhere cannot lock it for everyone.
-    pub fn check_service(&self, identity: &str, lockout_key: &str) -> Result<(), Refusal> {
-        self.check_lockout(lockout_key)?;
-        self.check(&self.per_service, &identity.to_owned())
+    /// service account): its lockout and its own rate,
+    /// `service_binds_per_identity`. The caller makes `key` per client
+    /// address, so that guessers cannot lock or starve it for everyone.
+    pub fn check_service(&self, key: &str) -> Result<(), Refusal> {
+        self.check_lockout(key)?;
+        self.check(&self.per_service, &key.to_owned())
             .map_err(|retry_after| Refusal::IdentityRate { retry_after })
+    }
+
+    /// Waits for `identity`'s turn: attempts for one account are decided one
+    /// at a time (the lockout check, the bind, the count), so concurrent wrong
+    /// passwords stop at `failures_before_lockout` exactly. The turn ends when
+    /// the guard is dropped.
+    pub async fn turn(&self, identity: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.turns.get_with(identity.to_owned(), || {
+            Arc::new(tokio::sync::Mutex::new(()))
+        });
+        lock.lock_owned().await
     }
 
     /// Records a wrong password for `identity`; returns true when this one
@@ -188,6 +223,7 @@ impl BindLimiter {
         self.per_service.shrink_to_fit();
         self.failures.run_pending_tasks();
         self.locked.run_pending_tasks();
+        self.turns.run_pending_tasks();
     }
 
     /// Keys held by the rate limiters and lockout tables, for tests and metrics.
@@ -250,6 +286,13 @@ mod tests {
         // Another address has its own budget; v4-mapped v6 is the same client.
         l.check_client("10.0.0.2".parse().unwrap()).unwrap();
         assert!(l.check_client("::ffff:10.0.0.1".parse().unwrap()).is_err());
+        // One IPv6 /64 is one client.
+        for i in 0..5u16 {
+            l.check_client(format!("2001:db8::{i:x}").parse().unwrap())
+                .unwrap();
+        }
+        assert!(l.check_client("2001:db8::ffff".parse().unwrap()).is_err());
+        l.check_client("2001:db8:0:1::1".parse().unwrap()).unwrap();
     }
 
     #[test]
@@ -272,19 +315,19 @@ mod tests {
     fn a_service_account_has_its_own_rate_and_a_lockout_per_address() {
         let l = BindLimiter::new(&config("100/s", "1/m", 2));
         for _ in 0..50 {
-            l.check_service("id:svc", "id:svc@10.0.0.1").unwrap();
+            l.check_service("id:svc@10.0.0.1").unwrap();
         }
         l.record_failure("id:svc@10.0.0.1");
         assert!(l.record_failure("id:svc@10.0.0.1"));
         assert!(matches!(
-            l.check_service("id:svc", "id:svc@10.0.0.1"),
+            l.check_service("id:svc@10.0.0.1"),
             Err(Refusal::LockedOut { .. })
         ));
-        l.check_service("id:svc", "id:svc@10.0.0.2").unwrap();
+        l.check_service("id:svc@10.0.0.2").unwrap();
         // Never unlimited: the service rate runs out too.
         let refused = (0..200).any(|_| {
             matches!(
-                l.check_service("id:svc", "id:svc@10.0.0.2"),
+                l.check_service("id:svc@10.0.0.2"),
                 Err(Refusal::IdentityRate { .. })
             )
         });

@@ -5,44 +5,58 @@
 //! - An account (an entry of the account classes) shares its rate
 //!   (`binds_per_identity`) and its lockout with its sign-in IDs and every
 //!   other spelling of its DN.
-//! - Another entry (a service account, an administrator) has its own rate,
-//!   `service_binds_per_identity`, and is locked per client address: after
+//!   Its attempts are decided one at a time, so that concurrent wrong
+//!   passwords stop at the lockout threshold exactly.
+//! - Another entry (a service account, an administrator) is limited per
+//!   entry *and* client address: `service_binds_per_identity`, and after
 //!   `failures_before_lockout` wrong passwords from one address, binds as it
 //!   from that address are refused for `lockout_duration`, while the
-//!   applications elsewhere that use it go on.
-//! - A DN that reaches no entry the service account can see (a guess, or a
-//!   name with no entry such as OpenLDAP's rootdn) is limited like a
-//!   service account, by its normalised text.
+//!   applications elsewhere that use it go on (a guesser can neither lock
+//!   nor starve it for them).
+//! - Every DN that reaches no entry the service account can see (a guess,
+//!   a name hidden by access control, or a name with no entry such as
+//!   OpenLDAP's rootdn) shares one budget per client address: the directory
+//!   may take spellings ldapgate cannot tell are equal (attribute OIDs,
+//!   Unicode compatibility forms), so no spelling may open a budget of its
+//!   own.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
 use tracing::info;
 
-use super::identity::Identity;
+use tokio::sync::OwnedMutexGuard;
+
+use super::identity::{account_key, Identity};
 use super::outcome::Outcome;
 use super::{Authenticator, Verdict};
+use crate::ratelimit::client_key;
 
 /// invalidCredentials (RFC 4511 appendix A).
 const INVALID_CREDENTIALS: i64 = 49;
 
 /// A bind by DN that was let through, to settle when its response comes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BindTicket {
     identity: Identity,
-    /// Where its wrong passwords count.
-    lockout_key: String,
+    /// Where its rate and its wrong passwords count.
+    key: String,
     dn: String,
     client: IpAddr,
     /// The identity came from the cache.
     cached: bool,
     started: Instant,
+    /// An account's turn, held until the directory answered.
+    _turn: Option<OwnedMutexGuard<()>>,
 }
 
-fn lockout_key(identity: &Identity, client: IpAddr) -> String {
+/// The key an identity's rate and lockout count under.
+fn limit_key(identity: &Identity, client: IpAddr) -> String {
+    let client = client_key(client);
     match identity {
-        Identity::Account(_) => identity.rate_key(),
-        _ => format!("{}@{}", identity.rate_key(), client.to_canonical()),
+        Identity::Account(id) => account_key(id),
+        Identity::Service(id) => format!("id:{id}@{client}"),
+        Identity::Unknown => format!("unmapped@{client}"),
     }
 }
 
@@ -63,22 +77,25 @@ impl Authenticator {
             .of_dn(dn, self.operation_timeout, self.max_message)
             .await
             .map_err(|e| Verdict::bare(Outcome::DirectoryUnavailable, Some(e.to_string())))?;
-        let ticket = BindTicket {
-            lockout_key: lockout_key(&identity, client),
+        let key = limit_key(&identity, client);
+        let turn = match identity {
+            Identity::Account(_) => Some(self.turn(&key).await?),
+            _ => None,
+        };
+        let admitted = match identity {
+            Identity::Account(_) => self.limiter.check_identity(&key),
+            _ => self.limiter.check_service(&key),
+        };
+        admitted.map_err(refused)?;
+        Ok(BindTicket {
             identity,
+            key,
             dn: dn.to_owned(),
             client,
             cached,
             started: Instant::now(),
-        };
-        let admitted = match &ticket.identity {
-            Identity::Account(_) => self.limiter.check_identity(&ticket.lockout_key),
-            _ => self
-                .limiter
-                .check_service(&ticket.identity.rate_key(), &ticket.lockout_key),
-        };
-        admitted.map_err(refused)?;
-        Ok(ticket)
+            _turn: turn,
+        })
     }
 
     /// Records the directory's answer to an admitted bind: a wrong password
@@ -86,7 +103,7 @@ impl Authenticator {
     /// clears its count. When the identity came from the cache, a wrong
     /// password counts for the entry the DN names now.
     pub async fn settle_dn_bind(&self, ticket: BindTicket, code: i64) {
-        let mut key = ticket.lockout_key.clone();
+        let mut key = ticket.key.clone();
         if code == INVALID_CREDENTIALS && ticket.cached {
             self.identities.forget(&ticket.dn);
             if let Ok((now, _)) = self
@@ -94,7 +111,7 @@ impl Authenticator {
                 .of_dn(&ticket.dn, self.operation_timeout, self.max_message)
                 .await
             {
-                key = lockout_key(&now, ticket.client);
+                key = limit_key(&now, ticket.client);
             }
         }
         match code {
@@ -106,7 +123,7 @@ impl Authenticator {
         }
         let id = match &ticket.identity {
             Identity::Account(id) | Identity::Service(id) => id.as_str(),
-            Identity::Unknown(_) => "",
+            Identity::Unknown => "",
         };
         info!(
             target: "ldapgate::audit",

@@ -17,14 +17,10 @@ use super::accounts::AccountClasses;
 use super::freshness::ChangeWatch;
 use super::resolver::{entry_id, ResolveError};
 use crate::config::DirectoryKind;
-use crate::ldap::dn::Dn;
 use crate::upstream::service::ServiceConnections;
 
 /// DNs whose identity is cached at most.
 const MAX_CACHED: u64 = 100_000;
-
-/// noSuchObject (RFC 4511 appendix A).
-const NO_SUCH_OBJECT: i64 = 32;
 
 /// Whom a bind name reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,19 +29,14 @@ pub enum Identity {
     Account(String),
     /// Another entry (a service account, an administrator), by its id.
     Service(String),
-    /// No entry the service account can see: limited by the name, in its
-    /// normalised form.
-    Unknown(String),
+    /// No entry the service account can see.
+    Unknown,
 }
 
-impl Identity {
-    /// The key its rate is counted under.
-    pub fn rate_key(&self) -> String {
-        match self {
-            Identity::Account(id) | Identity::Service(id) => format!("id:{id}"),
-            Identity::Unknown(name) => format!("dn:{name}"),
-        }
-    }
+/// The key an account's rate and lockout count under, whatever name or
+/// channel reached it.
+pub fn account_key(id: &str) -> String {
+    format!("id:{id}")
 }
 
 /// Maps bind DNs to identities for one directory.
@@ -143,39 +134,10 @@ impl IdentityIndex {
             if let Some(id) = reply.entries.first().and_then(|e| entry_id(self.kind, e)) {
                 return Ok(Identity::Service(id));
             }
-        } else if reply.done.code != NO_SUCH_OBJECT {
-            return Err(ResolveError::Search {
-                code: reply.done.code,
-                diagnostic: reply.done.diagnostic,
-            });
         }
-        Ok(Identity::Unknown(normalised_dn(dn)))
-    }
-}
-
-/// A name that reaches no entry, normalised so that trivial respellings
-/// share one budget.
-fn normalised_dn(dn: &str) -> String {
-    Dn::parse(dn)
-        .map(|d| d.key())
-        .unwrap_or_else(|_| dn.trim().to_lowercase())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_names_share_a_budget_across_trivial_respellings() {
-        assert_eq!(
-            normalised_dn("UID=Ghost, OU=People,dc=example,dc=com"),
-            normalised_dn("uid=ghost,ou=people,dc=example,dc=com")
-        );
-        assert_eq!(
-            Identity::Unknown(normalised_dn("uid=ghost,dc=x")).rate_key(),
-            format!("dn:{}", normalised_dn("uid=ghost,dc=x"))
-        );
-        assert_eq!(Identity::Account("u1".into()).rate_key(), "id:u1");
-        assert_eq!(Identity::Service("u1".into()).rate_key(), "id:u1");
+        // noSuchObject, invalidDNSyntax, an entry hidden by access control:
+        // the bind goes on and the directory answers it, within the shared
+        // budget of unmapped names.
+        Ok(Identity::Unknown)
     }
 }

@@ -271,6 +271,10 @@ impl Authenticator {
             Ok(found) => found,
             Err(verdict) => return (verdict, None),
         };
+        let turn = match self.turn(&identity).await {
+            Ok(turn) => turn,
+            Err(verdict) => return (verdict, None),
+        };
         if let Err(r) = self.limiter.check_identity(&identity) {
             return (Verdict::refused(&r), None);
         }
@@ -291,12 +295,30 @@ impl Authenticator {
             self.count(&verdict, &identity);
             return (verdict, conn);
         }
+        drop(turn);
+        let _turn = match self.turn(&fresh_identity).await {
+            Ok(turn) => turn,
+            Err(verdict) => return (verdict, None),
+        };
         if let Err(r) = self.limiter.check_identity(&fresh_identity) {
             return (Verdict::refused(&r), None);
         }
         let (verdict, conn) = self.bind(&fresh, attempt.password, keep, facts).await;
         self.count(&verdict, &fresh_identity);
         (verdict, conn)
+    }
+
+    /// Waits, at most `operation_timeout`, for the account's turn: its
+    /// attempts are decided one at a time ([`BindLimiter::turn`]).
+    async fn turn(&self, key: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, Verdict> {
+        tokio::time::timeout(self.operation_timeout, self.limiter.turn(key))
+            .await
+            .map_err(|_| {
+                Verdict::bare(
+                    Outcome::RateLimited,
+                    Some("too many attempts in progress for this account".into()),
+                )
+            })
     }
 
     /// A wrong password counts toward the identity's lockout; a right one
@@ -311,8 +333,10 @@ impl Authenticator {
         }
     }
 
-    /// Everything before resolution: input checks, the client's rate and a
-    /// lockout of the login as typed. Returns the refusal, if any.
+    /// Everything before resolution: input checks and the client's rate.
+    /// (A login as typed is limited only while it resolves to nothing: a
+    /// login locked while it named no one is free once it names someone.)
+    /// Returns the refusal, if any.
     fn refusal(&self, attempt: &Attempt<'_>) -> Option<Verdict> {
         let login = attempt.login;
         // Refused before any network I/O: these cannot be right.
@@ -329,9 +353,6 @@ impl Authenticator {
             return Some(Verdict::bare(Outcome::InvalidCredentials, None));
         }
         if let Err(r) = self.limiter.check_client(attempt.client) {
-            return Some(Verdict::refused(&r));
-        }
-        if let Err(r) = self.limiter.check_lockout(&normalised_login(login)) {
             return Some(Verdict::refused(&r));
         }
         None
@@ -383,7 +404,7 @@ impl Authenticator {
         };
         facts.id = Some(entry.id.clone());
         facts.dn = Some(entry.dn.clone());
-        let identity = identity::Identity::Account(entry.id.clone()).rate_key();
+        let identity = identity::account_key(&entry.id);
         Ok((entry, identity, cached))
     }
 

@@ -152,7 +152,7 @@ impl Default for RawRateLimit {
         Self {
             binds_per_ip: "50/s".into(),
             binds_per_identity: "10/m".into(),
-            service_binds_per_identity: "20/s".into(),
+            service_binds_per_identity: "100/s".into(),
             failures_before_lockout: 5,
             lockout_window: "15m".into(),
             lockout_duration: "15m".into(),

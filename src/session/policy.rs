@@ -97,6 +97,18 @@ impl Policy {
         }
         let both_legs_encrypted = client_tls && self.upstream_encrypted;
         match *req {
+            Request::Bind(bind) if bind.version != 3 => {
+                // RFC 4511 §4.2: version 3 only. Answered here, so that a
+                // bind the directory would refuse before testing its
+                // password cannot use up anyone's limits.
+                refuse_bind(
+                    LdapResultCode::ProtocolError,
+                    format!(
+                        "LDAP version {} is not supported: use version 3",
+                        bind.version
+                    ),
+                )
+            }
             Request::Bind(bind) => self.bind(bind.name, bind.auth),
             Request::Search { base, scope } => {
                 // Clients read the root DSE and the subschema entry on connect.
@@ -381,6 +393,16 @@ mod tests {
         assert_eq!(
             code(p.decide(&sasl, true)),
             Some(LdapResultCode::AuthMethodNotSupported)
+        );
+        // LDAPv2 is answered here: it never tests a password upstream.
+        let v2 = Request::Bind(BindRequest {
+            version: 2,
+            name: b"uid=a,ou=people,dc=example,dc=com",
+            auth: BindAuth::Simple(b"pw"),
+        });
+        assert_eq!(
+            code(p.decide(&v2, false)),
+            Some(LdapResultCode::ProtocolError)
         );
     }
 
