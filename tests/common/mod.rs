@@ -386,6 +386,11 @@ impl Drop for Slapd {
 /// The ldapgate binary of this build. Cargo names it for tests and benches;
 /// an example finds it beside its own directory (target/<profile>/).
 pub fn ldapgate_binary() -> PathBuf {
+    // Another build under test, e.g. to show that a new test fails on the
+    // build before a fix.
+    if let Some(path) = std::env::var_os("LDAPGATE_TEST_BINARY") {
+        return PathBuf::from(path);
+    }
     if let Some(path) = option_env!("CARGO_BIN_EXE_ldapgate") {
         return PathBuf::from(path);
     }
