@@ -102,7 +102,10 @@ impl Running {
                 // Counters and lockouts survive a reload that keeps the limits.
                 current.limiter.clone()
             } else {
-                new_limiter(&config)
+                // New limits; failure counts and lockouts carry over.
+                let limiter = new_limiter(&config);
+                limiter.carry_over(&current.limiter);
+                limiter
             };
             (
                 limiter,

@@ -85,6 +85,10 @@ pub struct BindLimiter {
     lockout_duration: Duration,
     failures: moka::sync::Cache<String, Failures>,
     locked: moka::sync::Cache<String, Instant>,
+    /// Identities whose `per_identity` budget ran out, until when: lets an
+    /// attempt be admitted without spending from the budget, which is
+    /// spent only once the directory has tested a password.
+    exhausted: moka::sync::Cache<String, Instant>,
     /// One attempt at a time per account, so that concurrent wrong
     /// passwords cannot overshoot `failures_before_lockout`.
     turns: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
@@ -118,6 +122,10 @@ impl BindLimiter {
             locked: moka::sync::Cache::builder()
                 .max_capacity(MAX_TRACKED)
                 .time_to_live(cfg.lockout_duration)
+                .build(),
+            exhausted: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED)
+                .time_to_live(cfg.binds_per_identity.period)
                 .build(),
             turns: moka::sync::Cache::builder()
                 .max_capacity(MAX_TRACKED)
@@ -155,8 +163,38 @@ impl BindLimiter {
     /// Counts an attempt for `identity`.
     pub fn check_identity(&self, identity: &str) -> Result<(), Refusal> {
         self.check_lockout(identity)?;
+        self.spend(identity)
+    }
+
+    /// Spends one attempt from `identity`'s budget; remembers when it ran out.
+    fn spend(&self, identity: &str) -> Result<(), Refusal> {
         self.check(&self.per_identity, &identity.to_owned())
-            .map_err(|retry_after| Refusal::IdentityRate { retry_after })
+            .map_err(|retry_after| {
+                self.exhausted
+                    .insert(identity.to_owned(), Instant::now() + retry_after);
+                Refusal::IdentityRate { retry_after }
+            })
+    }
+
+    /// Admits an attempt for `identity` without spending from its budget:
+    /// refused when locked or when its budget ran out. The attempt is paid
+    /// for by [`Self::charge`] once the directory tested its password, so a
+    /// bind the directory refuses unread (an unsupported critical control,
+    /// say) costs the account nothing. One attempt beyond the budget may
+    /// pass before the refusal is known.
+    pub fn admit_identity(&self, identity: &str) -> Result<(), Refusal> {
+        self.check_lockout(identity)?;
+        match self.exhausted.get(identity) {
+            Some(until) if until > Instant::now() => Err(Refusal::IdentityRate {
+                retry_after: until - Instant::now(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Pays for an attempt admitted by [`Self::admit_identity`].
+    pub fn charge(&self, identity: &str) {
+        let _ = self.spend(identity);
     }
 
     /// Counts an attempt for an entry outside the account classes (a
@@ -208,6 +246,17 @@ impl BindLimiter {
         false
     }
 
+    /// Takes over `old`'s failure counts and lockouts (a reload that changes
+    /// the limits must not unlock anyone). Rate budgets start afresh.
+    pub fn carry_over(&self, old: &BindLimiter) {
+        for (key, failures) in old.failures.iter() {
+            self.failures.insert(key.as_ref().clone(), failures);
+        }
+        for (key, until) in old.locked.iter() {
+            self.locked.insert(key.as_ref().clone(), until);
+        }
+    }
+
     /// A correct password clears the failure count.
     pub fn record_success(&self, identity: &str) {
         self.failures.invalidate(identity);
@@ -224,6 +273,7 @@ impl BindLimiter {
         self.failures.run_pending_tasks();
         self.locked.run_pending_tasks();
         self.turns.run_pending_tasks();
+        self.exhausted.run_pending_tasks();
     }
 
     /// Keys held by the rate limiters and lockout tables, for tests and metrics.
@@ -332,6 +382,23 @@ mod tests {
             )
         });
         assert!(refused);
+    }
+
+    #[test]
+    fn lockouts_and_counts_carry_over_to_new_limits() {
+        let old = BindLimiter::new(&config("100/s", "100/s", 3));
+        for _ in 0..3 {
+            old.record_failure("id:locked");
+        }
+        old.record_failure("id:counted");
+        old.record_failure("id:counted");
+        let new = BindLimiter::new(&config("200/s", "200/s", 3));
+        new.carry_over(&old);
+        assert!(matches!(
+            new.check_identity("id:locked"),
+            Err(Refusal::LockedOut { .. })
+        ));
+        assert!(new.record_failure("id:counted"), "the third failure locks");
     }
 
     #[test]

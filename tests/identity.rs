@@ -667,3 +667,188 @@ fn a_bind_name_the_directory_refuses_gets_the_directory_s_answer() {
         assert_eq!(got, vec![expected], "{dn}");
     }
 }
+
+// ---- found by trying to break the above ----
+
+/// A simple bind carrying one control, criticality TRUE.
+fn bind_pdu_with_critical_control(msgid: u16, name: &str, pw: &str, oid: &str) -> Vec<u8> {
+    let mut op = tlv(0x02, &[3]);
+    op.extend(tlv(0x04, name.as_bytes()));
+    op.extend(tlv(0x80, pw.as_bytes()));
+    let mut control = tlv(0x04, oid.as_bytes());
+    control.extend(tlv(0x01, &[0xff]));
+    let mut msg = tlv(0x02, &msgid.to_be_bytes());
+    msg.extend(tlv(0x60, &op));
+    msg.extend(tlv(0xa0, &tlv(0x30, &control)));
+    tlv(0x30, &msg)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn binds_the_directory_refuses_unread_cost_the_account_nothing() {
+    let slapd = Slapd::start();
+    // The default binds_per_identity: 10/m.
+    let proxy = proxy(&slapd, "binds_per_ip = \"1000/s\"", "");
+    let mut s = connect_from([127, 0, 0, 51], proxy.addr());
+    let codes: Vec<u8> = (1..=12u16)
+        .map(|i| {
+            s.write_all(&bind_pdu_with_critical_control(
+                i,
+                &alice_dn(),
+                "x",
+                "1.2.3.4.5.6.7",
+            ))
+            .unwrap();
+            read_result_code(&mut s)
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![12; 12],
+        "unavailableCriticalExtension, as slapd answers"
+    );
+    let r = http_sign_in(&proxy, "alice", "alice-pw");
+    assert_eq!(outcome(&r), "success", "{r:?}");
+    assert_eq!(
+        binds_from([127, 0, 0, 52], &proxy, &alice_dn(), &["alice-pw"]),
+        vec![0]
+    );
+    // A bind by sign-in ID is performed by ldapgate, which implements no
+    // bind control: a critical one is refused (RFC 4511 §4.1.11).
+    let mut s = connect_from([127, 0, 0, 53], proxy.addr());
+    s.write_all(&bind_pdu_with_critical_control(
+        1, "bob", "bob-pw", "1.2.3.4",
+    ))
+    .unwrap();
+    assert_eq!(read_result_code(&mut s), 12);
+}
+
+#[test]
+fn long_bind_names_cost_neither_a_lookup_nor_memory() {
+    let slapd = Slapd::start();
+    let proxy = proxy(&slapd, "binds_per_ip = \"100000/s\"", "");
+    let huge = format!("uid={},{BASE_DN}", "a".repeat(70_000));
+    assert_eq!(binds_from([127, 0, 0, 61], &proxy, &huge, &["x"]), vec![34]);
+    // Distinct names under the cap that reach no entry are not remembered.
+    let before = rss_kib(proxy.pid());
+    let mut s = connect_from([127, 0, 0, 62], proxy.addr());
+    for i in 0..2000u16 {
+        let dn = format!("ou={}{i},{BASE_DN}", "b".repeat(4000));
+        s.write_all(&bind_pdu(i + 1, &dn, "x")).unwrap();
+        let code = read_result_code(&mut s);
+        // Unknown names from one address share a budget: 5 wrong, then locked.
+        assert!([49, 51, 53].contains(&code), "{code}");
+    }
+    let grown = rss_kib(proxy.pid()).saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "RSS grew by {grown} KiB for 2000 names of 4 KB"
+    );
+}
+
+#[test]
+fn a_bind_ends_what_the_directory_abandoned_without_ending_the_session() {
+    let slapd = Slapd::start_with_database_lines(
+        "moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n",
+    );
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .directory("operation_timeout = \"2s\""),
+    );
+    // A refreshAndPersist search (RFC 4533) never completes by itself; a bind
+    // behind it makes slapd abandon it without a word (RFC 4511 §4.2.1).
+    let sync_request = {
+        let mut value = tlv(0x0a, &[3]); // refreshAndPersist
+        value = tlv(0x30, &value);
+        let mut control = tlv(0x04, b"1.3.6.1.4.1.4203.1.9.1.1");
+        control.extend(tlv(0x01, &[0xff]));
+        control.extend(tlv(0x04, &value));
+        tlv(0x30, &control)
+    };
+    let mut search = tlv(0x04, BASE_DN.as_bytes());
+    search.extend(tlv(0x0a, &[2]));
+    search.extend(tlv(0x0a, &[0]));
+    search.extend(tlv(0x02, &[0]));
+    search.extend(tlv(0x02, &[0]));
+    search.extend(tlv(0x01, &[0]));
+    search.extend(tlv(0x87, b"objectClass"));
+    search.extend(tlv(0x30, &tlv(0x04, b"1.1")));
+    let mut msg = tlv(0x02, &[1]);
+    msg.extend(tlv(0x63, &search));
+    msg.extend(tlv(0xa0, &sync_request));
+    let mut s = connect_from([127, 0, 0, 71], proxy.addr());
+    s.write_all(&tlv(0x30, &msg)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    s.write_all(&bind_pdu(2, &alice_dn(), "alice-pw")).unwrap();
+    // Entries of the refresh phase may come first; then the BindResponse.
+    let code = loop {
+        let (tag, body) = read_tlv(&mut s);
+        assert_eq!(tag, 0x30);
+        let mut rest = &body[..];
+        let _ = read_tlv(&mut rest);
+        let (op, content) = read_tlv(&mut rest);
+        if op == 0x61 {
+            break read_tlv(&mut &content[..]).1[0];
+        }
+    };
+    assert_eq!(code, 0);
+    // Past operation_timeout, the session still serves.
+    std::thread::sleep(Duration::from_millis(3000));
+    s.write_all(&bind_pdu(3, &alice_dn(), "alice-pw")).unwrap();
+    let code = loop {
+        let (tag, body) = read_tlv(&mut s);
+        assert_eq!(tag, 0x30);
+        let mut rest = &body[..];
+        let _ = read_tlv(&mut rest);
+        let (op, content) = read_tlv(&mut rest);
+        assert_ne!(
+            op,
+            0x78,
+            "Notice of Disconnection: {}",
+            String::from_utf8_lossy(&content)
+        );
+        if op == 0x61 {
+            break read_tlv(&mut &content[..]).1[0];
+        }
+    };
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_reload_that_changes_the_limits_unlocks_no_one() {
+    let slapd = Slapd::start();
+    let proxy = proxy(&slapd, "failures_before_lockout = 3", "");
+    for _ in 0..3 {
+        assert_eq!(
+            outcome(&http_sign_in(&proxy, "carol", "wrong")),
+            "invalid_credentials"
+        );
+    }
+    let config = std::fs::read_to_string(&proxy.config_path).unwrap();
+    std::fs::write(
+        &proxy.config_path,
+        config.replace(
+            "failures_before_lockout = 3",
+            "failures_before_lockout = 3\nbinds_per_ip = \"77/s\"",
+        ),
+    )
+    .unwrap();
+    send_signal(proxy.pid(), "HUP");
+    proxy.wait_for_log("configuration reloaded");
+    let r = http_sign_in(&proxy, "carol", "carol-pw");
+    assert_eq!(outcome(&r), "account_locked", "{r:?}");
+    let dn = format!("uid=carol,ou=people,{BASE_DN}");
+    assert_eq!(
+        binds_from([127, 0, 0, 81], &proxy, &dn, &["carol-pw"]),
+        vec![53]
+    );
+}

@@ -28,7 +28,7 @@ use tracing::info;
 use tokio::sync::OwnedMutexGuard;
 
 use super::identity::{account_key, Identity};
-use super::outcome::Outcome;
+use super::outcome::{bind_outcome, Outcome};
 use super::{Authenticator, Verdict};
 use crate::ratelimit::client_key;
 
@@ -83,7 +83,7 @@ impl Authenticator {
             _ => None,
         };
         let admitted = match identity {
-            Identity::Account(_) => self.limiter.check_identity(&key),
+            Identity::Account(_) => self.limiter.admit_identity(&key),
             _ => self.limiter.check_service(&key),
         };
         admitted.map_err(refused)?;
@@ -98,12 +98,17 @@ impl Authenticator {
         })
     }
 
-    /// Records the directory's answer to an admitted bind: a wrong password
-    /// counts toward the lockout of the entry the DN names, a right one
-    /// clears its count. When the identity came from the cache, a wrong
-    /// password counts for the entry the DN names now.
-    pub async fn settle_dn_bind(&self, ticket: BindTicket, code: i64) {
+    /// Records the directory's answer to an admitted bind (its result code
+    /// and diagnostic message, where AD puts its sub-code). Only an answer
+    /// that tested the password (success or invalidCredentials) spends from
+    /// an account's budget; a wrong password counts toward the lockout of
+    /// the entry the DN names (AD sub-codes other than 52e/525 mean the
+    /// password was right and never count), a right one clears the count.
+    /// When the identity came from the cache, a wrong password counts for
+    /// the entry the DN names now.
+    pub async fn settle_dn_bind(&self, ticket: BindTicket, code: i64, diagnostic: &str) {
         let mut key = ticket.key.clone();
+        let mut account = matches!(ticket.identity, Identity::Account(_));
         if code == INVALID_CREDENTIALS && ticket.cached {
             self.identities.forget(&ticket.dn);
             if let Ok((now, _)) = self
@@ -112,11 +117,17 @@ impl Authenticator {
                 .await
             {
                 key = limit_key(&now, ticket.client);
+                account = matches!(now, Identity::Account(_));
             }
         }
-        match code {
-            0 => self.limiter.record_success(&key),
-            INVALID_CREDENTIALS => {
+        if account && (code == 0 || code == INVALID_CREDENTIALS) {
+            self.limiter.charge(&key);
+        }
+        // Only a success or invalidCredentials tested the password; other
+        // codes (unavailableCriticalExtension, protocolError, ...) did not.
+        match (code, bind_outcome(code, diagnostic, None)) {
+            (0, Outcome::Success) => self.limiter.record_success(&key),
+            (INVALID_CREDENTIALS, Outcome::InvalidCredentials) => {
                 self.limiter.record_failure(&key);
             }
             _ => {}

@@ -19,8 +19,13 @@ use super::resolver::{entry_id, ResolveError};
 use crate::config::DirectoryKind;
 use crate::upstream::service::ServiceConnections;
 
-/// DNs whose identity is cached at most.
-const MAX_CACHED: u64 = 100_000;
+/// What the cache of DN identities may hold, in bytes of DN and id text
+/// (plus a per-entry allowance): bounded by size, not count, since a client
+/// chooses the DNs.
+const MAX_CACHED_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Bytes an entry costs besides its texts.
+const ENTRY_OVERHEAD: usize = 128;
 
 /// Whom a bind name reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +64,14 @@ impl IdentityIndex {
     ) -> IdentityIndex {
         let cache = (!cache_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
-                .max_capacity(MAX_CACHED)
+                .max_capacity(MAX_CACHED_BYTES)
+                .weigher(|dn: &String, (identity, _): &(Identity, u64)| {
+                    let id = match identity {
+                        Identity::Account(id) | Identity::Service(id) => id.len(),
+                        Identity::Unknown => 0,
+                    };
+                    u32::try_from(dn.len() + id + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                })
                 .time_to_live(cache_ttl)
                 .build()
         });
@@ -90,7 +102,9 @@ impl IdentityIndex {
         }
         let stamp = self.watch.stamp();
         let identity = self.look_up(dn, limit, max_message).await?;
-        if let Some(cache) = &self.cache {
+        // Names that reach no entry share one budget per address whatever
+        // they are: nothing to remember them for.
+        if let (Some(cache), false) = (&self.cache, identity == Identity::Unknown) {
             cache.insert(dn.to_owned(), (identity.clone(), stamp));
         }
         Ok((identity, false))

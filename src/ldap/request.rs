@@ -245,6 +245,33 @@ fn bind(op: Tlv<'_>) -> Result<BindRequest<'_>, FrameError> {
     })
 }
 
+/// The type of the first control of `pdu` marked critical (RFC 4511
+/// §4.1.11: `Control ::= SEQUENCE { controlType LDAPOID, criticality
+/// BOOLEAN DEFAULT FALSE, controlValue OCTET STRING OPTIONAL }`), for
+/// operations ldapgate performs itself and so must refuse with
+/// unavailableCriticalExtension. Malformed controls count as critical.
+pub fn first_critical_control(pdu: &[u8]) -> Option<&[u8]> {
+    let (_, _, controls) = ber::message_parts(pdu).ok()?;
+    let mut controls = controls?.children();
+    while !controls.is_empty() {
+        let Ok(control) = controls.next() else {
+            return Some(b"(malformed control)");
+        };
+        let mut fields = control.children();
+        let Ok(oid) = fields.expect(0x04, "control type is not an OCTET STRING") else {
+            return Some(b"(malformed control)");
+        };
+        let critical = match fields.next() {
+            Ok(t) if t.tag == 0x01 => t.value.iter().any(|b| *b != 0),
+            _ => false,
+        };
+        if critical {
+            return Some(oid.value);
+        }
+    }
+    None
+}
+
 /// The attribute description at the head of a PartialAttribute/Attribute.
 fn first_octets(seq: Tlv<'_>) -> Result<&[u8], FrameError> {
     let mut r: TlvReader<'_> = seq.children();
@@ -278,6 +305,39 @@ mod tests {
     /// not check the parser against itself.
     fn encode(op: LdapOp) -> Vec<u8> {
         crate::ldap::response::encode(LdapMsg::new(7, op))
+    }
+
+    fn bind_with(ctrls: Vec<ldap3_proto::control::LdapControl>) -> Vec<u8> {
+        crate::ldap::response::encode(LdapMsg::new_with_ctrls(
+            7,
+            LdapOp::BindRequest(LdapBindRequest {
+                version: 3,
+                dn: "uid=a,dc=x".into(),
+                cred: LdapBindCred::Simple("pw".into()),
+            }),
+            ctrls,
+        ))
+    }
+
+    #[test]
+    fn finds_the_first_critical_control() {
+        let control = |oid: &str, criticality| ldap3_proto::control::LdapControl::Unknown {
+            oid: oid.into(),
+            criticality,
+            value: None,
+        };
+        assert_eq!(first_critical_control(&bind_with(vec![])), None);
+        assert_eq!(
+            first_critical_control(&bind_with(vec![control("1.2.3", false)])),
+            None
+        );
+        assert_eq!(
+            first_critical_control(&bind_with(vec![
+                control("1.2.3", false),
+                control("1.2.3.4", true)
+            ])),
+            Some(&b"1.2.3.4"[..])
+        );
     }
 
     #[test]

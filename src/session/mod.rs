@@ -363,6 +363,18 @@ impl Session {
                 Flow::Continue
             }
             Verdict::ResolveBind => {
+                if let Some(oid) = request::first_critical_control(pdu) {
+                    // ldapgate performs this bind itself and implements no
+                    // bind control (RFC 4511 §4.1.11).
+                    let code = LdapResultCode::UnavailableCriticalExtension;
+                    let message = format!(
+                        "critical control {} is not supported on a bind by sign-in ID",
+                        String::from_utf8_lossy(oid)
+                    );
+                    record(op, &code, received);
+                    self.refuse_bind(msgid, code, &message, to_upstream, to_client);
+                    return Flow::Continue;
+                }
                 let (code, message) = match self.sign_in(&req).await {
                     Ok(()) => {
                         record(op, &LdapResultCode::Success, received);
@@ -427,6 +439,14 @@ impl Session {
                             self.upstream_bound = true;
                         }
                         self.bind_pending = Some((msgid, ticket));
+                        // RFC 4511 §4.2.1: the directory completes or
+                        // abandons what is outstanding before a bind (slapd
+                        // abandons, silently). Results that still come are
+                        // forwarded; none is waited for.
+                        if !self.inflight.outstanding.is_empty() {
+                            self.inflight.outstanding.clear();
+                            self.needs_reset = true;
+                        }
                         self.inflight.start(msgid, op);
                     }
                     Request::Extended { oid: o, .. } => {
@@ -472,7 +492,10 @@ impl Session {
                     // RFC 4511 §4.2.1: a failed bind leaves the connection anonymous.
                     self.upstream_bound = code == 0 && ticket.is_some();
                     if let Some(ticket) = ticket {
-                        self.ctx.authenticator.settle_dn_bind(ticket, code).await;
+                        self.ctx
+                            .authenticator
+                            .settle_dn_bind(ticket, code, &done.diagnostic)
+                            .await;
                     }
                 }
             }

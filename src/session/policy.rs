@@ -9,6 +9,11 @@ use crate::ldap::dn::Dn;
 use crate::ldap::oid;
 use crate::ldap::request::{BindAuth, Request, Scope};
 
+/// Bind names longer than this are refused: far beyond any real DN (AD
+/// limits an RDN value to 64 characters), and each one a client may make
+/// ldapgate look up and remember.
+pub const MAX_BIND_NAME_BYTES: usize = 4096;
+
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -199,6 +204,14 @@ impl Policy {
             // Anonymous bind (or a password with no name, which the directory
             // refuses itself).
             return Verdict::Forward;
+        }
+        if name.len() > MAX_BIND_NAME_BYTES {
+            // No directory entry has such a name; refused before it costs
+            // a lookup or a cache slot.
+            return refuse_bind(
+                LdapResultCode::InvalidDNSyntax,
+                format!("bind name longer than {MAX_BIND_NAME_BYTES} bytes"),
+            );
         }
         if password.is_empty() {
             // RFC 4513 §5.1.2: a name with an empty password is an

@@ -16,12 +16,15 @@ pub struct Started {
 }
 
 /// An operation whose final response went to the client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Finished {
     pub msgid: i32,
     pub started: Started,
     /// The response's result code; None when it could not be read.
     pub code: Option<i64>,
+    /// A bind response's diagnostic message (AD's sub-codes are in it);
+    /// empty for other operations.
+    pub diagnostic: String,
 }
 
 /// What a session has in flight on its upstream connection.
@@ -122,10 +125,18 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             }
             if let Some(started) = started {
                 let pdu = &buf[pos - header.len..pos];
+                let diagnostic = if header.op_tag == tag::BIND_RESPONSE {
+                    response::read_result(pdu)
+                        .map(|r| r.diagnostic)
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 routing.finished.push(Finished {
                     msgid: header.msgid,
                     started,
                     code: response::result_code(pdu),
+                    diagnostic,
                 });
             }
         }
