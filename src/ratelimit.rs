@@ -212,9 +212,13 @@ impl BindLimiter {
     /// passwords stop at `failures_before_lockout` exactly. The turn ends when
     /// the guard is dropped.
     pub async fn turn(&self, identity: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self.turns.get_with(identity.to_owned(), || {
-            Arc::new(tokio::sync::Mutex::new(()))
-        });
+        // The common case finds the lock without allocating a key.
+        let lock = match self.turns.get(identity) {
+            Some(lock) => lock,
+            None => self.turns.get_with(identity.to_owned(), || {
+                Arc::new(tokio::sync::Mutex::new(()))
+            }),
+        };
         lock.lock_owned().await
     }
 

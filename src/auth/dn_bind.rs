@@ -23,9 +23,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use tracing::info;
-
 use tokio::sync::OwnedMutexGuard;
+use tracing::info;
 
 use super::identity::{account_key, Identity};
 use super::outcome::{bind_outcome, Outcome};

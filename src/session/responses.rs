@@ -125,7 +125,10 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             }
             if let Some(started) = started {
                 let pdu = &buf[pos - header.len..pos];
-                let diagnostic = if header.op_tag == tag::BIND_RESPONSE {
+                let code = response::result_code(pdu);
+                // AD's sub-code is in a failed bind's diagnostic; nothing
+                // else needs one.
+                let diagnostic = if header.op_tag == tag::BIND_RESPONSE && code != Some(0) {
                     response::read_result(pdu)
                         .map(|r| r.diagnostic)
                         .unwrap_or_default()
@@ -135,7 +138,7 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
                 routing.finished.push(Finished {
                     msgid: header.msgid,
                     started,
-                    code: response::result_code(pdu),
+                    code,
                     diagnostic,
                 });
             }
