@@ -792,3 +792,55 @@ fn scheduled_verification_runs_in_the_daemon() {
     }
     assert!(proxy.log().contains("+8613800009999"), "{}", proxy.log());
 }
+
+/// One entry, one id (issue 10, part 3): an entryUUID stored in upper case
+/// (as 389-DS and imports write it) is printed in RFC 4122 lower case by
+/// the full pull, by syncrepl (which sends it binary) and by sign-in, so
+/// an edit elsewhere never turns it into a deletion.
+#[test]
+fn an_upper_case_entry_uuid_is_one_id_on_every_path() {
+    const STORED: &str = "5D2F0A1C-1111-4222-8333-944455556666";
+    let canonical = STORED.to_lowercase();
+    let dave = format!(
+        "dn: uid=dave,ou=people,{BASE_DN}\nobjectClass: inetOrgPerson\nuid: dave\ncn: dave\n\
+         sn: dave\nuserPassword: dave-pw\nentryUUID: {STORED}\n\n"
+    );
+    for sessionlog in [false, true] {
+        let slapd = Slapd::start_with_lines_and_ldif(&syncprov(sessionlog), &dave);
+        let cfg = sync_config(&slapd, BASE_DN, true, "");
+        let (full, code) = sync_full(&cfg);
+        assert_eq!(code, 0, "{full:?}");
+        assert_eq!(id_of(&full, "dave"), canonical, "full pull");
+        modify(
+            &slapd,
+            &format!(
+                "dn: uid=bob,ou=people,{BASE_DN}\nchangetype: modify\nreplace: cn\ncn: Bobby\n"
+            ),
+        );
+        let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
+        let (lines, code) = sync_changes(&cfg, &cookie, None);
+        assert_eq!(code, 0, "{lines:?}");
+        let end = lines.last().unwrap();
+        assert_eq!(end["method"], "syncrepl", "{end}");
+        let body = &lines[..lines.len() - 1];
+        assert!(
+            ops_for(body, &canonical).is_empty() && ops_for(body, STORED).is_empty(),
+            "sessionlog {sessionlog}: dave is untouched: {body:#?}"
+        );
+        assert_eq!(body.len(), 1, "only bob changed: {body:#?}");
+        assert_eq!(body[0]["op"], "upsert");
+        // Sign-in answers with the same id.
+        let out = run_with_stdin(
+            {
+                let mut c = Command::new(ldapgate_binary());
+                c.args(["authenticate", "-c"])
+                    .arg(&cfg)
+                    .args(["--login", "dave"]);
+                c
+            },
+            Some("dave-pw\n"),
+        );
+        let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(verdict["id"], canonical.as_str(), "{verdict}");
+    }
+}

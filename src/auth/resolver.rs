@@ -244,8 +244,11 @@ pub fn entry_id(kind: DirectoryKind, entry: &LdapSearchResultEntry) -> Option<St
         .map(|v| format_id(kind, v))
 }
 
-/// An id value as text: AD's binary objectGUID in the usual GUID form
-/// (the first three groups little-endian), others as they are.
+/// An id value in its one canonical text form, whichever path read it: AD's
+/// binary objectGUID in the usual GUID form (the first three groups
+/// little-endian), others (entryUUID, nsUniqueId) in lower case, as RFC 4122
+/// prints a UUID and as syncrepl's binary entryUUID comes out; directories
+/// and imports may store them in upper case.
 pub fn format_id(kind: DirectoryKind, value: &[u8]) -> String {
     if kind == DirectoryKind::ActiveDirectory && value.len() == 16 {
         let v = value;
@@ -254,7 +257,12 @@ pub fn format_id(kind: DirectoryKind, value: &[u8]) -> String {
             v[3], v[2], v[1], v[0], v[5], v[4], v[7], v[6], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]
         );
     }
-    String::from_utf8_lossy(value).into_owned()
+    canonical_id(&String::from_utf8_lossy(value))
+}
+
+/// An id given as text in its canonical form: lower case.
+pub fn canonical_id(text: &str) -> String {
+    text.to_ascii_lowercase()
 }
 
 /// The text-valued attributes of an entry, for the caller; the id attribute
@@ -313,6 +321,17 @@ mod tests {
             "00112233-4455-6677-8899-aabbccddeeff"
         );
         assert_eq!(format_id(DirectoryKind::OpenLdap, b"abc-123"), "abc-123");
+        assert_eq!(
+            format_id(
+                DirectoryKind::OpenLdap,
+                b"5D2F0A1C-1111-4222-8333-944455556666"
+            ),
+            "5d2f0a1c-1111-4222-8333-944455556666"
+        );
+        assert_eq!(
+            format_id(DirectoryKind::Ds389, b"A1B2C3D4-E5F60718-293A4B5C-6D7E8F90"),
+            "a1b2c3d4-e5f60718-293a4b5c-6d7e8f90"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::state::{StateDir, StateError};
 use super::tracking::Cursor;
+use crate::auth::resolver::canonical_id;
 
 /// Snapshots kept besides the newest.
 const KEEP: usize = 3;
@@ -119,12 +120,21 @@ pub fn save(
     Ok(cookie)
 }
 
-/// The snapshot `cookie` names, if it is still kept.
+/// The snapshot `cookie` names, if it is still kept. Ids are read in their
+/// canonical form: snapshots written before ids were canonical may hold an
+/// entryUUID as the directory stored it (upper case).
 pub fn load(state: &StateDir, cookie: &str) -> Result<Option<Snapshot>, StateError> {
     if !well_formed(cookie) {
         return Ok(None);
     }
-    state.read_json::<Snapshot>(&file(cookie))
+    let snapshot = state.read_json::<Snapshot>(&file(cookie))?;
+    Ok(snapshot.map(|mut s| {
+        s.objects = std::mem::take(&mut s.objects)
+            .into_iter()
+            .map(|(id, object)| (canonical_id(&id), object))
+            .collect();
+        s
+    }))
 }
 
 /// The key that signs approval tokens, created on first use.
@@ -141,6 +151,22 @@ pub fn approval_key(state: &StateDir) -> Result<String, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_of_older_snapshots_are_read_in_their_canonical_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        // As an earlier version wrote it: the entryUUID as slapd stored it.
+        let cookie = "00ff";
+        std::fs::write(
+            dir.path().join(file(cookie)),
+            r#"{"cookie":"00ff","objects":{"5D2F0A1C-1111-4222-8333-944455556666":{"k":"account","h":7,"d":4}}}"#,
+        )
+        .unwrap();
+        let snapshot = load(&state, cookie).unwrap().unwrap();
+        let ids: Vec<&String> = snapshot.objects.keys().collect();
+        assert_eq!(ids, vec!["5d2f0a1c-1111-4222-8333-944455556666"]);
+    }
 
     #[test]
     fn keeps_the_last_few_snapshots() {
