@@ -844,3 +844,63 @@ fn an_upper_case_entry_uuid_is_one_id_on_every_path() {
         assert_eq!(verdict["id"], canonical.as_str(), "{verdict}");
     }
 }
+
+/// Applying order (issue 10, part 4): an account deleted and created again
+/// with the same DN and username comes out as the deletion of the old id
+/// before the upsert of the new one, on every tracking method, so that a
+/// consumer with unique usernames can apply it line by line.
+#[test]
+fn a_recreated_account_is_deleted_before_its_successor_is_upserted() {
+    let cases = [
+        (syncprov(false), "syncrepl"),
+        (syncprov(true), "syncrepl"),
+        (String::new(), "snapshot"),
+    ];
+    for (lines, method) in cases {
+        let slapd = Slapd::start_with_lines_and_ldif(&lines, "");
+        let cfg = sync_config(&slapd, BASE_DN, true, "");
+        let (full, code) = sync_full(&cfg);
+        assert_eq!(code, 0, "{full:?}");
+        let old = id_of(&full, "bob").to_owned();
+        let bob = format!("uid=bob,ou=people,{BASE_DN}");
+        modify(
+            &slapd,
+            &format!(
+                "dn: {bob}\nchangetype: delete\n\n\
+                 dn: {bob}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob Again\n\
+                 sn: Again\nmail: bob@example.com\nuserPassword: bob-pw\n\n\
+                 dn: ou=sales,{BASE_DN}\nchangetype: add\nobjectClass: organizationalUnit\nou: sales\n\n\
+                 dn: uid=sam,ou=sales,{BASE_DN}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: sam\n\
+                 cn: Sam\nsn: Sam\n\n\
+                 dn: ou=groups,{BASE_DN}\nchangetype: delete\n"
+            ),
+        );
+        let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
+        let (lines, code) = sync_changes(&cfg, &cookie, None);
+        assert_eq!(code, 0, "{lines:?}");
+        assert_eq!(lines.last().unwrap()["method"], method);
+        let body = &lines[..lines.len() - 1];
+        let position = |op: &str, pred: &dyn Fn(&Value) -> bool| {
+            body.iter()
+                .position(|l| l["op"] == op && pred(l))
+                .unwrap_or_else(|| panic!("{method}: no {op} in {body:#?}"))
+        };
+        let old_gone = position("delete", &|l| l["id"] == old.as_str());
+        let new_bob = position("upsert", &|l| l["fields"]["username"] == "bob");
+        assert_ne!(body[new_bob]["id"], old.as_str());
+        let sales = position("upsert", &|l| {
+            l["type"] == "org" && l["fields"]["name"] == "sales"
+        });
+        let sam = position("upsert", &|l| l["fields"]["username"] == "sam");
+        let groups_gone = position("delete", &|l| l["type"] == "org");
+        assert!(old_gone < new_bob, "{method}: {body:#?}");
+        assert!(
+            sales < sam,
+            "{method}: parent organization first: {body:#?}"
+        );
+        assert!(
+            sam < groups_gone,
+            "{method}: organizations deleted last: {body:#?}"
+        );
+    }
+}

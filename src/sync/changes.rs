@@ -133,18 +133,29 @@ async fn change_set(
         }
     }
 
-    // Applying order: organizations parents first, then accounts; deletes
-    // of accounts, then of organizations children first.
+    // Applying order (README, "Changes"): account deletions first (a new
+    // account may take a deleted one's name); organization upserts, parents
+    // first (accounts may move into them); account upserts; organization
+    // deletions, children first (their accounts have left or gone by then).
     upserts.sort_by_key(|i| (i.kind != Kind::Org, i.depth));
     deletes.sort_by_key(|(kind, _, depth)| (*kind == Kind::Org, std::cmp::Reverse(*depth)));
-    let mut lines = Vec::with_capacity(upserts.len() + deletes.len());
-    for item in &upserts {
-        // An export line is a JSON object we wrote: `{"type":...`.
-        lines.push(format!("{{\"op\":\"upsert\",{}", &item.line[1..]));
-    }
-    for (kind, id, _) in &deletes {
-        lines.push(json!({ "op": "delete", "type": kind.as_str(), "id": id }).to_string());
-    }
+    let delete_line = |(kind, id, _): &(Kind, String, u16)| {
+        json!({ "op": "delete", "type": kind.as_str(), "id": id }).to_string()
+    };
+    // An export line is a JSON object we wrote: `{"type":...`.
+    let upsert_line = |item: &Item| format!("{{\"op\":\"upsert\",{}", &item.line[1..]);
+    let (account_gone, org_gone): (Vec<_>, Vec<_>) = deletes
+        .iter()
+        .partition(|(kind, ..)| *kind == Kind::Account);
+    let (org_up, account_up): (Vec<_>, Vec<_>) =
+        upserts.iter().partition(|item| item.kind == Kind::Org);
+    let lines: Vec<String> = account_gone
+        .into_iter()
+        .map(delete_line)
+        .chain(org_up.into_iter().map(upsert_line))
+        .chain(account_up.into_iter().map(upsert_line))
+        .chain(org_gone.into_iter().map(delete_line))
+        .collect();
     let counts = ChangeCounts {
         upserts: upserts.len(),
         account_deletes,
