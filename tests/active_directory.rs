@@ -454,13 +454,14 @@ fn ad_another_domain_controller_forces_a_whole_comparison_and_says_why() {
         reason.contains("domain controller changed") && reason.contains("0000000000dc"),
         "{end}"
     );
-    // The whole comparison still finds exactly what changed.
+    // The whole comparison still finds exactly what changed, in applying
+    // order (account deletions first).
     assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines[0]["op"], "delete");
     assert_eq!(
-        (&lines[0]["id"], &lines[0]["fields"]["email"]),
+        (&lines[1]["id"], &lines[1]["fields"]["email"]),
         (&Value::from(two.as_str()), &Value::from("two@example.com"))
     );
-    assert_eq!(lines[1]["op"], "delete");
     // And the next pull is back on this DC's numbers.
     let (again, _) = sync_changes(&cfg, end["cookie"].as_str().unwrap(), None);
     assert_eq!(again.len(), 1, "{again:#?}");

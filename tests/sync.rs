@@ -904,3 +904,46 @@ fn a_recreated_account_is_deleted_before_its_successor_is_upserted() {
         );
     }
 }
+
+/// Accounts and organizations are told apart by the directory's schema
+/// (issue 10, part 2): with `user_object_classes = ["person"]` and accounts
+/// that list only `inetOrgPerson` (a subclass), an edit is an upsert and a
+/// new account arrives, through syncrepl with and without the session log.
+#[test]
+fn a_superclass_in_user_object_classes_holds_for_change_pulls() {
+    for sessionlog in [false, true] {
+        let slapd = Slapd::start_with_lines_and_ldif(&syncprov(sessionlog), "");
+        let cfg = sync_config(
+            &slapd,
+            BASE_DN,
+            true,
+            "[signin]\nuser_object_classes = [\"person\"]",
+        );
+        let (full, code) = sync_full(&cfg);
+        assert_eq!(code, 0, "{full:?}");
+        let carol = id_of(&full, "carol").to_owned();
+        modify(
+            &slapd,
+            &format!(
+                "dn: uid=carol,ou=people,{BASE_DN}\nchangetype: modify\nreplace: cn\ncn: Carol D\n\n\
+                 dn: uid=erin,ou=people,{BASE_DN}\nchangetype: add\nobjectClass: inetOrgPerson\n\
+                 uid: erin\ncn: Erin\nsn: Erin\n"
+            ),
+        );
+        let cookie = full.last().unwrap()["cookie"].as_str().unwrap().to_owned();
+        let (lines, code) = sync_changes(&cfg, &cookie, None);
+        assert_eq!(code, 0, "{lines:?}");
+        let body = &lines[..lines.len() - 1];
+        assert_eq!(
+            ops_for(body, &carol),
+            vec!["upsert"],
+            "sessionlog {sessionlog}: {body:#?}"
+        );
+        assert!(
+            body.iter()
+                .any(|l| l["op"] == "upsert" && l["fields"]["username"] == "erin"),
+            "sessionlog {sessionlog}: erin arrives: {body:#?}"
+        );
+        assert_eq!(body.len(), 2, "sessionlog {sessionlog}: {body:#?}");
+    }
+}

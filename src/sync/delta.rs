@@ -94,8 +94,13 @@ pub async fn apply(
         if dn.key() == base_key {
             continue;
         }
-        match exporter.kind_of(&entry) {
-            Some(kind) if dn.is_within(&base) => {
+        let kind = if dn.is_within(&base) {
+            exporter.classify(conn, &entry).await?
+        } else {
+            None
+        };
+        match kind {
+            Some(kind) => {
                 if kind == Kind::Org {
                     parents.learn(&dn, &id);
                 }
@@ -136,7 +141,7 @@ pub async fn apply(
         }
     }
     for root in roots {
-        let mut below: Vec<(Kind, Dn, String, _)> = exporter
+        let entries = exporter
             .search_all(
                 conn,
                 root.as_str(),
@@ -144,13 +149,16 @@ pub async fn apply(
                 &exporter.object_attrs(),
                 &[],
             )
-            .await?
-            .into_iter()
-            .filter_map(|e| {
-                let dn = Dn::parse(&e.dn).ok()?;
-                Some((exporter.kind_of(&e)?, dn, exporter.id_of(&e)?, e))
-            })
-            .collect();
+            .await?;
+        let mut below: Vec<(Kind, Dn, String, _)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (Ok(dn), Some(id)) = (Dn::parse(&e.dn), exporter.id_of(&e)) else {
+                continue;
+            };
+            if let Some(kind) = exporter.classify(conn, &e).await? {
+                below.push((kind, dn, id, e));
+            }
+        }
         below.sort_by_key(|(_, dn, ..)| dn.depth());
         for (kind, dn, id, _) in &below {
             if *kind == Kind::Org {
