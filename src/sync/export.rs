@@ -80,11 +80,11 @@ pub struct Exporter {
     service: Arc<ServiceConnections>,
     pub(super) state: StateDir,
     pub(super) base_dn: Dn,
-    kind: DirectoryKind,
+    pub(super) kind: DirectoryKind,
     pub(super) id_attr: &'static str,
     /// What an account is; the same for sign-in and verification.
-    accounts: AccountClasses,
-    org_classes: Vec<String>,
+    pub(super) accounts: AccountClasses,
+    pub(super) org_classes: Vec<String>,
     fields: Vec<(String, String)>,
     page_size: i64,
     pub(super) limit: Duration,
@@ -423,81 +423,13 @@ impl Exporter {
     }
 
     /// The filter that matches accounts.
-    fn account_filter(&self) -> LdapFilter {
+    pub(super) fn account_filter(&self) -> LdapFilter {
         self.accounts.filter()
     }
 
     /// The filter that matches organizations and accounts.
     pub fn object_filter(&self) -> LdapFilter {
         LdapFilter::Or(vec![class_filter(&self.org_classes), self.account_filter()])
-    }
-
-    /// What an entry read with [`Self::object_attrs`] is, by the class
-    /// names it lists: an account when it has a user class (as in a full
-    /// pull, where an entry of both kinds ends up an account), else an
-    /// organization, else neither. A fast answer that may miss a subclass;
-    /// [`Self::classify`] is the directory's.
-    pub fn kind_of(&self, entry: &LdapSearchResultEntry) -> Option<Kind> {
-        if self.accounts.holds(entry) {
-            Some(Kind::Account)
-        } else if has_class(entry, &self.org_classes) {
-            Some(Kind::Org)
-        } else {
-            None
-        }
-    }
-
-    /// What an entry is, decided as a full pull decides it: by the
-    /// directory, with the same filters, so that its schema (an entry of a
-    /// subclass of a configured class) and AD's exclusions apply alike to
-    /// entries a change tracker reports. The listed class names answer when
-    /// they can only agree with the directory (an account by a listed class,
-    /// off AD); otherwise the entry is read again with the account filter,
-    /// then with the organization filter.
-    pub async fn classify(
-        &self,
-        conn: &mut UpstreamConn,
-        entry: &LdapSearchResultEntry,
-    ) -> Result<Option<Kind>, SyncError> {
-        let listed = self.kind_of(entry);
-        if listed == Some(Kind::Account) && self.kind != DirectoryKind::ActiveDirectory {
-            return Ok(listed);
-        }
-        if self.matches(conn, &entry.dn, self.account_filter()).await? {
-            return Ok(Some(Kind::Account));
-        }
-        if listed == Some(Kind::Org)
-            || self
-                .matches(conn, &entry.dn, class_filter(&self.org_classes))
-                .await?
-        {
-            return Ok(Some(Kind::Org));
-        }
-        Ok(None)
-    }
-
-    /// Whether the entry at `dn` matches `filter`, asked of the directory.
-    async fn matches(
-        &self,
-        conn: &mut UpstreamConn,
-        dn: &str,
-        filter: LdapFilter,
-    ) -> Result<bool, SyncError> {
-        let request = LdapSearchRequest {
-            base: dn.to_owned(),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 1,
-            timelimit: 0,
-            typesonly: true,
-            filter,
-            attrs: vec!["1.1".into()],
-        };
-        let reply = conn
-            .search(request, self.limit, self.max_message)
-            .await
-            .map_err(|e| self.exchange_err(conn, e))?;
-        Ok(!reply.entries.is_empty())
     }
 
     /// Reads the one entry at `dn` (a base-scope search) with `attrs`.
@@ -507,6 +439,18 @@ impl Exporter {
         dn: &str,
         attrs: Vec<String>,
     ) -> Result<SearchReply, SyncError> {
+        self.search_base(conn, dn, LdapFilter::Present("objectClass".into()), attrs)
+            .await
+    }
+
+    /// A base-scope search of `dn` for `filter`.
+    pub(super) async fn search_base(
+        &self,
+        conn: &mut UpstreamConn,
+        dn: &str,
+        filter: LdapFilter,
+        attrs: Vec<String>,
+    ) -> Result<SearchReply, SyncError> {
         let request = LdapSearchRequest {
             base: dn.to_owned(),
             scope: LdapSearchScope::Base,
@@ -514,7 +458,7 @@ impl Exporter {
             sizelimit: 1,
             timelimit: 0,
             typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
+            filter,
             attrs,
         };
         conn.search(request, self.limit, self.max_message)

@@ -6,6 +6,7 @@
 
 pub mod base;
 pub mod changes;
+mod classify;
 pub mod delta;
 pub mod error;
 pub mod export;

@@ -1,0 +1,69 @@
+//! Whether an object is an account, an organization or neither, decided
+//! for entries a change tracker reports exactly as a full pull decides it.
+
+use ldap3_proto::proto::{LdapFilter, LdapSearchResultEntry};
+
+use super::export::{Exporter, SyncError};
+use super::snapshot::Kind;
+use crate::auth::accounts::{class_filter, has_class};
+use crate::config::DirectoryKind;
+use crate::upstream::UpstreamConn;
+
+impl Exporter {
+    /// What an entry read with [`Self::object_attrs`] is, by the class
+    /// names it lists: an account when it has a user class (as in a full
+    /// pull, where an entry of both kinds ends up an account), else an
+    /// organization, else neither. A fast answer that may miss a subclass;
+    /// [`Self::classify`] is the directory's.
+    pub fn kind_of(&self, entry: &LdapSearchResultEntry) -> Option<Kind> {
+        if self.accounts.holds(entry) {
+            Some(Kind::Account)
+        } else if has_class(entry, &self.org_classes) {
+            Some(Kind::Org)
+        } else {
+            None
+        }
+    }
+
+    /// What an entry is, decided as a full pull decides it: by the
+    /// directory, with the same filters, so that its schema (an entry of a
+    /// subclass of a configured class) and AD's exclusions apply alike to
+    /// entries a change tracker reports. The listed class names answer when
+    /// they can only agree with the directory (an account by a listed class,
+    /// off AD); otherwise the entry is read again with the account filter,
+    /// then with the organization filter.
+    pub async fn classify(
+        &self,
+        conn: &mut UpstreamConn,
+        entry: &LdapSearchResultEntry,
+    ) -> Result<Option<Kind>, SyncError> {
+        let listed = self.kind_of(entry);
+        if listed == Some(Kind::Account) && self.kind != DirectoryKind::ActiveDirectory {
+            return Ok(listed);
+        }
+        if self.matches(conn, &entry.dn, self.account_filter()).await? {
+            return Ok(Some(Kind::Account));
+        }
+        if listed == Some(Kind::Org)
+            || self
+                .matches(conn, &entry.dn, class_filter(&self.org_classes))
+                .await?
+        {
+            return Ok(Some(Kind::Org));
+        }
+        Ok(None)
+    }
+
+    /// Whether the entry at `dn` matches `filter`, asked of the directory.
+    async fn matches(
+        &self,
+        conn: &mut UpstreamConn,
+        dn: &str,
+        filter: LdapFilter,
+    ) -> Result<bool, SyncError> {
+        let reply = self
+            .search_base(conn, dn, filter, vec!["1.1".into()])
+            .await?;
+        Ok(!reply.entries.is_empty())
+    }
+}
