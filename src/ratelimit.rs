@@ -1,11 +1,14 @@
 //! Bind rate limiting and lockout.
 //!
-//! Rates are GCRA limiters from `governor`, keyed by client address and by
-//! identity (the resolved entry's id, or the normalised login when it did
-//! not resolve). Lockout counts wrong-password results per identity within
-//! a window. Memory stays bounded: limiter keys whose state has returned to
-//! "fresh" are dropped by [`BindLimiter::housekeeping`], and the failure and
-//! lockout tables are capacity-bounded caches with time-to-live.
+//! Rates are GCRA limiters from `governor`, keyed by client address (IPv6
+//! by /64) and by identity: an account's id, a service entry's id with the
+//! client address, or the normalised login when it did not resolve (the
+//! keys are made by [`crate::auth`]). Lockout counts wrong-password results
+//! per identity within a window; an account's attempts take turns, so that
+//! concurrent ones cannot overshoot it. Memory stays bounded: limiter keys
+//! whose state has returned to "fresh" are dropped by
+//! [`BindLimiter::housekeeping`], and the other tables are capacity-bounded
+//! caches with time-to-live or time-to-idle.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -21,7 +24,8 @@ use crate::config::{Rate, RateLimitConfig};
 const MAX_TRACKED: u64 = 200_000;
 
 /// How long an identity's turn lock outlives its last use. Longer than any
-/// bind can take, so a lock in use is never evicted and replaced.
+/// bind can take, so a lock in use is not dropped for idleness (only past
+/// MAX_TRACKED identities, when the worst case is one overshoot).
 const TURN_IDLE: Duration = Duration::from_secs(600);
 
 /// The key a client address is counted under: the address itself for IPv4
