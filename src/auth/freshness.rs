@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ldap3_proto::proto::LdapFilter;
+use tokio::sync::OnceCell;
 use tracing::debug;
 
 use crate::config::DirectoryKind;
@@ -114,6 +115,8 @@ pub struct ChangeMarker {
     service: Arc<ServiceConnections>,
     kind: DirectoryKind,
     base_dn: Dn,
+    /// The naming context holding `base_dn`, read once it can be.
+    context: OnceCell<String>,
     limit: Duration,
     max_message: usize,
 }
@@ -130,6 +133,7 @@ impl ChangeMarker {
             service,
             kind,
             base_dn,
+            context: OnceCell::new(),
             limit,
             max_message,
         }
@@ -140,7 +144,14 @@ impl ChangeMarker {
     pub async fn read(&self) -> Option<Vec<Vec<u8>>> {
         let (dn, attr) = match self.kind {
             DirectoryKind::ActiveDirectory => (String::new(), "highestCommittedUSN"),
-            _ => (self.naming_context().await?, "contextCSN"),
+            _ => {
+                let context = self
+                    .context
+                    .get_or_try_init(|| async { self.naming_context().await.ok_or(()) })
+                    .await
+                    .ok()?;
+                (context.clone(), "contextCSN")
+            }
         };
         let values = self.read_values(&dn, attr).await;
         if values.is_none() {

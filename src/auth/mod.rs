@@ -271,13 +271,10 @@ impl Authenticator {
             Ok(found) => found,
             Err(verdict) => return (verdict, None),
         };
-        let turn = match self.turn(&identity).await {
+        let turn = match self.admit_account(&identity).await {
             Ok(turn) => turn,
             Err(verdict) => return (verdict, None),
         };
-        if let Err(r) = self.limiter.check_identity(&identity) {
-            return (Verdict::refused(&r), None);
-        }
         let (verdict, conn) = self.bind(&entry, attempt.password, keep, facts).await;
         if verdict.outcome != Outcome::InvalidCredentials || !cached {
             self.count(&verdict, &identity);
@@ -296,16 +293,26 @@ impl Authenticator {
             return (verdict, conn);
         }
         drop(turn);
-        let _turn = match self.turn(&fresh_identity).await {
+        let _turn = match self.admit_account(&fresh_identity).await {
             Ok(turn) => turn,
             Err(verdict) => return (verdict, None),
         };
-        if let Err(r) = self.limiter.check_identity(&fresh_identity) {
-            return (Verdict::refused(&r), None);
-        }
         let (verdict, conn) = self.bind(&fresh, attempt.password, keep, facts).await;
         self.count(&verdict, &fresh_identity);
         (verdict, conn)
+    }
+
+    /// Takes the account's turn, then counts the attempt against its lockout
+    /// and rate; the attempt is decided while the returned turn is held.
+    async fn admit_account(
+        &self,
+        identity: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, Verdict> {
+        let turn = self.turn(identity).await?;
+        self.limiter
+            .check_identity(identity)
+            .map_err(|r| Verdict::refused(&r))?;
+        Ok(turn)
     }
 
     /// Waits, at most `operation_timeout`, for the account's turn: its

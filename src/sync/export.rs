@@ -451,17 +451,7 @@ impl Exporter {
         filter: LdapFilter,
         attrs: Vec<String>,
     ) -> Result<SearchReply, SyncError> {
-        let request = LdapSearchRequest {
-            base: dn.to_owned(),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 1,
-            timelimit: 0,
-            typesonly: false,
-            filter,
-            attrs,
-        };
-        conn.search(request, self.limit, self.max_message)
+        conn.read_base(dn, filter, attrs, self.limit, self.max_message)
             .await
             .map_err(|e| self.exchange_err(conn, e))
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
-    LdapBindCred, LdapBindRequest, LdapIntermediateResponse, LdapMsg, LdapOp, LdapSearchRequest,
-    LdapSearchResultEntry,
+    LdapBindCred, LdapBindRequest, LdapDerefAliases, LdapFilter, LdapIntermediateResponse, LdapMsg,
+    LdapOp, LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
 };
 use ldap3_proto::LdapCodec;
 use tokio::io::AsyncWriteExt;
@@ -100,6 +100,30 @@ impl UpstreamConn {
             diagnostic: summary.diagnostic,
             policy,
         })
+    }
+
+    /// A base-scope search of `dn` for `filter` with `attrs`: the entry when
+    /// it exists and matches, none when it does not match, and `done.code`
+    /// 32 (noSuchObject) when there is no entry.
+    pub async fn read_base(
+        &mut self,
+        dn: &str,
+        filter: LdapFilter,
+        attrs: Vec<String>,
+        limit: Duration,
+        max_message_bytes: usize,
+    ) -> Result<SearchReply, ExchangeError> {
+        let request = LdapSearchRequest {
+            base: dn.to_owned(),
+            scope: LdapSearchScope::Base,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 1,
+            timelimit: i32::try_from(limit.as_secs()).unwrap_or(i32::MAX),
+            typesonly: false,
+            filter,
+            attrs,
+        };
+        self.search(request, limit, max_message_bytes).await
     }
 
     /// A search; entries are decoded, references ignored.

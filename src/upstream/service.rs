@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
+use ldap3_proto::proto::LdapFilter;
 
 use super::connection::ExchangeError;
 use super::pool::ConnStash;
@@ -89,9 +89,7 @@ impl ServiceConnections {
         self.idle.put(conn);
     }
 
-    /// A base-scope search of `dn` for `filter` with `attrs`, on a service
-    /// connection: the entry when it exists and matches, none when it does
-    /// not match, and `done.code` 32 (noSuchObject) when there is no entry.
+    /// [`UpstreamConn::read_base`] on a service connection.
     pub async fn read_base(
         &self,
         dn: &str,
@@ -101,17 +99,7 @@ impl ServiceConnections {
         max_message: usize,
     ) -> Result<SearchReply, ServiceError> {
         let mut conn = self.get(limit, max_message).await?;
-        let request = LdapSearchRequest {
-            base: dn.to_owned(),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 1,
-            timelimit: i32::try_from(limit.as_secs()).unwrap_or(i32::MAX),
-            typesonly: false,
-            filter,
-            attrs,
-        };
-        match conn.search(request, limit, max_message).await {
+        match conn.read_base(dn, filter, attrs, limit, max_message).await {
             Ok(reply) => {
                 self.put(conn);
                 Ok(reply)
