@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::upstream::UpstreamPool;
@@ -40,6 +40,7 @@ pub struct Metrics {
     pub sync_last_success_timestamp_seconds: Gauge,
     pub sync_objects: IntGaugeVec,
     pub sync_shared_sign_in_values: IntGauge,
+    pub sync_tracking_mismatches_total: IntCounter,
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
     pub build_info: IntGaugeVec,
@@ -163,6 +164,11 @@ impl Metrics {
                 "sync_shared_sign_in_values",
                 "Sign-in ID values held by more than one entry at the last verification \
                  (those users cannot sign in with them)."
+            ))),
+            sync_tracking_mismatches_total: register!(IntCounter::with_opts(opts(
+                "sync_tracking_mismatches_total",
+                "Changes pulls whose change tracking reported deleted an object that still \
+                 exists (the pull compared the whole directory instead)."
             ))),
             config_reloads_total: register!(IntCounterVec::new(
                 opts("config_reloads_total", "Configuration reloads (SIGHUP), by result."),

@@ -19,6 +19,7 @@ use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::snapshot::{self, line_hash, Kind, Objects, Snapshot};
 use super::tracking::{Cursor, Fallback, Method};
+use crate::metrics;
 use crate::upstream::UpstreamConn;
 
 /// What a changes pull delivers.
@@ -102,22 +103,20 @@ async fn change_set(
     approve: Option<&str>,
 ) -> Result<ChangeSet, SyncError> {
     let state = exporter.state();
-    let Snapshot {
-        objects: before,
-        cursor,
-        ..
-    } = snapshot::load(state, cookie)?
+    let before = snapshot::load(state, cookie)?
         .ok_or_else(|| SyncError::UnknownCookie(cookie.to_owned()))?;
 
     let mut conn = exporter.connection().await?;
-    let found = find_changes(exporter, &mut conn, before, cursor.as_ref()).await;
-    let (computed, cursor, method, resync_reason) = found?;
-    exporter.release(conn);
+    let (computed, cursor, method, resync_reason) =
+        find_changes(exporter, &mut conn, before).await?;
     let Computed {
         mut upserts,
         mut deletes,
         now,
+        containers,
     } = computed;
+    let containers = exporter.containers_of(&mut conn, &now, &containers).await?;
+    exporter.release(conn);
 
     let account_deletes = deletes.iter().filter(|(k, ..)| *k == Kind::Account).count();
     let org_deletes = deletes.len() - account_deletes;
@@ -161,7 +160,7 @@ async fn change_set(
         account_deletes,
         org_deletes,
     };
-    let cookie = snapshot::save(state, now, cursor)?;
+    let cookie = snapshot::save(state, now, containers, cursor)?;
     Ok(ChangeSet {
         lines,
         cookie,
@@ -176,29 +175,53 @@ async fn change_set(
 async fn find_changes(
     exporter: &Exporter,
     conn: &mut UpstreamConn,
-    before: Objects,
-    cursor: Option<&Cursor>,
+    before: Snapshot,
 ) -> Result<(Computed, Option<Cursor>, Method, Option<String>), SyncError> {
     let tracker = exporter.tracker();
     let base_id = exporter.check_base(conn).await?;
-    let native = match cursor {
+    let native = match &before.cursor {
+        // Written by a version that kept no DNs: moves cannot be followed
+        // from it.
+        Some(_) if !before.has_dns() => Some(Err(Fallback(
+            "the snapshot was written by an earlier version of ldapgate, without the DNs \
+             that moves are followed by; the next changes pull uses the directory's change \
+             tracking again"
+                .into(),
+        ))),
         Some(cursor) => Some(tracker.since(exporter, conn, cursor).await?),
         // A snapshot without a cursor: made when the directory offered no
         // tracking (or before it did); this pull records one if it can.
         None => None,
     };
-    let reason = match native {
+    let Snapshot {
+        objects,
+        containers,
+        ..
+    } = before;
+    let native = match native {
         Some(Ok(delta)) => {
             let next = delta.cursor.clone();
-            let computed = delta::apply(exporter, conn, &base_id, before, delta).await?;
-            return Ok((computed, Some(next), tracker.method(), None));
+            let applied =
+                delta::apply(exporter, conn, &base_id, objects.clone(), containers, delta);
+            match applied.await? {
+                Ok(computed) => return Ok((computed, Some(next), tracker.method(), None)),
+                Err(fallback) => {
+                    tracing::error!(reason = %fallback.0, "the directory contradicts its change tracking");
+                    metrics::metrics().sync_tracking_mismatches_total.inc();
+                    Some(Err(fallback))
+                }
+            }
         }
+        other => other,
+    };
+    let reason = match native {
         Some(Err(Fallback(reason))) => {
             tracing::warn!(%reason, "this changes pull compares the whole directory");
             Some(reason)
         }
-        None => None,
+        _ => None,
     };
+    let before = objects;
     let next = tracker.begin(exporter, conn).await?;
     let computed = by_difference(exporter, conn, before).await?;
     Ok((computed, next, Method::Snapshot, reason))
@@ -240,9 +263,12 @@ async fn by_difference(
         .filter(|(id, _)| !now.contains_key(id))
         .map(|(id, o)| (o.kind, id, o.depth))
         .collect();
+    // Container ids are read again: a difference cannot tell a container
+    // that moved away from another that took its DN.
     Ok(Computed {
         upserts,
         deletes,
         now,
+        containers: Default::default(),
     })
 }

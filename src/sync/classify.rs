@@ -1,5 +1,6 @@
 //! Whether an object is an account, an organization or neither, decided
-//! for entries a change tracker reports exactly as a full pull decides it.
+//! for entries a change tracker reports exactly as a full pull decides it;
+//! and what a change tracker watches.
 
 use ldap3_proto::proto::{LdapFilter, LdapSearchResultEntry};
 
@@ -52,6 +53,37 @@ impl Exporter {
             return Ok(Some(Kind::Org));
         }
         Ok(None)
+    }
+
+    /// What a change tracker watches: the objects, and the entries that
+    /// may hold them, so that moving a container (`cn=staging`, not an
+    /// organization) is reported too. OpenLDAP evaluates hasSubordinates
+    /// in filters, syncprov's included; AD has no such attribute, and
+    /// holds objects in containers and organizational units.
+    pub fn tracked_filter(&self) -> LdapFilter {
+        let holders = if self.kind == DirectoryKind::ActiveDirectory {
+            ["container", "organizationalUnit"]
+                .map(|c| LdapFilter::Equality("objectClass".into(), c.into()))
+                .to_vec()
+        } else {
+            vec![LdapFilter::Equality(
+                "hasSubordinates".into(),
+                "TRUE".into(),
+            )]
+        };
+        let mut any = vec![self.object_filter()];
+        any.extend(holders);
+        LdapFilter::Or(any)
+    }
+
+    /// The attributes a change tracker reads: an object's, and
+    /// hasSubordinates where the directory has it.
+    pub fn tracked_attrs(&self) -> Vec<String> {
+        let mut attrs = self.object_attrs();
+        if self.kind != DirectoryKind::ActiveDirectory {
+            attrs.push("hasSubordinates".into());
+        }
+        attrs
     }
 
     /// Whether the entry at `dn` matches `filter`, asked of the directory.

@@ -2,18 +2,29 @@
 //! consumer gets: upserts of objects whose export line changed, deletes of
 //! objects it has that are gone, and the snapshot after both.
 //!
-//! Two things the directory does not report are worked out here. Renaming
-//! or moving an organization changes the DN of everything below it, but
-//! only the organization itself is reported changed: its subtree is read
-//! again. And an export line names the parent organization's id, which a
-//! report of one entry does not carry: parents are looked up by DN, once
-//! per pull.
+//! Three things the directory does not report are worked out here.
+//! - Moving or renaming an entry changes the DN of everything below it,
+//!   but only the entry itself is reported (an organization, or a
+//!   container that is no object: `cn=staging`). Below an entry that
+//!   arrived in scope (moved in, within, or renamed) the subtree is read
+//!   again; the objects the snapshot had below an entry that moved or left
+//!   and that were not found there are looked up by id: moved elsewhere in
+//!   scope, or gone.
+//! - An export line names the parent organization's id, which a report of
+//!   one entry does not carry: parents are looked up by DN, once per pull.
+//! - A deletion the tracker reports is checked before it is delivered: an
+//!   object that still exists in scope is never deleted at the consumer.
+//!   Such a report is a disagreement between the tracker and the
+//!   directory: the pull falls back to comparing the whole directory, and
+//!   says why.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::export::{Exporter, Item, SyncError};
-use super::snapshot::{line_hash, Kind, Objects};
-use super::tracking::Delta;
+use ldap3_proto::proto::LdapSearchResultEntry;
+
+use super::export::{first_text, Exporter, Item, SyncError};
+use super::snapshot::{Containers, Kind, Objects};
+use super::tracking::{Delta, Fallback};
 use crate::ldap::dn::Dn;
 use crate::upstream::UpstreamConn;
 
@@ -24,6 +35,9 @@ pub struct Computed {
     /// (kind, id, depth) of each object gone.
     pub deletes: Vec<(Kind, String, u16)>,
     pub now: Objects,
+    /// The containers whose ids still hold (not reported moved or gone);
+    /// the snapshot's containers are worked out from these.
+    pub containers: Containers,
 }
 
 /// Organization ids by DN key: learnt from the objects of the pull, or
@@ -64,83 +78,155 @@ impl ParentIds {
     }
 }
 
-/// An entry of the delta that lies within `base_dn`.
-struct InScope {
+/// An object found in scope during the pull.
+struct Found {
     kind: Kind,
     dn: Dn,
     id: String,
-    entry: ldap3_proto::proto::LdapSearchResultEntry,
+    entry: LdapSearchResultEntry,
 }
 
-/// Works out the change set from `delta` against the snapshot `before`.
+/// Whether an entry may have objects below it: hasSubordinates where the
+/// directory gives it (OpenLDAP), else anything but an account (AD has no
+/// such attribute, and its accounts hold no accounts).
+fn may_hold_objects(entry: &LdapSearchResultEntry, kind: Option<Kind>) -> bool {
+    match first_text(&entry.attributes, "hasSubordinates") {
+        Some(value) => value.eq_ignore_ascii_case("TRUE"),
+        None => kind != Some(Kind::Account),
+    }
+}
+
+/// The highest of `dns`: those within none of the others.
+fn highest(mut dns: Vec<Dn>) -> Vec<Dn> {
+    dns.sort_by_key(Dn::depth);
+    let mut roots: Vec<Dn> = Vec::new();
+    for dn in dns {
+        if !roots.iter().any(|r| dn.is_within(r)) {
+            roots.push(dn);
+        }
+    }
+    roots
+}
+
+/// What the tracker's report says, read against the snapshot.
+#[derive(Default)]
+struct Report {
+    /// Objects in scope now, by id.
+    found: Vec<Found>,
+    /// Ids the tracker reports gone (deleted, left the scope, no longer an
+    /// object, or not named in a present phase).
+    gone: HashSet<String>,
+    /// Entries in scope, new there or at a new DN, that may hold objects:
+    /// their subtrees are read.
+    arrived: Vec<Dn>,
+    /// The old DNs of entries that moved or left: the snapshot's objects
+    /// below them moved with them.
+    left: Vec<Dn>,
+    /// Every id the tracker named as changed.
+    changed: HashSet<String>,
+}
+
+impl Report {
+    async fn read(
+        exporter: &Exporter,
+        conn: &mut UpstreamConn,
+        before: &Objects,
+        containers: &Containers,
+        delta: &mut Delta,
+    ) -> Result<Report, SyncError> {
+        let base = exporter.base_dn();
+        let was_at = |id: &str| {
+            before
+                .get(id)
+                .map(|o| o.dn.as_str())
+                .or_else(|| containers.get(id).map(String::as_str))
+                .and_then(|dn| Dn::parse(dn).ok())
+        };
+        let mut report = Report {
+            gone: std::mem::take(&mut delta.deleted),
+            ..Report::default()
+        };
+        for entry in std::mem::take(&mut delta.changed) {
+            let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
+                continue;
+            };
+            report.changed.insert(id.clone());
+            if dn == *base {
+                continue;
+            }
+            let old = was_at(&id);
+            let known = old.is_some();
+            let moved = old.as_ref().is_some_and(|old| *old != dn);
+            if let Some(old) = old.filter(|_| moved) {
+                report.left.push(old);
+            }
+            let in_scope = dn.is_within(base);
+            let kind = if in_scope {
+                exporter.classify(conn, &entry).await?
+            } else {
+                None
+            };
+            if in_scope && (moved || !known) && may_hold_objects(&entry, kind) {
+                report.arrived.push(dn.clone());
+            }
+            match kind {
+                Some(kind) => report.found.push(Found {
+                    kind,
+                    dn,
+                    id,
+                    entry,
+                }),
+                // Moved out of base_dn, or no longer an organization or an
+                // account: gone, for the consumer.
+                None => {
+                    report.gone.insert(id);
+                }
+            }
+        }
+        // After a present phase, whatever the directory did not name is gone.
+        if let Some(present) = &delta.present {
+            let unnamed = before
+                .keys()
+                .chain(containers.keys())
+                .filter(|id| !present.contains(*id) && !report.changed.contains(*id));
+            report.gone.extend(unnamed.cloned().collect::<Vec<_>>());
+        }
+        for id in &report.gone {
+            if let Some(old) = was_at(id) {
+                report.left.push(old);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Works out the change set from `delta` against the snapshot `before` and
+/// its `containers`; a [`Fallback`] when the directory contradicts the
+/// tracker's report.
 pub async fn apply(
     exporter: &Exporter,
     conn: &mut UpstreamConn,
     base_id: &str,
     mut before: Objects,
-    delta: Delta,
-) -> Result<Computed, SyncError> {
+    mut containers: Containers,
+    mut delta: Delta,
+) -> Result<Result<Computed, Fallback>, SyncError> {
     let base = exporter.base_dn().clone();
-    let base_key = base.key();
     let mut parents = ParentIds::new(&base, base_id);
-    let mut gone: HashSet<String> = delta.deleted;
-    let mut reported = HashSet::new();
-    let mut in_scope = Vec::new();
-    for entry in delta.changed {
-        let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
-            continue;
-        };
-        reported.insert(id.clone());
-        if dn.key() == base_key {
-            continue;
-        }
-        let kind = if dn.is_within(&base) {
-            exporter.classify(conn, &entry).await?
-        } else {
-            None
-        };
-        match kind {
-            Some(kind) => {
-                if kind == Kind::Org {
-                    parents.learn(&dn, &id);
-                }
-                in_scope.push(InScope {
-                    kind,
-                    dn,
-                    id,
-                    entry,
-                });
-            }
-            // Moved out of base_dn, or no longer an organization or an
-            // account: gone, for the consumer.
-            _ => {
-                gone.insert(id);
-            }
-        }
-    }
+    let report = Report::read(exporter, conn, &before, &containers, &mut delta).await?;
+    containers.retain(|id, _| !report.changed.contains(id) && !report.gone.contains(id));
+    let Report {
+        mut found,
+        gone: reported_gone,
+        arrived,
+        left,
+        ..
+    } = report;
 
-    let mut items: BTreeMap<String, Item> = BTreeMap::new();
-    let mut renamed_orgs: Vec<Dn> = Vec::new();
-    in_scope.sort_by_key(|o| o.dn.depth());
-    for o in in_scope {
-        let parent = parents.of(exporter, conn, &o.dn).await?;
-        let item = exporter.item(o.kind, &o.dn, &o.entry, o.id.clone(), parent.as_deref());
-        let was = before.get(&o.id).map(|s| s.hash);
-        if o.kind == Kind::Org && was.is_some_and(|h| h != line_hash(&item.line)) {
-            renamed_orgs.push(o.dn);
-        }
-        items.insert(o.id, item);
-    }
-
-    // Below a renamed or moved organization every DN changed: read the
-    // subtree again (once, from the highest such organization).
-    let mut roots: Vec<Dn> = Vec::new();
-    for org in renamed_orgs {
-        if !roots.iter().any(|r| org.is_within(r)) {
-            roots.push(org);
-        }
-    }
-    for root in roots {
+    // Below an entry that arrived every DN is new: read the subtree again
+    // (once, from the highest such entry).
+    let mut seen: HashSet<String> = found.iter().map(|f| f.id.clone()).collect();
+    for root in highest(arrived) {
         let entries = exporter
             .search_all(
                 conn,
@@ -150,42 +236,47 @@ pub async fn apply(
                 &[],
             )
             .await?;
-        let mut below: Vec<(Kind, Dn, String, _)> = Vec::with_capacity(entries.len());
-        for e in entries {
-            let (Ok(dn), Some(id)) = (Dn::parse(&e.dn), exporter.id_of(&e)) else {
-                continue;
-            };
-            if let Some(kind) = exporter.classify(conn, &e).await? {
-                below.push((kind, dn, id, e));
-            }
-        }
-        below.sort_by_key(|(_, dn, ..)| dn.depth());
-        for (kind, dn, id, _) in &below {
-            if *kind == Kind::Org {
-                parents.learn(dn, id);
-            }
-        }
-        for (kind, dn, id, entry) in below {
-            if items.contains_key(&id) {
-                continue;
-            }
-            let parent = parents.of(exporter, conn, &dn).await?;
-            let item = exporter.item(kind, &dn, &entry, id.clone(), parent.as_deref());
-            items.insert(id, item);
-        }
+        found.extend(classified(exporter, conn, entries, &mut seen).await?);
     }
 
-    // After a present phase, whatever the directory did not name is gone.
-    if let Some(present) = &delta.present {
-        gone.extend(
-            before
-                .keys()
-                .filter(|id| !present.contains(*id) && !reported.contains(*id))
-                .cloned(),
-        );
+    // The snapshot's objects below an entry that moved or left, not seen
+    // at a new place: where are they now?
+    let candidates: Vec<String> = before
+        .iter()
+        .filter(|(id, _)| !seen.contains(*id) && !reported_gone.contains(*id))
+        .filter(|(_, o)| {
+            Dn::parse(&o.dn).is_ok_and(|dn| left.iter().any(|l| dn.is_within(l) && dn != *l))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    let entries = exporter.objects_by_id(conn, &candidates).await?;
+    found.extend(classified(exporter, conn, entries, &mut seen).await?);
+    let mut gone: HashSet<String> = candidates
+        .into_iter()
+        .filter(|id| !seen.contains(id))
+        .collect();
+
+    // A deletion is delivered only once the directory confirms it.
+    let claimed: Vec<String> = reported_gone
+        .iter()
+        .filter(|id| before.contains_key(*id) && !seen.contains(*id))
+        .cloned()
+        .collect();
+    let alive = exporter.objects_by_id(conn, &claimed).await?;
+    if let Some(first) = alive.first() {
+        let id = exporter.id_of(first).unwrap_or_default();
+        return Ok(Err(Fallback(format!(
+            "the directory's change tracking reported {} object(s) deleted that still exist \
+             under base_dn (for example {id} at {}); none is delivered as deleted: this pull \
+             compares the whole directory instead",
+            alive.len(),
+            first.dn
+        ))));
     }
+    gone.extend(claimed);
+
+    let items = items_of(exporter, conn, &mut parents, found).await?;
     gone.retain(|id| !items.contains_key(id));
-
     let deletes = gone
         .into_iter()
         .filter_map(|id| before.remove(&id).map(|o| (o.kind, id, o.depth)))
@@ -193,14 +284,111 @@ pub async fn apply(
     let mut upserts = Vec::new();
     for (id, item) in items {
         let snap = item.snap();
+        let hash = snap.hash;
         let previous = before.insert(id, snap);
-        if previous.map(|o| o.hash) != Some(snap.hash) {
+        if previous.map(|o| o.hash) != Some(hash) {
             upserts.push(item);
         }
     }
-    Ok(Computed {
+    Ok(Ok(Computed {
         upserts,
         deletes,
         now: before,
-    })
+        containers,
+    }))
+}
+
+/// The objects among `entries` not `seen` yet, classified as a full pull
+/// does; their ids join `seen`.
+async fn classified(
+    exporter: &Exporter,
+    conn: &mut UpstreamConn,
+    entries: Vec<LdapSearchResultEntry>,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<Found>, SyncError> {
+    let mut found = Vec::new();
+    for entry in entries {
+        let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
+            continue;
+        };
+        if seen.contains(&id) {
+            continue;
+        }
+        if let Some(kind) = exporter.classify(conn, &entry).await? {
+            seen.insert(id.clone());
+            found.push(Found {
+                kind,
+                dn,
+                id,
+                entry,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The export lines of `found`, by id, parents learnt before children.
+async fn items_of(
+    exporter: &Exporter,
+    conn: &mut UpstreamConn,
+    parents: &mut ParentIds,
+    mut found: Vec<Found>,
+) -> Result<BTreeMap<String, Item>, SyncError> {
+    found.sort_by_key(|f| f.dn.depth());
+    for f in found.iter().filter(|f| f.kind == Kind::Org) {
+        parents.learn(&f.dn, &f.id);
+    }
+    let mut items = BTreeMap::new();
+    for f in found {
+        let parent = parents.of(exporter, conn, &f.dn).await?;
+        let item = exporter.item(f.kind, &f.dn, &f.entry, f.id.clone(), parent.as_deref());
+        items.insert(f.id, item);
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_highest_of_nested_dns_are_read() {
+        let dns = [
+            "ou=a,ou=b,dc=x",
+            "ou=b,dc=x",
+            "cn=c,dc=x",
+            "uid=d,cn=c,dc=x",
+        ]
+        .map(|d| Dn::parse(d).unwrap())
+        .to_vec();
+        let mut roots: Vec<String> = highest(dns).iter().map(Dn::key).collect();
+        roots.sort();
+        let mut want = vec![
+            Dn::parse("cn=c,dc=x").unwrap().key(),
+            Dn::parse("ou=b,dc=x").unwrap().key(),
+        ];
+        want.sort();
+        assert_eq!(roots, want);
+    }
+
+    #[test]
+    fn has_subordinates_decides_where_the_directory_gives_it() {
+        let entry = |attrs: Vec<(&str, &str)>| LdapSearchResultEntry {
+            dn: "cn=x,dc=x".into(),
+            attributes: attrs
+                .into_iter()
+                .map(|(a, v)| ldap3_proto::proto::LdapPartialAttribute {
+                    atype: a.into(),
+                    vals: vec![v.as_bytes().to_vec()],
+                })
+                .collect(),
+        };
+        let leaf = entry(vec![("hasSubordinates", "FALSE")]);
+        assert!(!may_hold_objects(&leaf, Some(Kind::Org)));
+        let inner = entry(vec![("hassubordinates", "TRUE")]);
+        assert!(may_hold_objects(&inner, Some(Kind::Account)));
+        assert!(may_hold_objects(&entry(vec![]), None));
+        assert!(may_hold_objects(&entry(vec![]), Some(Kind::Org)));
+        assert!(!may_hold_objects(&entry(vec![]), Some(Kind::Account)));
+    }
 }

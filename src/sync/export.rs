@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::error::record_run;
 pub use super::error::SyncError;
-use super::snapshot::{self, line_hash, Kind, Objects, SnapObject};
+use super::snapshot::{self, line_hash, Containers, Kind, Objects, SnapObject};
 use super::state::StateDir;
 use super::tracking::Tracker;
 use crate::auth::accounts::{class_filter, has_class, AccountClasses};
@@ -50,6 +50,7 @@ pub struct Item {
     pub id: String,
     /// Depth of its DN, to order creations parents first.
     pub depth: u16,
+    pub dn: String,
     pub line: String,
 }
 
@@ -60,6 +61,7 @@ impl Item {
             kind: self.kind,
             hash: line_hash(&self.line),
             depth: self.depth,
+            dn: self.dn.clone(),
         }
     }
 }
@@ -309,7 +311,13 @@ impl Exporter {
         };
         let (walked, objects) = tokio::join!(self.walk(tx), forward);
         let counts = walked?;
-        let cookie = snapshot::save(&self.state, objects?, cursor)?;
+        let objects = objects?;
+        let mut conn = self.connection().await?;
+        let containers = self
+            .containers_of(&mut conn, &objects, &Containers::new())
+            .await?;
+        self.release(conn);
+        let cookie = snapshot::save(&self.state, objects, containers, cursor)?;
         Ok((counts, cookie))
     }
 
@@ -524,6 +532,7 @@ impl Exporter {
             kind,
             id,
             depth: depth_of(dn),
+            dn: entry.dn.clone(),
             line,
         }
     }

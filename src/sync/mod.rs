@@ -1,15 +1,18 @@
 //! Sync pulls of organizations and accounts: [`export`] (full pulls and the
 //! walk they share), [`base`] (the base-DN fingerprint), [`changes`] (incremental by snapshot difference, sync
-//! protection), [`verify`] (scheduled verification, with [`rules`] the
+//! protection), [`delta`] (from a change tracker's report to a change set, with `containers` and
+//! `lookup` following entries through moves), [`verify`] (scheduled verification, with [`rules`] the
 //! sign-in attributes' matching rules and [`shared`] the values several
 //! entries share), [`snapshot`] and [`state`] (what is kept in `state_dir`).
 
 pub mod base;
 pub mod changes;
 mod classify;
+mod containers;
 pub mod delta;
 pub mod error;
 pub mod export;
+mod lookup;
 pub mod rules;
 pub mod shared;
 pub mod snapshot;

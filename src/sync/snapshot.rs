@@ -36,7 +36,7 @@ impl Kind {
 
 /// One object as a snapshot remembers it (kept small: a snapshot of a
 /// large directory is held in memory during a pull).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapObject {
     #[serde(rename = "k")]
     pub kind: Kind,
@@ -46,16 +46,28 @@ pub struct SnapObject {
     /// Depth of its DN, to delete children before parents.
     #[serde(rename = "d")]
     pub depth: u16,
+    /// Its DN as the directory gave it: what lies below an entry that moves
+    /// is found by it. Empty in snapshots written before DNs were kept.
+    #[serde(rename = "n", default)]
+    pub dn: String,
 }
 
 /// The objects a pull delivered, by id.
 pub type Objects = BTreeMap<String, SnapObject>;
+
+/// The entries in scope that hold objects but are none themselves
+/// (`cn=Users`, a `cn=staging` of class organizationalRole): their DNs by
+/// canonical id. A change tracker names such an entry by id when it moves
+/// or leaves the scope; its old DN tells which objects went with it.
+pub type Containers = BTreeMap<String, String>;
 
 /// What a pull left behind for the next changes pull.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Snapshot {
     pub cookie: String,
     pub objects: Objects,
+    #[serde(default)]
+    pub containers: Containers,
     /// Where the directory's own change tracking stood when the pull
     /// began; none when the directory has none (or it was off).
     #[serde(default)]
@@ -94,11 +106,12 @@ fn well_formed(cookie: &str) -> bool {
     !cookie.is_empty() && cookie.len() <= 64 && cookie.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Stores `objects` and the change-tracking `cursor` under a new cookie and
-/// returns it.
+/// Stores `objects`, `containers` and the change-tracking `cursor` under a
+/// new cookie and returns it.
 pub fn save(
     state: &StateDir,
     objects: Objects,
+    containers: Containers,
     cursor: Option<Cursor>,
 ) -> Result<String, StateError> {
     let cookie = random_hex(16);
@@ -107,6 +120,7 @@ pub fn save(
         &Snapshot {
             cookie: cookie.clone(),
             objects,
+            containers,
             cursor,
         },
     )?;
@@ -135,6 +149,15 @@ pub fn load(state: &StateDir, cookie: &str) -> Result<Option<Snapshot>, StateErr
             .collect();
         s
     }))
+}
+
+impl Snapshot {
+    /// True when every object's DN is kept: snapshots of earlier versions
+    /// lack them, and a change tracker's report cannot be followed through
+    /// moves without them.
+    pub fn has_dns(&self) -> bool {
+        self.objects.values().all(|o| !o.dn.is_empty())
+    }
 }
 
 /// The key that signs approval tokens, created on first use.
@@ -166,6 +189,7 @@ mod tests {
         let snapshot = load(&state, cookie).unwrap().unwrap();
         let ids: Vec<&String> = snapshot.objects.keys().collect();
         assert_eq!(ids, vec!["5d2f0a1c-1111-4222-8333-944455556666"]);
+        assert!(!snapshot.has_dns(), "moves cannot be followed from it");
     }
 
     #[test]
@@ -181,9 +205,10 @@ mod tests {
                     kind: Kind::Account,
                     hash: line_hash("x"),
                     depth: 4,
+                    dn: format!("uid=u{i},dc=example,dc=com"),
                 },
             );
-            cookies.push(save(&state, objects, None).unwrap());
+            cookies.push(save(&state, objects, Containers::new(), None).unwrap());
         }
         assert!(load(&state, &cookies[0]).unwrap().is_none());
         assert!(load(&state, &cookies[1]).unwrap().is_none());

@@ -40,13 +40,13 @@ pub enum Cursor {
 /// What changed since a cursor, as the directory reports it.
 #[derive(Debug)]
 pub struct Delta {
-    /// Objects added or changed, as they are now. On AD they may lie
-    /// outside `base_dn` (moved out of it).
+    /// Objects, and entries that may hold objects, added or changed, as
+    /// they are now. On AD they may lie outside `base_dn` (moved out of it).
     pub changed: Vec<LdapSearchResultEntry>,
-    /// Ids the directory reported deleted (some may never have been
-    /// delivered: those are ignored).
+    /// Ids the directory reported deleted or gone from scope (some may
+    /// never have been delivered: those are ignored).
     pub deleted: HashSet<String>,
-    /// After a syncrepl present phase: the ids of every object still
+    /// After a syncrepl present phase: the ids of every tracked entry still
     /// there and unchanged; whatever the snapshot has besides these and the
     /// changed ones is gone.
     pub present: Option<HashSet<String>>,

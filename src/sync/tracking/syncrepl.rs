@@ -234,7 +234,8 @@ pub async fn begin(
     })
 }
 
-/// The organizations and accounts changed since `cookie`.
+/// The entries changed since `cookie` among those
+/// [`Exporter::tracked_filter`] matches.
 pub async fn since(
     exporter: &Exporter,
     conn: &mut UpstreamConn,
@@ -250,8 +251,8 @@ pub async fn since(
         sizelimit: 0,
         timelimit: 0,
         typesonly: false,
-        filter: exporter.object_filter(),
-        attrs: exporter.object_attrs(),
+        filter: exporter.tracked_filter(),
+        attrs: exporter.tracked_attrs(),
     };
     let refresh = match refresh(exporter, conn, request, Some(bytes.clone())).await? {
         Ok(r) => r,

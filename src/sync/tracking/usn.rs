@@ -152,7 +152,8 @@ fn mismatch(cursor: &Cursor, now: &DcState) -> Option<String> {
     None
 }
 
-/// The objects changed and deleted since `cursor`.
+/// The entries changed (among those [`Exporter::tracked_filter`] matches)
+/// and deleted since `cursor`.
 pub async fn since(
     exporter: &Exporter,
     conn: &mut UpstreamConn,
@@ -173,8 +174,8 @@ pub async fn since(
         .search_all(
             conn,
             &now.root,
-            &LdapFilter::And(vec![exporter.object_filter(), above.clone()]),
-            &exporter.object_attrs(),
+            &LdapFilter::And(vec![exporter.tracked_filter(), above.clone()]),
+            &exporter.tracked_attrs(),
             &[],
         )
         .await?;
