@@ -10,34 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn sync_config(slapd: &Slapd, base_dn: &str, service_account: bool, extra: &str) -> PathBuf {
-    let state = slapd.dir.path().join(format!("state-{}", free_port()));
-    let mut directory = format!(
-        "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{base_dn}\"\n",
-        slapd.ldaps_url(),
-        slapd.certs.ca_pem.display()
-    );
-    if service_account {
-        let pw = slapd.dir.path().join("bind_password");
-        std::fs::write(&pw, ADMIN_PW).unwrap();
-        directory.push_str(&format!(
-            "bind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"\n",
-            pw.display()
-        ));
-    }
-    let path = slapd.dir.path().join(format!("sync-{}.toml", free_port()));
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nldap_listen = [\"127.0.0.1:{}\"]\n[directory]\n{directory}\n[sync]\nstate_dir = \"{}\"\n{extra}\n",
-            free_port(),
-            state.display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
 #[test]
 fn full_export_streams_every_org_and_account_with_parent_ids() {
     let slapd = Slapd::start();
@@ -242,17 +214,6 @@ fn id_of<'a>(lines: &'a [Value], username: &str) -> &'a str {
         .find(|l| l["fields"]["username"] == username)
         .and_then(|l| l["id"].as_str())
         .unwrap_or_else(|| panic!("{username} not in pull"))
-}
-
-/// The database lines of slapd's syncprov overlay; with a sessionlog,
-/// deletions come as such, without one through a present phase.
-fn syncprov(sessionlog: bool) -> String {
-    let mut lines =
-        String::from("moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n");
-    if sessionlog {
-        lines.push_str("syncprov-sessionlog 1000\n");
-    }
-    lines
 }
 
 /// Entries the change test moves and deletes: an OU with an account, to

@@ -5,7 +5,12 @@
 //! benchmarks (included with `#[path]`), so all three run the same setup.
 #![allow(dead_code)]
 
+pub mod pulls;
 pub mod samba;
+
+// Not every test crate pulls.
+#[allow(unused_imports)]
+pub use pulls::*;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -912,50 +917,6 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
-}
-
-/// `ldapgate sync full`: the parsed lines and the exit code.
-pub fn sync_full(config: &Path) -> (Vec<serde_json::Value>, i32) {
-    let out = Command::new(ldapgate_binary())
-        .args(["sync", "full", "-c"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
-    (lines, out.status.code().unwrap_or(-1))
-}
-
-/// `ldapgate sync changes`: the parsed lines and the exit code.
-pub fn sync_changes(
-    config: &Path,
-    cookie: &str,
-    approve: Option<&str>,
-) -> (Vec<serde_json::Value>, i32) {
-    let mut cmd = Command::new(ldapgate_binary());
-    cmd.args(["sync", "changes", "-c"])
-        .arg(config)
-        .args(["--cookie", cookie]);
-    if let Some(a) = approve {
-        cmd.args(["--approve", a]);
-    }
-    let out = cmd.output().unwrap();
-    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
-    (lines, out.status.code().unwrap_or(-1))
-}
-
-/// The ops of the change lines about `id`, in order.
-pub fn ops_for<'a>(body: &'a [serde_json::Value], id: &str) -> Vec<&'a str> {
-    body.iter()
-        .filter(|l| l["id"] == id)
-        .map(|l| l["op"].as_str().unwrap_or_default())
-        .collect()
-}
-
-/// The first line about `id`.
-pub fn line_for<'a>(body: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
-    body.iter()
-        .find(|l| l["id"] == id)
-        .unwrap_or_else(|| panic!("no line for {id} in {body:#?}"))
 }
 
 /// Sends signal `name` ("HUP", "TERM", "STOP", "CONT") to process `pid`.

@@ -1,0 +1,271 @@
+//! Change pulls over directory histories (issue 10): every tracking method
+//! gives the change set the whole-directory comparison gives, and a
+//! consumer that applies the change sets, line by line, to a full pull
+//! holds exactly what a new full pull delivers: through moves of non-leaf
+//! entries into, within and out of `base_dn`, renames, class changes,
+//! deletions and re-creations, on real slapd with syncprov (with and
+//! without the session log).
+
+mod common;
+
+use common::*;
+
+/// The base DN of these tests: an OU, so that entries can come from
+/// outside it and leave it.
+fn tenant() -> String {
+    format!("ou=tenant,{BASE_DN}")
+}
+
+/// Outside `base_dn`.
+fn outside() -> String {
+    format!("ou=outside,{BASE_DN}")
+}
+
+fn person(parent: &str, uid: &str) -> String {
+    format!(
+        "dn: uid={uid},{parent}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+         mail: {uid}@example.com\n\n"
+    )
+}
+
+fn ou(parent: &str, name: &str) -> String {
+    format!("dn: ou={name},{parent}\nobjectClass: organizationalUnit\nou: {name}\n\n")
+}
+
+/// A container that is no organization (organizationalRole).
+fn container(parent: &str, name: &str) -> String {
+    format!("dn: cn={name},{parent}\nobjectClass: organizationalRole\ncn: {name}\n\n")
+}
+
+fn move_to(dn: &str, rdn: &str, superior: &str) -> String {
+    format!(
+        "dn: {dn}\nchangetype: modrdn\nnewrdn: {rdn}\ndeleteoldrdn: 1\nnewsuperior: {superior}\n\n"
+    )
+}
+
+fn rename(dn: &str, rdn: &str) -> String {
+    format!("dn: {dn}\nchangetype: modrdn\nnewrdn: {rdn}\ndeleteoldrdn: 1\n\n")
+}
+
+/// The tree every history starts from, besides the sample directory.
+fn tree() -> String {
+    let (t, o) = (tenant(), outside());
+    let hq = format!("ou=hq,{t}");
+    let staging = format!("cn=staging,{t}");
+    let inner = format!("cn=inner,{staging}");
+    let sales = format!("ou=sales,{o}");
+    let parked = format!("cn=parked,{o}");
+    [
+        ou(BASE_DN, "tenant"),
+        ou(&t, "hq"),
+        person(&hq, "h1"),
+        person(&hq, "h2"),
+        ou(&hq, "deep"),
+        person(&format!("ou=deep,{hq}"), "d1"),
+        format!("dn: cn=svc,{hq}\nobjectClass: device\ncn: svc\n\n"),
+        container(&t, "staging"),
+        person(&staging, "st1"),
+        container(&staging, "inner"),
+        person(&inner, "in1"),
+        ou(&t, "old"),
+        person(&format!("ou=old,{t}"), "o1"),
+        ou(BASE_DN, "outside"),
+        ou(&o, "sales"),
+        person(&sales, "s1"),
+        person(&sales, "s2"),
+        container(&o, "parked"),
+        person(&parked, "p1"),
+    ]
+    .concat()
+}
+
+/// Accounts are inetOrgPerson entries, and entries with posixAccount (an
+/// auxiliary class: adding or removing it changes what an entry is).
+const CLASSES: &str = "[signin]\nuser_object_classes = [\"inetOrgPerson\", \"posixAccount\"]";
+
+/// Each history: named steps, one changes pull after each.
+fn histories() -> Vec<(&'static str, Vec<String>)> {
+    let (t, o) = (tenant(), outside());
+    let hq = format!("ou=hq,{t}");
+    let staging = format!("cn=staging,{t}");
+    let svc = format!("cn=svc,{hq}");
+    vec![
+        (
+            "an OU with accounts moves in (issue 10: s1 and s2 never arrived)",
+            vec![move_to(&format!("ou=sales,{o}"), "ou=sales", &t)],
+        ),
+        (
+            "a container moves within (issue 10: st1 kept its old DN)",
+            vec![move_to(&staging, "cn=staging", &hq)],
+        ),
+        (
+            "an OU with an account moves out",
+            vec![move_to(&format!("ou=old,{t}"), "ou=old", &o)],
+        ),
+        (
+            "a container moves in",
+            vec![move_to(&format!("cn=parked,{o}"), "cn=parked", &t)],
+        ),
+        (
+            "a container holding a container moves out",
+            vec![move_to(&staging, "cn=staging", &o)],
+        ),
+        (
+            "a container is renamed",
+            vec![rename(&staging, "cn=staged")],
+        ),
+        (
+            "an OU with an OU moves into a nested container, then back",
+            vec![
+                move_to(&hq, "ou=hq", &format!("cn=inner,{staging}")),
+                move_to(&format!("ou=hq,cn=inner,{staging}"), "ou=hq", &t),
+            ],
+        ),
+        (
+            "in, an account out, the OU out, the OU in again: a pull each",
+            vec![
+                move_to(&format!("ou=sales,{o}"), "ou=sales", &t),
+                move_to(&format!("uid=s1,ou=sales,{t}"), "uid=s1", &o),
+                move_to(&format!("ou=sales,{t}"), "ou=sales", &o),
+                move_to(&format!("ou=sales,{o}"), "ou=sales", &t),
+            ],
+        ),
+        (
+            "out and back in within one pull",
+            vec![[
+                move_to(&staging, "cn=staging", &o),
+                move_to(&format!("cn=staging,{o}"), "cn=staging", &t),
+            ]
+            .concat()],
+        ),
+        (
+            "moved in, then an account inside moves within",
+            vec![
+                move_to(&format!("cn=parked,{o}"), "cn=parked", &t),
+                move_to(&format!("uid=p1,cn=parked,{t}"), "uid=p1", &hq),
+            ],
+        ),
+        (
+            "adds, modifies, renames and deletions",
+            vec![[
+                person(&hq, "new1").replace("\nobjectClass", "\nchangetype: add\nobjectClass"),
+                format!("dn: uid=h1,{hq}\nchangetype: modify\nreplace: mail\nmail: h1@new.example\n\n"),
+                rename(&format!("uid=h2,{hq}"), "uid=h2b"),
+                format!("dn: uid=d1,ou=deep,{hq}\nchangetype: delete\n\n"),
+                format!("dn: ou=deep,{hq}\nchangetype: delete\n\n"),
+            ]
+            .concat()],
+        ),
+        (
+            "class changes: a device becomes an account, then stops being one",
+            vec![
+                format!(
+                    "dn: {svc}\nchangetype: modify\nadd: objectClass\nobjectClass: posixAccount\n-\n\
+                     add: uid\nuid: svc\n-\nadd: uidNumber\nuidNumber: 5000\n-\n\
+                     add: gidNumber\ngidNumber: 5000\n-\nadd: homeDirectory\nhomeDirectory: /home/svc\n\n"
+                ),
+                format!(
+                    "dn: {svc}\nchangetype: modify\ndelete: objectClass\nobjectClass: posixAccount\n-\n\
+                     delete: uid\n-\ndelete: uidNumber\n-\ndelete: gidNumber\n-\ndelete: homeDirectory\n\n"
+                ),
+            ],
+        ),
+        (
+            "an account deleted and created again with its DN and username",
+            vec![[
+                format!("dn: uid=h1,{hq}\nchangetype: delete\n\n"),
+                person(&hq, "h1").replace("\nobjectClass", "\nchangetype: add\nobjectClass"),
+            ]
+            .concat()],
+        ),
+        (
+            "an OU moves into a container that then leaves",
+            vec![
+                move_to(&hq, "ou=hq", &staging),
+                move_to(&staging, "cn=staging", &o),
+            ],
+        ),
+    ]
+}
+
+fn every_history_matches_the_snapshot_difference(sessionlog: bool) {
+    for (name, steps) in histories() {
+        let slapd = Slapd::start_with_lines_and_ldif(&syncprov(sessionlog), &tree());
+        let mut pullers = Pullers::new(&slapd, &tenant(), CLASSES);
+        for (n, ldif) in steps.iter().enumerate() {
+            slapd.modify(ldif);
+            let what = format!("sessionlog {sessionlog}: {name}, step {}", n + 1);
+            pullers.pull(&what);
+            pullers.assert_in_step(&what);
+        }
+    }
+}
+
+#[test]
+fn every_history_matches_the_snapshot_difference_with_a_present_phase() {
+    every_history_matches_the_snapshot_difference(false);
+}
+
+#[test]
+fn every_history_matches_the_snapshot_difference_with_the_sessionlog() {
+    every_history_matches_the_snapshot_difference(true);
+}
+
+/// The inputs of issue 10, part 1, checked line by line: the accounts of
+/// an OU moved in arrive with their new DN and parent, an account in a
+/// moved container gets its new DN.
+#[test]
+fn accounts_below_a_moved_entry_come_with_their_new_dn_and_parent() {
+    for sessionlog in [false, true] {
+        let slapd = Slapd::start_with_lines_and_ldif(&syncprov(sessionlog), &tree());
+        let cfg = sync_config(&slapd, &tenant(), true, "");
+        let (full, code) = sync_full(&cfg);
+        assert_eq!(code, 0, "{full:?}");
+        let st1 = full
+            .iter()
+            .find(|l| l["fields"]["username"] == "st1")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (t, o) = (tenant(), outside());
+        slapd.modify(
+            &[
+                move_to(&format!("ou=sales,{o}"), "ou=sales", &t),
+                move_to(
+                    &format!("cn=staging,{t}"),
+                    "cn=staging",
+                    &format!("ou=hq,{t}"),
+                ),
+            ]
+            .concat(),
+        );
+        let (lines, code) = sync_changes(&cfg, &cookie_of(&full), None);
+        assert_eq!(code, 0, "{lines:?}");
+        let body = &lines[..lines.len() - 1];
+        let sales = body
+            .iter()
+            .find(|l| l["type"] == "org" && l["fields"]["name"] == "sales")
+            .unwrap_or_else(|| panic!("sessionlog {sessionlog}: sales arrives: {body:#?}"));
+        for uid in ["s1", "s2"] {
+            let line = body
+                .iter()
+                .find(|l| l["fields"]["username"] == uid)
+                .unwrap_or_else(|| panic!("sessionlog {sessionlog}: {uid} arrives: {body:#?}"));
+            assert_eq!(line["op"], "upsert");
+            assert_eq!(line["dn"], format!("uid={uid},ou=sales,{t}"));
+            assert_eq!(line["parent_id"], sales["id"]);
+        }
+        assert_eq!(ops_for(body, &st1), vec!["upsert"], "{body:#?}");
+        assert_eq!(
+            line_for(body, &st1)["dn"],
+            format!("uid=st1,cn=staging,ou=hq,{t}")
+        );
+        // in1 sits in a container inside the moved one.
+        let in1 = body
+            .iter()
+            .find(|l| l["fields"]["username"] == "in1")
+            .unwrap_or_else(|| panic!("sessionlog {sessionlog}: in1 moved: {body:#?}"));
+        assert_eq!(in1["dn"], format!("uid=in1,cn=inner,cn=staging,ou=hq,{t}"));
+    }
+}
