@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 
 /// The base DN of these tests: an OU, so that entries can come from
@@ -268,4 +270,91 @@ fn accounts_below_a_moved_entry_come_with_their_new_dn_and_parent() {
             .unwrap_or_else(|| panic!("sessionlog {sessionlog}: in1 moved: {body:#?}"));
         assert_eq!(in1["dn"], format!("uid=in1,cn=inner,cn=staging,ou=hq,{t}"));
     }
+}
+
+/// Deletions are confirmed before they are held or delivered (issue 10,
+/// part 5). Forty people deleted by mistake are restored from a backup
+/// (slapcat, then slapadd while slapd is down: their entryUUID and
+/// entryCSN come back as they were). syncprov's session log, kept in an
+/// accesslog database so that it outlives a restart, still reports them
+/// deleted. Sync protection would offer to approve deleting forty people
+/// who can sign in; the deletions are checked against the directory
+/// instead, found false, and the pull compares the whole directory,
+/// saying why. The next pull uses syncrepl again.
+#[test]
+fn a_deletion_the_directory_contradicts_is_never_held_for_approval() {
+    let log = tempfile::tempdir().unwrap();
+    let accesslog = format!(
+        "moduleload syncprov\nmoduleload accesslog\nindex entryCSN,entryUUID eq\n\
+         overlay syncprov\nsyncprov-sessionlog-source cn=accesslog\n\
+         overlay accesslog\nlogdb cn=accesslog\nlogops writes\nlogsuccess TRUE\n\
+         database mdb\nmaxsize 104857600\nsuffix \"cn=accesslog\"\nrootdn \"{ADMIN_DN}\"\n\
+         directory {}\nindex reqStart,reqEnd,reqResult eq\n",
+        log.path().display()
+    );
+    let mut slapd = Slapd::start_with_lines_and_ldif(&accesslog, "");
+    // The log reaches back to the full pull's cookie only with a write
+    // before it.
+    slapd.modify(&format!(
+        "dn: uid=carol,ou=people,{BASE_DN}\nchangetype: modify\nreplace: sn\nsn: D\n"
+    ));
+    let cfg = sync_config(&slapd, BASE_DN, true, "");
+    let (full, code) = sync_full(&cfg);
+    assert_eq!(code, 0, "{full:?}");
+    let conf = slapd.dir.path().join("slapd.conf");
+    let backup = Command::new("slapcat")
+        .args(["-b", BASE_DN, "-f"])
+        .arg(&conf)
+        .args([
+            "-a",
+            "(|(uid=user00*)(uid=user01*)(uid=user02*)(uid=user03*))",
+        ])
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{}", show(&backup));
+    let mut ldif: String = (0..40)
+        .map(|i| {
+            format!("dn: uid=user{i:03},ou=engineering,ou=people,{BASE_DN}\nchangetype: delete\n\n")
+        })
+        .collect();
+    ldif.push_str(&format!(
+        "dn: uid=bob,ou=people,{BASE_DN}\nchangetype: modify\nreplace: mail\nmail: robert@example.com\n"
+    ));
+    slapd.modify(&ldif);
+    slapd.stop();
+    let restored = slapd.dir.path().join("restore.ldif");
+    std::fs::write(&restored, &backup.stdout).unwrap();
+    let out = Command::new("slapadd")
+        .args(["-q", "-b", BASE_DN, "-f"])
+        .arg(&conf)
+        .arg("-l")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    slapd.restart();
+
+    let (lines, code) = sync_changes(&cfg, &cookie_of(&full), None);
+    assert_eq!(code, 0, "no change set to approve: {lines:#?}");
+    let end = lines.last().unwrap();
+    assert_eq!(end["method"], "snapshot", "{end}");
+    let reason = end["resync_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("40 object(s) deleted that still exist"),
+        "the cause is reported: {end}"
+    );
+    let body = &lines[..lines.len() - 1];
+    let bob = full
+        .iter()
+        .find(|l| l["fields"]["username"] == "bob")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap();
+    assert_eq!(ops_for(body, bob), vec!["upsert"], "{body:#?}");
+    assert_eq!(body.len(), 1, "bob's edit and nothing else: {body:#?}");
+
+    let (next, code) = sync_changes(&cfg, &cookie_of(&lines), None);
+    assert_eq!(code, 0, "{next:#?}");
+    assert_eq!(next.len(), 1, "{next:#?}");
+    assert_eq!(next[0]["method"], "syncrepl", "{next:#?}");
 }
