@@ -268,13 +268,18 @@ async fn ad_full_and_changes_pulls_use_object_guids() {
 
 /// A config whose sync covers `base` only, pulled on the command line.
 fn sync_config(samba: &SambaAd, base: &str) -> PathBuf {
+    sync_config_with(samba, base, "")
+}
+
+/// [`sync_config`] with `extra` lines in `[sync]`.
+fn sync_config_with(samba: &SambaAd, base: &str, extra: &str) -> PathBuf {
     let path = samba.dir.join(format!("sync-{}.toml", free_port()));
     let state = samba.dir.join(format!("state-{}", free_port()));
     std::fs::write(
         &path,
         format!(
             "[server]\nldap_listen = [\"127.0.0.1:{}\"]\n[directory]\n{}\n{AD_SIGNIN}\n\
-             [sync]\nstate_dir = \"{}\"\npage_size = 5\n\
+             [sync]\nstate_dir = \"{}\"\npage_size = 5\n{extra}\n\
              [sync.fields]\nusername = \"sAMAccountName\"\nemail = \"mail\"\n",
             free_port(),
             ad_directory_at(samba, base),
@@ -655,4 +660,95 @@ async fn ad_computers_are_not_accounts_for_sign_in_sync_or_verification() {
         shared.iter().all(|s| s["value"] != "+8613900000001"),
         "{report:#}"
     );
+}
+
+/// Moves of entries that hold objects (issue 10, part 1) through
+/// uSNChanged: an OU with accounts and a container moved into base_dn, a
+/// container holding a container moved within it and then out, an OU
+/// moved out. Each pull gives what the whole-directory comparison gives,
+/// and a consumer applying them holds what a full pull delivers.
+#[test]
+fn ad_moves_of_ous_and_containers_follow_through_usn_tracking() {
+    let samba = samba();
+    let base = format!("OU=MoveBase,{AD_BASE_DN}");
+    let out = format!("OU=MoveOut,{AD_BASE_DN}");
+    let hq = format!("OU=HQ,{base}");
+    let staging = format!("CN=Staging,{base}");
+    let container = |name: &str, parent: &str| {
+        format!("dn: CN={name},{parent}\nchangetype: add\nobjectClass: container\ncn: {name}\n\n")
+    };
+    let ldif = [
+        ad_ou("MoveBase", AD_BASE_DN),
+        ad_ou("MoveOut", AD_BASE_DN),
+        ad_ou("HQ", &base),
+        ad_user("mvh1", &hq),
+        container("Staging", &base),
+        ad_user("mvst1", &staging),
+        container("Inner", &staging),
+        ad_user("mvin1", &format!("CN=Inner,{staging}")),
+        ad_ou("Old", &base),
+        ad_user("mvo1", &format!("OU=Old,{base}")),
+        ad_ou("Sales", &out),
+        ad_user("mvs1", &format!("OU=Sales,{out}")),
+        ad_user("mvs2", &format!("OU=Sales,{out}")),
+        container("Parked", &out),
+        ad_user("mvp1", &format!("CN=Parked,{out}")),
+    ]
+    .concat();
+    ad_modify(&ldif);
+    let tracked = sync_config(samba, &base);
+    let compared = sync_config_with(samba, &base, "change_tracking = \"snapshot\"");
+    let full = sync_config(samba, &base);
+    let mut pullers = Pullers::with_configs(tracked, compared, full, &base, "usn");
+    let move_to = |dn: &str, rdn: &str, superior: &str| {
+        format!("dn: {dn}\nchangetype: modrdn\nnewrdn: {rdn}\ndeleteoldrdn: 1\nnewsuperior: {superior}\n\n")
+    };
+    let steps = [
+        (
+            "an OU with accounts and a container move in",
+            [
+                move_to(&format!("OU=Sales,{out}"), "OU=Sales", &base),
+                move_to(&format!("CN=Parked,{out}"), "CN=Parked", &base),
+            ]
+            .concat(),
+        ),
+        (
+            "a container holding a container moves within",
+            move_to(&staging, "CN=Staging", &hq),
+        ),
+        (
+            "that container moves out, and an OU with an account",
+            [
+                move_to(&format!("CN=Staging,{hq}"), "CN=Staging", &out),
+                move_to(&format!("OU=Old,{base}"), "OU=Old", &out),
+            ]
+            .concat(),
+        ),
+        (
+            "a container is renamed",
+            format!(
+                "dn: CN=Parked,{base}\nchangetype: modrdn\nnewrdn: CN=Kept\ndeleteoldrdn: 1\n\n"
+            ),
+        ),
+    ];
+    for (what, ldif) in steps {
+        ad_modify(&ldif);
+        pullers.pull(what);
+        pullers.assert_in_step(what);
+    }
+    let held: Vec<&str> = pullers
+        .consumer
+        .objects
+        .values()
+        .filter_map(|o| o["fields"]["username"].as_str())
+        .collect();
+    for user in ["mvh1", "mvs1", "mvs2", "mvp1"] {
+        assert!(held.contains(&user), "{user} in {held:?}");
+    }
+    for user in ["mvst1", "mvin1", "mvo1"] {
+        assert!(
+            !held.contains(&user),
+            "{user} left with its container: {held:?}"
+        );
+    }
 }

@@ -218,6 +218,7 @@ pub struct Pullers {
     tracked_cookie: String,
     compared_cookie: String,
     pub consumer: Consumer,
+    method: &'static str,
 }
 
 impl Pullers {
@@ -232,6 +233,19 @@ impl Pullers {
             &format!("change_tracking = \"snapshot\"\n{extra}"),
         );
         let full = sync_config(slapd, base, true, extra);
+        Pullers::with_configs(tracked, compared, full, base, "syncrepl")
+    }
+
+    /// Pullers with these configurations: `tracked` uses the directory's
+    /// tracking (`method`, as the end line names it), `compared` has
+    /// `change_tracking = "snapshot"`, `full` is for full pulls.
+    pub fn with_configs(
+        tracked: PathBuf,
+        compared: PathBuf,
+        full: PathBuf,
+        base: &str,
+        method: &'static str,
+    ) -> Pullers {
         let (first, code) = sync_full(&tracked);
         assert_eq!(code, 0, "{first:?}");
         let (second, code) = sync_full(&compared);
@@ -243,6 +257,7 @@ impl Pullers {
             tracked,
             compared,
             full,
+            method,
         }
     }
 
@@ -254,7 +269,7 @@ impl Pullers {
         let (compared, code) = sync_changes(&self.compared, &self.compared_cookie, None);
         assert_eq!(code, 0, "{what}: {compared:#?}");
         let end = tracked.last().unwrap();
-        assert_eq!(end["method"], "syncrepl", "{what}: {end}");
+        assert_eq!(end["method"], self.method, "{what}: {end}");
         assert!(
             end.get("resync_reason").is_none(),
             "{what}: the tracker's report was not followed: {end}"
@@ -264,7 +279,8 @@ impl Pullers {
         assert_eq!(
             by_id(body),
             by_id(&compared[..compared.len() - 1]),
-            "{what}: syncrepl (left) and the snapshot difference (right) differ"
+            "{what}: {} (left) and the snapshot difference (right) differ",
+            self.method
         );
         self.consumer
             .apply(body)
