@@ -11,6 +11,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
+use serde_json::Value;
 
 /// The base DN of these tests: an OU, so that entries can come from
 /// outside it and leave it.
@@ -356,5 +357,57 @@ fn a_deletion_the_directory_contradicts_is_never_held_for_approval() {
     let (next, code) = sync_changes(&cfg, &cookie_of(&lines), None);
     assert_eq!(code, 0, "{next:#?}");
     assert_eq!(next.len(), 1, "{next:#?}");
+    assert_eq!(next[0]["method"], "syncrepl", "{next:#?}");
+}
+
+/// A snapshot written by a build that kept no DNs (an upgrade): moves
+/// cannot be followed from it, so the first changes pull compares the
+/// whole directory and says so; the next one uses syncrepl again.
+#[test]
+fn a_snapshot_without_dns_is_compared_whole_once() {
+    let slapd = Slapd::start_with_lines_and_ldif(&syncprov(true), &tree());
+    let cfg = sync_config(&slapd, &tenant(), true, "");
+    let (full, code) = sync_full(&cfg);
+    assert_eq!(code, 0, "{full:?}");
+    let cookie = cookie_of(&full);
+    let config = std::fs::read_to_string(&cfg).unwrap();
+    let state = config
+        .lines()
+        .find_map(|l| l.strip_prefix("state_dir = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    let file = std::path::Path::new(state).join(format!("snapshot-{cookie}.json"));
+    let mut snapshot: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for object in snapshot["objects"].as_object_mut().unwrap().values_mut() {
+        object.as_object_mut().unwrap().remove("n");
+    }
+    snapshot.as_object_mut().unwrap().remove("containers");
+    std::fs::write(&file, snapshot.to_string()).unwrap();
+    slapd.modify(&move_to(
+        &format!("cn=staging,{}", tenant()),
+        "cn=staging",
+        &format!("ou=hq,{}", tenant()),
+    ));
+    let (lines, code) = sync_changes(&cfg, &cookie, None);
+    assert_eq!(code, 0, "{lines:#?}");
+    let end = lines.last().unwrap();
+    assert_eq!(end["method"], "snapshot", "{end}");
+    assert!(
+        end["resync_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("earlier version")),
+        "{end}"
+    );
+    let moved = lines
+        .iter()
+        .filter(|l| {
+            l["dn"]
+                .as_str()
+                .is_some_and(|d| d.contains("cn=staging,ou=hq"))
+        })
+        .count();
+    assert_eq!(moved, 2, "st1 and in1 moved: {lines:#?}");
+    let (next, code) = sync_changes(&cfg, &cookie_of(&lines), None);
+    assert_eq!(code, 0, "{next:#?}");
     assert_eq!(next[0]["method"], "syncrepl", "{next:#?}");
 }
