@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::delta::{self, Computed};
+use super::delta::{self, Computed, Contradicted};
 use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::snapshot::{self, line_hash, Kind, Objects, Snapshot};
@@ -194,34 +194,33 @@ async fn find_changes(
         None => None,
     };
     let Snapshot {
-        objects,
+        objects: mut before,
         containers,
         ..
     } = before;
-    let native = match native {
+    let reason = match native {
         Some(Ok(delta)) => {
             let next = delta.cursor.clone();
-            let applied =
-                delta::apply(exporter, conn, &base_id, objects.clone(), containers, delta);
+            let applied = delta::apply(exporter, conn, &base_id, before, containers, delta);
             match applied.await? {
                 Ok(computed) => return Ok((computed, Some(next), tracker.method(), None)),
-                Err(fallback) => {
-                    tracing::error!(reason = %fallback.0, "the directory contradicts its change tracking");
+                Err(Contradicted {
+                    reason,
+                    before: kept,
+                }) => {
+                    tracing::error!(reason = %reason.0, "the directory contradicts its change tracking");
                     metrics::metrics().sync_tracking_mismatches_total.inc();
-                    Some(Err(fallback))
+                    before = kept;
+                    Some(reason.0)
                 }
             }
         }
-        other => other,
-    };
-    let reason = match native {
         Some(Err(Fallback(reason))) => {
             tracing::warn!(%reason, "this changes pull compares the whole directory");
             Some(reason)
         }
-        _ => None,
+        None => None,
     };
-    let before = objects;
     let next = tracker.begin(exporter, conn).await?;
     let computed = by_difference(exporter, conn, before).await?;
     Ok((computed, next, Method::Snapshot, reason))

@@ -200,9 +200,16 @@ impl Report {
     }
 }
 
+/// The directory contradicts its tracker's report: why, and the snapshot's
+/// objects, untouched, for the whole comparison that follows.
+#[derive(Debug)]
+pub struct Contradicted {
+    pub reason: Fallback,
+    pub before: Objects,
+}
+
 /// Works out the change set from `delta` against the snapshot `before` and
-/// its `containers`; a [`Fallback`] when the directory contradicts the
-/// tracker's report.
+/// its `containers`.
 pub async fn apply(
     exporter: &Exporter,
     conn: &mut UpstreamConn,
@@ -210,7 +217,7 @@ pub async fn apply(
     mut before: Objects,
     mut containers: Containers,
     mut delta: Delta,
-) -> Result<Result<Computed, Fallback>, SyncError> {
+) -> Result<Result<Computed, Contradicted>, SyncError> {
     let base = exporter.base_dn().clone();
     let mut parents = ParentIds::new(&base, base_id);
     let report = Report::read(exporter, conn, &before, &containers, &mut delta).await?;
@@ -265,13 +272,14 @@ pub async fn apply(
     let alive = exporter.objects_by_id(conn, &claimed).await?;
     if let Some(first) = alive.first() {
         let id = exporter.id_of(first).unwrap_or_default();
-        return Ok(Err(Fallback(format!(
+        let reason = Fallback(format!(
             "the directory's change tracking reported {} object(s) deleted that still exist \
              under base_dn (for example {id} at {}); none is delivered as deleted: this pull \
              compares the whole directory instead",
             alive.len(),
             first.dn
-        ))));
+        ));
+        return Ok(Err(Contradicted { reason, before }));
     }
     gone.extend(claimed);
 
