@@ -114,8 +114,13 @@ async fn change_set(
         mut deletes,
         now,
         containers,
+        layout_changed,
     } = computed;
-    let containers = exporter.containers_of(&mut conn, &now, &containers).await?;
+    let containers = if layout_changed {
+        exporter.containers_of(&mut conn, &now, &containers).await?
+    } else {
+        containers
+    };
     exporter.release(conn);
 
     let account_deletes = deletes.iter().filter(|(k, ..)| *k == Kind::Account).count();
@@ -269,5 +274,6 @@ async fn by_difference(
         deletes,
         now,
         containers: Default::default(),
+        layout_changed: true,
     })
 }

@@ -38,6 +38,10 @@ pub struct Computed {
     /// The containers whose ids still hold (not reported moved or gone);
     /// the snapshot's containers are worked out from these.
     pub containers: Containers,
+    /// False when no object came, went or moved and no container was
+    /// reported: `containers` then still holds exactly, and is kept as it
+    /// is rather than worked out again from every object's DN.
+    pub layout_changed: bool,
 }
 
 /// Organization ids by DN key: learnt from the objects of the pull, or
@@ -221,7 +225,9 @@ pub async fn apply(
     let base = exporter.base_dn().clone();
     let mut parents = ParentIds::new(&base, base_id);
     let report = Report::read(exporter, conn, &before, &containers, &mut delta).await?;
+    let known = containers.len();
     containers.retain(|id, _| !report.changed.contains(id) && !report.gone.contains(id));
+    let mut layout_changed = containers.len() != known;
     let Report {
         mut found,
         gone: reported_gone,
@@ -285,15 +291,17 @@ pub async fn apply(
 
     let items = items_of(exporter, conn, &mut parents, found).await?;
     gone.retain(|id| !items.contains_key(id));
-    let deletes = gone
+    let deletes: Vec<_> = gone
         .into_iter()
         .filter_map(|id| before.remove(&id).map(|o| (o.kind, id, o.depth)))
         .collect();
+    layout_changed |= !deletes.is_empty();
     let mut upserts = Vec::new();
     for (id, item) in items {
         let snap = item.snap();
         let hash = snap.hash;
         let previous = before.insert(id, snap);
+        layout_changed |= previous.as_ref().is_none_or(|o| o.dn != item.dn);
         if previous.map(|o| o.hash) != Some(hash) {
             upserts.push(item);
         }
@@ -303,6 +311,7 @@ pub async fn apply(
         deletes,
         now: before,
         containers,
+        layout_changed,
     }))
 }
 
