@@ -736,12 +736,7 @@ fn ad_moves_of_ous_and_containers_follow_through_usn_tracking() {
         pullers.pull(what);
         pullers.assert_in_step(what);
     }
-    let held: Vec<&str> = pullers
-        .consumer
-        .objects
-        .values()
-        .filter_map(|o| o["fields"]["username"].as_str())
-        .collect();
+    let held = pullers.consumer.usernames();
     for user in ["mvh1", "mvs1", "mvs2", "mvp1"] {
         assert!(held.contains(&user), "{user} in {held:?}");
     }

@@ -158,6 +158,18 @@ impl Dn {
             .join(",")
     }
 
+    /// The value of the leftmost RDN as written (escapes kept), for a
+    /// display name; None for the root DSE or a multi-valued RDN.
+    pub fn leaf_text(&self) -> Option<&str> {
+        let first = split_unescaped(&self.text, &[',', ';'])
+            .into_iter()
+            .next()?;
+        if split_unescaped(first, &['+']).len() != 1 {
+            return None;
+        }
+        first.split_once('=').map(|(_, value)| value.trim())
+    }
+
     /// Number of RDNs.
     pub fn depth(&self) -> usize {
         self.rdns.len()
@@ -174,6 +186,23 @@ impl Dn {
 }
 
 /// Splits at separator characters that are not escaped with a backslash.
+/// The text of the parent of the DN written `dn`, without parsing it: what
+/// follows the first unescaped separator. None for a single RDN or the
+/// root DSE. For walking many DNs that share a few parents.
+pub fn parent_text(dn: &str) -> Option<&str> {
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == ',' || c == ';' {
+            return Some(dn[i + 1..].trim_start());
+        }
+    }
+    None
+}
+
 fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Vec<&'a str> {
     let mut parts = Vec::new();
     let mut start = 0;
@@ -348,5 +377,24 @@ mod tests {
     #[test]
     fn oid_attribute_types_parse() {
         assert!(dn("2.5.4.3=alice,dc=x").is_within(&dn("dc=x")));
+    }
+
+    #[test]
+    fn parent_text_skips_escaped_separators() {
+        assert_eq!(
+            parent_text(r"cn=Smith\, John,ou=a\;b;dc=x"),
+            Some(r"ou=a\;b;dc=x")
+        );
+        assert_eq!(parent_text("uid=a, ou=people,dc=x"), Some("ou=people,dc=x"));
+        assert_eq!(parent_text("dc=com"), None);
+        assert_eq!(parent_text(""), None);
+    }
+
+    #[test]
+    fn leaf_text_is_the_first_value_as_written() {
+        let dn = Dn::parse("dc=Staging Area,ou=tenant,dc=x").unwrap();
+        assert_eq!(dn.leaf_text(), Some("Staging Area"));
+        assert_eq!(Dn::parse("cn=a+sn=b,dc=x").unwrap().leaf_text(), None);
+        assert_eq!(Dn::parse("").unwrap().leaf_text(), None);
     }
 }

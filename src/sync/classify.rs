@@ -6,7 +6,7 @@ use ldap3_proto::proto::{LdapFilter, LdapSearchResultEntry};
 
 use super::export::{Exporter, SyncError};
 use super::snapshot::Kind;
-use crate::auth::accounts::{class_filter, has_class};
+use crate::auth::accounts::has_class;
 use crate::config::DirectoryKind;
 use crate::upstream::UpstreamConn;
 
@@ -45,11 +45,7 @@ impl Exporter {
         if self.matches(conn, &entry.dn, self.account_filter()).await? {
             return Ok(Some(Kind::Account));
         }
-        if listed == Some(Kind::Org)
-            || self
-                .matches(conn, &entry.dn, class_filter(&self.org_classes))
-                .await?
-        {
+        if listed == Some(Kind::Org) || self.matches(conn, &entry.dn, self.org_filter()).await? {
             return Ok(Some(Kind::Org));
         }
         Ok(None)

@@ -4,34 +4,39 @@
 use std::collections::{HashMap, HashSet};
 
 use super::export::{Exporter, SyncError};
-use super::snapshot::{Containers, Objects};
-use crate::ldap::dn::Dn;
+use super::snapshot::{Containers, Kind, Objects};
+use crate::ldap::dn::{parent_text, Dn};
 use crate::upstream::UpstreamConn;
 
 /// The DNs strictly between `base` and each object of `objects` that are
-/// no object themselves, by DN key.
+/// no organization, by DN key. Objects share few parents: each distinct
+/// parent text is parsed once, not every object's DN. An account that
+/// holds objects counts as a container too (harmless: it is found as an
+/// object first).
 pub fn container_dns(base: &Dn, objects: &Objects) -> HashMap<String, Dn> {
-    let parsed: Vec<Dn> = objects
+    let parents: HashSet<&str> = objects
         .values()
-        .filter_map(|o| Dn::parse(&o.dn).ok())
+        .filter_map(|o| parent_text(&o.dn))
         .collect();
-    let object_keys: HashSet<String> = parsed.iter().map(Dn::key).collect();
     let mut found = HashMap::new();
-    for dn in &parsed {
-        let mut at = dn.parent();
-        while let Some(parent) = at {
-            if parent == *base || !parent.is_within(base) {
+    for text in parents {
+        let mut at = Dn::parse(text).ok();
+        while let Some(dn) = at {
+            if dn == *base || !dn.is_within(base) {
                 break;
             }
-            let key = parent.key();
+            let key = dn.key();
             if found.contains_key(&key) {
                 // Its own ancestors were collected with it.
                 break;
             }
-            at = parent.parent();
-            if !object_keys.contains(&key) {
-                found.insert(key, parent);
-            }
+            at = dn.parent();
+            found.insert(key, dn);
+        }
+    }
+    for org in objects.values().filter(|o| o.kind == Kind::Org) {
+        if let Ok(dn) = Dn::parse(&org.dn) {
+            found.remove(&dn.key());
         }
     }
     found
@@ -73,7 +78,7 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::snapshot::{Kind, SnapObject};
+    use crate::sync::snapshot::SnapObject;
 
     fn object(kind: Kind, dn: &str) -> SnapObject {
         SnapObject {

@@ -128,23 +128,26 @@ struct Report {
     left: Vec<Dn>,
     /// Every id the tracker named as changed.
     changed: HashSet<String>,
+    /// Ids a present phase named that the snapshot has not.
+    unheld: Vec<String>,
 }
 
 impl Report {
     async fn read(
         exporter: &Exporter,
         conn: &mut UpstreamConn,
+        base_id: &str,
         before: &Objects,
         containers: &Containers,
         delta: &mut Delta,
     ) -> Result<Report, SyncError> {
         let base = exporter.base_dn();
+        // Where an id was: its DN as the snapshot has it.
         let was_at = |id: &str| {
             before
                 .get(id)
                 .map(|o| o.dn.as_str())
                 .or_else(|| containers.get(id).map(String::as_str))
-                .and_then(|dn| Dn::parse(dn).ok())
         };
         let mut report = Report {
             gone: std::mem::take(&mut delta.deleted),
@@ -156,12 +159,18 @@ impl Report {
             };
             report.changed.insert(id.clone());
             if dn == *base {
+                // Renamed in case or spacing only (base_dn still matches):
+                // every line's DN text changed.
+                if before.values().any(|o| !o.dn.ends_with(entry.dn.as_str())) {
+                    report.arrived.push(dn);
+                }
                 continue;
             }
             let old = was_at(&id);
-            let known = old.is_some();
-            let moved = old.as_ref().is_some_and(|old| *old != dn);
-            if let Some(old) = old.filter(|_| moved) {
+            // The DN as written: a change of case or spacing is a change of
+            // every line below.
+            let moved = old.is_some_and(|old| old != entry.dn);
+            if let Some(old) = old.filter(|_| moved).and_then(|o| Dn::parse(o).ok()) {
                 report.left.push(old);
             }
             let in_scope = dn.is_within(base);
@@ -170,7 +179,10 @@ impl Report {
             } else {
                 None
             };
-            if in_scope && (moved || !known) && may_hold_objects(&entry, kind) {
+            // New here, moved, or of another kind (an organization no more,
+            // or one now): what lies below has new DNs or parents.
+            let reshaped = moved || old.is_none() || before.get(&id).map(|o| o.kind) != kind;
+            if in_scope && reshaped && may_hold_objects(&entry, kind) {
                 report.arrived.push(dn.clone());
             }
             match kind {
@@ -187,16 +199,29 @@ impl Report {
                 }
             }
         }
-        // After a present phase, whatever the directory did not name is gone.
         if let Some(present) = &delta.present {
+            // After a present phase, whatever the directory did not name is
+            // gone.
             let unnamed = before
                 .keys()
                 .chain(containers.keys())
                 .filter(|id| !present.contains(*id) && !report.changed.contains(*id));
             report.gone.extend(unnamed.cloned().collect::<Vec<_>>());
+            // And what it names that the snapshot lacks may be an object
+            // restored from a backup with its old entryCSN: looked up.
+            report.unheld = present
+                .iter()
+                .filter(|id| {
+                    !before.contains_key(*id)
+                        && !containers.contains_key(*id)
+                        && !report.changed.contains(*id)
+                        && *id != base_id
+                })
+                .cloned()
+                .collect();
         }
         for id in &report.gone {
-            if let Some(old) = was_at(id) {
+            if let Some(old) = was_at(id).and_then(|o| Dn::parse(o).ok()) {
                 report.left.push(old);
             }
         }
@@ -224,7 +249,7 @@ pub async fn apply(
 ) -> Result<Result<Computed, Contradicted>, SyncError> {
     let base = exporter.base_dn().clone();
     let mut parents = ParentIds::new(&base, base_id);
-    let report = Report::read(exporter, conn, &before, &containers, &mut delta).await?;
+    let report = Report::read(exporter, conn, base_id, &before, &containers, &mut delta).await?;
     let known = containers.len();
     containers.retain(|id, _| !report.changed.contains(id) && !report.gone.contains(id));
     let mut layout_changed = containers.len() != known;
@@ -233,6 +258,7 @@ pub async fn apply(
         gone: reported_gone,
         arrived,
         left,
+        unheld,
         ..
     } = report;
 
@@ -252,16 +278,23 @@ pub async fn apply(
         found.extend(classified(exporter, conn, entries, &mut seen).await?);
     }
 
+    let entries = exporter.objects_by_id(conn, &unheld).await?;
+    found.extend(classified(exporter, conn, entries, &mut seen).await?);
+
     // The snapshot's objects below an entry that moved or left, not seen
     // at a new place: where are they now?
-    let candidates: Vec<String> = before
-        .iter()
-        .filter(|(id, _)| !seen.contains(*id) && !reported_gone.contains(*id))
-        .filter(|(_, o)| {
-            Dn::parse(&o.dn).is_ok_and(|dn| left.iter().any(|l| dn.is_within(l) && dn != *l))
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
+    let candidates: Vec<String> = if left.is_empty() {
+        Vec::new()
+    } else {
+        before
+            .iter()
+            .filter(|(id, _)| !seen.contains(*id) && !reported_gone.contains(*id))
+            .filter(|(_, o)| {
+                Dn::parse(&o.dn).is_ok_and(|dn| left.iter().any(|l| dn.is_within(l) && dn != *l))
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
     let entries = exporter.objects_by_id(conn, &candidates).await?;
     found.extend(classified(exporter, conn, entries, &mut seen).await?);
     let mut gone: HashSet<String> = candidates
@@ -328,7 +361,8 @@ async fn classified(
         let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
             continue;
         };
-        if seen.contains(&id) {
+        // base_dn's entry is the parent of everything, never an object.
+        if seen.contains(&id) || dn == *exporter.base_dn() {
             continue;
         }
         if let Some(kind) = exporter.classify(conn, &entry).await? {

@@ -27,7 +27,7 @@ pub use super::error::SyncError;
 use super::snapshot::{self, line_hash, Containers, Kind, Objects, SnapObject};
 use super::state::StateDir;
 use super::tracking::Tracker;
-use crate::auth::accounts::{class_filter, has_class, AccountClasses};
+use crate::auth::accounts::{class_filter, AccountClasses};
 use crate::auth::resolver::{entry_id, id_attribute};
 use crate::config::{Config, DirectoryKind};
 use crate::ldap::dn::Dn;
@@ -344,7 +344,7 @@ impl Exporter {
 
         // Organizations: all of them, then emitted parents first.
         let mut orgs: Vec<(Dn, LdapSearchResultEntry, String)> = Vec::new();
-        let org_filter = class_filter(&self.org_classes);
+        let org_filter = self.org_filter();
         let org_attrs = self.org_attrs();
         let mut cookie = Vec::new();
         loop {
@@ -435,6 +435,15 @@ impl Exporter {
         self.accounts.filter()
     }
 
+    /// The filter that matches organizations: entries of an organization
+    /// class that are no account (an entry of both kinds is an account).
+    pub(super) fn org_filter(&self) -> LdapFilter {
+        LdapFilter::And(vec![
+            class_filter(&self.org_classes),
+            LdapFilter::Not(Box::new(self.account_filter())),
+        ])
+    }
+
     /// The filter that matches organizations and accounts.
     pub fn object_filter(&self) -> LdapFilter {
         LdapFilter::Or(vec![class_filter(&self.org_classes), self.account_filter()])
@@ -464,25 +473,22 @@ impl Exporter {
             .map_err(|e| self.exchange_err(conn, e))
     }
 
-    /// The id of the organization at `dn`; None when the entry is missing
-    /// or not an organization.
+    /// The id of the organization at `dn`, as the directory's filter
+    /// decides; None when the entry is missing or no organization.
     pub async fn org_id_at(
         &self,
         conn: &mut UpstreamConn,
         dn: &Dn,
     ) -> Result<Option<String>, SyncError> {
         let reply = self
-            .read_entry(
+            .search_base(
                 conn,
                 dn.as_str(),
-                vec![self.id_attr.to_owned(), "objectClass".into()],
+                self.org_filter(),
+                vec![self.id_attr.to_owned()],
             )
             .await?;
-        Ok(reply
-            .entries
-            .first()
-            .filter(|e| has_class(e, &self.org_classes))
-            .and_then(|e| self.id_of(e)))
+        Ok(reply.entries.first().and_then(|e| self.id_of(e)))
     }
 
     /// Every entry of a paged subtree search under `base`.
@@ -519,9 +525,12 @@ impl Exporter {
     ) -> Item {
         let fields = match kind {
             Kind::Org => {
+                // An organization of a class without ou, o or name (a
+                // dcObject container) is named by its RDN.
                 let name = ORG_NAME_ATTRS
                     .iter()
                     .find_map(|a| first_text(&entry.attributes, a))
+                    .or_else(|| dn.leaf_text())
                     .unwrap_or_default();
                 BTreeMap::from([("name", json!(name))])
             }

@@ -325,13 +325,54 @@ impl Slapd {
     /// An LDIF change (`ldapmodify`) made directly on slapd as its rootdn;
     /// it must succeed.
     pub fn modify(&self, ldif: &str) {
+        if let Err(e) = self.try_modify(ldif) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Self::modify`], with slapd's refusal as the error.
+    pub fn try_modify(&self, ldif: &str) -> Result<(), String> {
         let out = ldap_tool(
             "ldapmodify",
             &self.certs.ca_pem,
             &["-x", "-H", &self.ldap_url(), "-D", ADMIN_DN, "-w", ADMIN_PW],
             Some(ldif),
         );
-        assert!(out.status.success(), "ldapmodify: {}", show(&out));
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("ldapmodify: {}\nof:\n{ldif}", show(&out)))
+        }
+    }
+
+    /// A backup of the entries under BASE_DN matching `filter`, as
+    /// `slapcat` writes it (entryUUID and entryCSN included).
+    pub fn backup(&self, filter: &str) -> Vec<u8> {
+        let out = Command::new(require_program("slapcat", "slapd"))
+            .args(["-b", BASE_DN, "-f"])
+            .arg(self.dir.path().join("slapd.conf"))
+            .args(["-a", filter])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "slapcat: {}", show(&out));
+        out.stdout
+    }
+
+    /// Restores a [`Self::backup`] as an operator would: slapd stopped,
+    /// `slapadd`, slapd started again.
+    pub fn restore(&mut self, backup: &[u8]) {
+        self.stop();
+        let ldif = self.dir.path().join("restore.ldif");
+        std::fs::write(&ldif, backup).unwrap();
+        let out = Command::new(require_program("slapadd", "slapd"))
+            .args(["-q", "-b", BASE_DN, "-f"])
+            .arg(self.dir.path().join("slapd.conf"))
+            .arg("-l")
+            .arg(&ldif)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "slapadd: {}", show(&out));
+        self.restart();
     }
 
     /// The slapd process id (for SIGSTOP/SIGCONT in tests that need a

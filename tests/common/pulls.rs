@@ -116,9 +116,10 @@ impl Consumer {
         };
         for line in &lines[..lines.len() - 1] {
             consumer.learn_base(line);
-            consumer
-                .objects
-                .insert(line["id"].as_str().unwrap().to_owned(), line.clone());
+            let id = line["id"].as_str().unwrap().to_owned();
+            if let Some(first) = consumer.objects.insert(id, line.clone()) {
+                panic!("one id, two lines in a full pull: {first} and {line}");
+            }
         }
         consumer
     }
@@ -134,6 +135,14 @@ impl Consumer {
             self.base_id = object["parent_id"].as_str().map(str::to_owned);
         }
         below
+    }
+
+    /// The usernames of the accounts held.
+    pub fn usernames(&self) -> Vec<&str> {
+        self.objects
+            .values()
+            .filter_map(|o| o["fields"]["username"].as_str())
+            .collect()
     }
 
     /// Applies a change set (its lines but the `end`), one line at a time,
