@@ -174,11 +174,12 @@ fn main() {
             );
             let rate = full.records as f64 / full.secs;
             eprintln!(
-                "{} pull {}: {} records in {:.2}s ({rate:.0}/s)",
+                "{} pull {}: {} records in {:.2}s ({rate:.0}/s), peak RSS {:.1} MiB",
                 c.name,
                 rep + 1,
                 full.records,
-                full.secs
+                full.secs,
+                peak_rss_kib(c.proxy.pid()) as f64 / 1024.0
             );
             c.full_rates.push(rate);
             cookies.push(full.cookie);
@@ -202,11 +203,12 @@ fn main() {
             assert_eq!(changes.records, edits, "{}: one upsert per edit", c.name);
             assert_eq!(changes.method, "syncrepl", "{}", c.name);
             eprintln!(
-                "{} changes pull {}: {} upserts in {:.3}s",
+                "{} changes pull {}: {} upserts in {:.3}s, peak RSS {:.1} MiB",
                 c.name,
                 rep + 1,
                 changes.records,
-                changes.secs
+                changes.secs,
+                peak_rss_kib(c.proxy.pid()) as f64 / 1024.0
             );
             c.change_secs.push(changes.secs);
         }

@@ -88,21 +88,24 @@ impl StateDir {
         }
     }
 
+    /// The JSON value in `name`, if the file exists. Parsed as it is read:
+    /// a snapshot of a large directory is not held twice (file and value).
     pub fn read_json<T: for<'de> Deserialize<'de>>(
         &self,
         name: &str,
     ) -> Result<Option<T>, StateError> {
-        match self.read(name)? {
-            None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StateError::Corrupt {
-                        path: self.dir.join(name),
-                        reason: e.to_string(),
-                    })
-            }
-        }
+        let path = self.dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, file))
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
