@@ -2,14 +2,18 @@
 //! consumer gets: upserts of objects whose export line changed, deletes of
 //! objects it has that are gone, and the snapshot after both.
 //!
-//! Three things the directory does not report are worked out here.
+//! Four things the directory does not report are worked out here.
 //! - Moving or renaming an entry changes the DN of everything below it,
 //!   but only the entry itself is reported (an organization, or a
-//!   container that is no object: `cn=staging`). Below an entry that
-//!   arrived in scope (moved in, within, or renamed) the subtree is read
-//!   again; the objects the snapshot had below an entry that moved or left
-//!   and that were not found there are looked up by id: moved elsewhere in
-//!   scope, or gone.
+//!   container that is no object: `cn=staging`); so does an entry becoming
+//!   or ceasing to be an organization, for the parent ids below it. Below
+//!   such an entry the subtree is read again; the objects the snapshot had
+//!   below an entry that moved or left and that were not found there are
+//!   looked up by id: moved elsewhere in scope, or gone. A rename in case
+//!   or spacing only counts: the export line carries the DN as written.
+//! - An object restored from a backup keeps its old entryCSN, so no change
+//!   reports it; a present phase names it, and ids the snapshot lacks are
+//!   looked up.
 //! - An export line names the parent organization's id, which a report of
 //!   one entry does not carry: parents are looked up by DN, once per pull.
 //! - A deletion the tracker reports is checked before it is delivered: an
@@ -132,6 +136,14 @@ struct Report {
     unheld: Vec<String>,
 }
 
+/// Where an id was: its DN as the snapshot has it.
+fn was_at<'a>(before: &'a Objects, containers: &'a Containers, id: &str) -> Option<&'a str> {
+    before
+        .get(id)
+        .map(|o| o.dn.as_str())
+        .or_else(|| containers.get(id).map(String::as_str))
+}
+
 impl Report {
     async fn read(
         exporter: &Exporter,
@@ -141,91 +153,110 @@ impl Report {
         containers: &Containers,
         delta: &mut Delta,
     ) -> Result<Report, SyncError> {
-        let base = exporter.base_dn();
-        // Where an id was: its DN as the snapshot has it.
-        let was_at = |id: &str| {
-            before
-                .get(id)
-                .map(|o| o.dn.as_str())
-                .or_else(|| containers.get(id).map(String::as_str))
-        };
         let mut report = Report {
             gone: std::mem::take(&mut delta.deleted),
             ..Report::default()
         };
         for entry in std::mem::take(&mut delta.changed) {
-            let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
-                continue;
-            };
-            report.changed.insert(id.clone());
-            if dn == *base {
-                // Renamed in case or spacing only (base_dn still matches):
-                // every line's DN text changed.
-                if before.values().any(|o| !o.dn.ends_with(entry.dn.as_str())) {
-                    report.arrived.push(dn);
-                }
-                continue;
-            }
-            let old = was_at(&id);
-            // The DN as written: a change of case or spacing is a change of
-            // every line below.
-            let moved = old.is_some_and(|old| old != entry.dn);
-            if let Some(old) = old.filter(|_| moved).and_then(|o| Dn::parse(o).ok()) {
-                report.left.push(old);
-            }
-            let in_scope = dn.is_within(base);
-            let kind = if in_scope {
-                exporter.classify(conn, &entry).await?
-            } else {
-                None
-            };
-            // New here, moved, or of another kind (an organization no more,
-            // or one now): what lies below has new DNs or parents.
-            let reshaped = moved || old.is_none() || before.get(&id).map(|o| o.kind) != kind;
-            if in_scope && reshaped && may_hold_objects(&entry, kind) {
-                report.arrived.push(dn.clone());
-            }
-            match kind {
-                Some(kind) => report.found.push(Found {
-                    kind,
-                    dn,
-                    id,
-                    entry,
-                }),
-                // Moved out of base_dn, or no longer an organization or an
-                // account: gone, for the consumer.
-                None => {
-                    report.gone.insert(id);
-                }
-            }
+            report
+                .take_changed(exporter, conn, before, containers, entry)
+                .await?;
         }
         if let Some(present) = &delta.present {
-            // After a present phase, whatever the directory did not name is
-            // gone.
-            let unnamed = before
-                .keys()
-                .chain(containers.keys())
-                .filter(|id| !present.contains(*id) && !report.changed.contains(*id));
-            report.gone.extend(unnamed.cloned().collect::<Vec<_>>());
-            // And what it names that the snapshot lacks may be an object
-            // restored from a backup with its old entryCSN: looked up.
-            report.unheld = present
-                .iter()
-                .filter(|id| {
-                    !before.contains_key(*id)
-                        && !containers.contains_key(*id)
-                        && !report.changed.contains(*id)
-                        && *id != base_id
-                })
-                .cloned()
-                .collect();
+            report.take_present(present, base_id, before, containers);
         }
         for id in &report.gone {
-            if let Some(old) = was_at(id).and_then(|o| Dn::parse(o).ok()) {
+            if let Some(old) = was_at(before, containers, id).and_then(|o| Dn::parse(o).ok()) {
                 report.left.push(old);
             }
         }
         Ok(report)
+    }
+
+    /// One entry the tracker reports changed, as it is now.
+    async fn take_changed(
+        &mut self,
+        exporter: &Exporter,
+        conn: &mut UpstreamConn,
+        before: &Objects,
+        containers: &Containers,
+        entry: LdapSearchResultEntry,
+    ) -> Result<(), SyncError> {
+        let base = exporter.base_dn();
+        let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
+            return Ok(());
+        };
+        self.changed.insert(id.clone());
+        if dn == *base {
+            // Renamed in case or spacing only (base_dn still matches):
+            // every line's DN text changed.
+            if before.values().any(|o| !o.dn.ends_with(entry.dn.as_str())) {
+                self.arrived.push(dn);
+            }
+            return Ok(());
+        }
+        let old = was_at(before, containers, &id);
+        // The DN as written: a change of case or spacing is a change of
+        // every line below.
+        let moved = old.is_some_and(|old| old != entry.dn);
+        if let Some(old) = old.filter(|_| moved).and_then(|o| Dn::parse(o).ok()) {
+            self.left.push(old);
+        }
+        let in_scope = dn.is_within(base);
+        let kind = if in_scope {
+            exporter.classify(conn, &entry).await?
+        } else {
+            None
+        };
+        // New here, moved, or of another kind (an organization no more, or
+        // one now): what lies below has new DNs or parents.
+        let reshaped = moved || old.is_none() || before.get(&id).map(|o| o.kind) != kind;
+        if in_scope && reshaped && may_hold_objects(&entry, kind) {
+            self.arrived.push(dn.clone());
+        }
+        match kind {
+            Some(kind) => self.found.push(Found {
+                kind,
+                dn,
+                id,
+                entry,
+            }),
+            // Moved out of base_dn, or no longer an organization or an
+            // account: gone, for the consumer.
+            None => {
+                self.gone.insert(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// A present phase: whatever the directory did not name is gone; what
+    /// it names that the snapshot lacks may be an object restored from a
+    /// backup with its old entryCSN (reported by no change): looked up.
+    fn take_present(
+        &mut self,
+        present: &HashSet<String>,
+        base_id: &str,
+        before: &Objects,
+        containers: &Containers,
+    ) {
+        let unnamed: Vec<String> = before
+            .keys()
+            .chain(containers.keys())
+            .filter(|id| !present.contains(*id) && !self.changed.contains(*id))
+            .cloned()
+            .collect();
+        self.gone.extend(unnamed);
+        self.unheld = present
+            .iter()
+            .filter(|id| {
+                !before.contains_key(*id)
+                    && !containers.contains_key(*id)
+                    && !self.changed.contains(*id)
+                    && *id != base_id
+            })
+            .cloned()
+            .collect();
     }
 }
 
@@ -243,7 +274,7 @@ pub async fn apply(
     exporter: &Exporter,
     conn: &mut UpstreamConn,
     base_id: &str,
-    mut before: Objects,
+    before: Objects,
     mut containers: Containers,
     mut delta: Delta,
 ) -> Result<Result<Computed, Contradicted>, SyncError> {
@@ -252,7 +283,7 @@ pub async fn apply(
     let report = Report::read(exporter, conn, base_id, &before, &containers, &mut delta).await?;
     let known = containers.len();
     containers.retain(|id, _| !report.changed.contains(id) && !report.gone.contains(id));
-    let mut layout_changed = containers.len() != known;
+    let containers_dropped = containers.len() != known;
     let Report {
         mut found,
         gone: reported_gone,
@@ -283,18 +314,9 @@ pub async fn apply(
 
     // The snapshot's objects below an entry that moved or left, not seen
     // at a new place: where are they now?
-    let candidates: Vec<String> = if left.is_empty() {
-        Vec::new()
-    } else {
-        before
-            .iter()
-            .filter(|(id, _)| !seen.contains(*id) && !reported_gone.contains(*id))
-            .filter(|(_, o)| {
-                Dn::parse(&o.dn).is_ok_and(|dn| left.iter().any(|l| dn.is_within(l) && dn != *l))
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
-    };
+    let candidates = below(&before, &left, |id| {
+        !seen.contains(id) && !reported_gone.contains(id)
+    });
     let entries = exporter.objects_by_id(conn, &candidates).await?;
     found.extend(classified(exporter, conn, entries, &mut seen).await?);
     let mut gone: HashSet<String> = candidates
@@ -323,12 +345,42 @@ pub async fn apply(
     gone.extend(claimed);
 
     let items = items_of(exporter, conn, &mut parents, found).await?;
+    let mut computed = settle(before, items, gone);
+    computed.containers = containers;
+    computed.layout_changed |= containers_dropped;
+    Ok(Ok(computed))
+}
+
+/// The ids of the objects of `before` strictly below one of `left` that
+/// `wanted` accepts.
+fn below(before: &Objects, left: &[Dn], wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    if left.is_empty() {
+        return Vec::new();
+    }
+    before
+        .iter()
+        .filter(|(id, _)| wanted(id))
+        .filter(|(_, o)| {
+            Dn::parse(&o.dn).is_ok_and(|dn| left.iter().any(|l| dn.is_within(l) && dn != *l))
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// The change set: `items` whose line changed are upserts, `gone` objects
+/// of `before` that were not found again deletes; `before` becomes the new
+/// snapshot.
+fn settle(
+    mut before: Objects,
+    items: BTreeMap<String, Item>,
+    mut gone: HashSet<String>,
+) -> Computed {
     gone.retain(|id| !items.contains_key(id));
     let deletes: Vec<_> = gone
         .into_iter()
         .filter_map(|id| before.remove(&id).map(|o| (o.kind, id, o.depth)))
         .collect();
-    layout_changed |= !deletes.is_empty();
+    let mut layout_changed = !deletes.is_empty();
     let mut upserts = Vec::new();
     for (id, item) in items {
         let snap = item.snap();
@@ -339,13 +391,13 @@ pub async fn apply(
             upserts.push(item);
         }
     }
-    Ok(Ok(Computed {
+    Computed {
         upserts,
         deletes,
         now: before,
-        containers,
+        containers: Containers::new(),
         layout_changed,
-    }))
+    }
 }
 
 /// The objects among `entries` not `seen` yet, classified as a full pull
