@@ -730,12 +730,23 @@ fn ad_moves_of_ous_and_containers_follow_through_usn_tracking() {
                 "dn: CN=Parked,{base}\nchangetype: modrdn\nnewrdn: CN=Kept\ndeleteoldrdn: 1\n\n"
             ),
         ),
+        (
+            "an OU holding an account is renamed in case only",
+            format!("dn: {hq}\nchangetype: modrdn\nnewrdn: OU=hq\ndeleteoldrdn: 1\n\n"),
+        ),
     ];
     for (what, ldif) in steps {
         ad_modify(&ldif);
         pullers.pull(what);
         pullers.assert_in_step(what);
     }
+    let h1 = pullers
+        .consumer
+        .objects
+        .values()
+        .find(|o| o["fields"]["username"] == "mvh1")
+        .expect("mvh1 held");
+    assert_eq!(h1["dn"], format!("CN=mvh1,OU=hq,{base}"), "{h1}");
     let held = pullers.consumer.usernames();
     for user in ["mvh1", "mvs1", "mvs2", "mvp1"] {
         assert!(held.contains(&user), "{user} in {held:?}");
