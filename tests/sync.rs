@@ -568,16 +568,6 @@ fn verification_reports_sign_in_values_shared_by_several_entries() {
 }
 
 /// `ldapgate sync verify`: the report (the exit code must be `code`).
-fn sync_verify(cfg: &Path, code: i32) -> Value {
-    let out = Command::new(ldapgate_binary())
-        .args(["sync", "verify", "-c"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(code), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// `ldapgate authenticate`: the outcome.
 fn sign_in_outcome(cfg: &Path, login: &str, password: &str) -> String {
     let mut cmd = Command::new(ldapgate_binary());

@@ -3,13 +3,14 @@
 //! protection), [`delta`] (from a change tracker's report to a change set, with `containers` and
 //! `lookup` following entries through moves), [`verify`] (scheduled verification, with [`rules`] the
 //! sign-in attributes' matching rules and [`shared`] the values several
-//! entries share), [`snapshot`] and [`state`] (what is kept in `state_dir`).
+//! entries share, and [`drift`] what the change tracking cannot report), [`snapshot`] and [`state`] (what is kept in `state_dir`).
 
 pub mod base;
 pub mod changes;
 mod classify;
 mod containers;
 pub mod delta;
+pub mod drift;
 pub mod error;
 pub mod export;
 mod lookup;

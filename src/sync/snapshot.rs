@@ -134,6 +134,15 @@ pub fn save(
     Ok(cookie)
 }
 
+/// The snapshot of the latest pull, if any is kept.
+pub fn newest(state: &StateDir) -> Result<Option<Snapshot>, StateError> {
+    let index: Vec<String> = state.read_json(INDEX)?.unwrap_or_default();
+    match index.last() {
+        Some(cookie) => load(state, cookie),
+        None => Ok(None),
+    }
+}
+
 /// The snapshot `cookie` names, if it is still kept. Ids are read in their
 /// canonical form: snapshots written before ids were canonical may hold an
 /// entryUUID as the directory stored it (upper case).

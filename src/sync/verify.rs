@@ -1,11 +1,13 @@
 //! Scheduled verification: a full pass that checks the base DN's
-//! fingerprint, counts organizations and accounts, and finds sign-in ID
+//! fingerprint, counts organizations and accounts, finds objects the change
+//! tracking does not report ([`super::drift`]), and finds sign-in ID
 //! values that belong to more than one entry. Those users cannot sign in
 //! (their login is ambiguous), and the operator should know before they try.
 //! Values compare under each sign-in attribute's equality rule from the
 //! directory's schema ([`super::rules`]), across attributes
 //! ([`super::shared`]), as the sign-in filter compares them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use super::drift;
 use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::rules::sign_in_rules;
@@ -28,6 +31,10 @@ pub struct Report {
     pub orgs: usize,
     pub accounts: usize,
     pub shared_sign_in_values: Vec<SharedValue>,
+    /// Objects the directory's change tracking does not report (see
+    /// [`super::drift`]); the next changes pull compares the whole
+    /// directory.
+    pub untracked_objects: usize,
 }
 
 /// Runs one verification. `sign_in` are the `[signin]` attributes: a value
@@ -56,18 +63,25 @@ async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report,
     let (tx, mut rx) = mpsc::channel::<Item>(256);
     let count = async move {
         let (mut orgs, mut accounts) = (0, 0);
+        let mut now = HashMap::new();
         while let Some(item) = rx.recv().await {
             match item.kind {
                 Kind::Org => orgs += 1,
                 Kind::Account => accounts += 1,
             }
+            now.insert(item.id, item.dn);
         }
-        (orgs, accounts)
+        (orgs, accounts, now)
     };
-    let (walked, (orgs, accounts)) = tokio::join!(exporter.walk(tx), count);
+    let (walked, (orgs, accounts, now)) = tokio::join!(exporter.walk(tx), count);
     walked?;
     report.orgs = orgs;
     report.accounts = accounts;
+    if let Some(found) = exporter.find_drift(&now).await? {
+        drift::record(exporter.state(), &found)?;
+        report.untracked_objects = found.untracked;
+    }
+    drop(now);
 
     let rules = sign_in_rules(exporter, sign_in).await;
     debug!(rules = ?rules.describe(), "sign-in attributes compare by these rules");
@@ -121,31 +135,38 @@ pub fn spawn_scheduled(
 
 /// One scheduled verification, logged.
 async fn run_scheduled(schedule: &Schedule) {
-    match verify(&schedule.exporter, &schedule.sign_in).await {
-        Ok(report) if report.shared_sign_in_values.is_empty() => {
-            info!(
-                orgs = report.orgs,
-                accounts = report.accounts,
-                "scheduled verification passed"
-            );
-        }
-        Ok(report) => {
-            for s in &report.shared_sign_in_values {
-                warn!(
-                    attribute = %s.attribute,
-                    value = %s.value,
-                    rule = s.rule,
-                    entries = ?s.dns,
-                    "sign-in ID value shared by several entries: these users cannot sign in with it"
-                );
-            }
-            warn!(
-                orgs = report.orgs,
-                accounts = report.accounts,
-                shared = report.shared_sign_in_values.len(),
-                "scheduled verification found shared sign-in ID values"
-            );
-        }
-        Err(e) => error!(error = %e, "scheduled verification failed"),
+    let report = match verify(&schedule.exporter, &schedule.sign_in).await {
+        Ok(report) => report,
+        Err(e) => return error!(error = %e, "scheduled verification failed"),
+    };
+    if report.untracked_objects > 0 {
+        warn!(
+            untracked = report.untracked_objects,
+            "the directory's change tracking does not report some objects (restored from a \
+             backup?): the next changes pull compares the whole directory"
+        );
     }
+    if report.shared_sign_in_values.is_empty() {
+        info!(
+            orgs = report.orgs,
+            accounts = report.accounts,
+            "scheduled verification passed"
+        );
+        return;
+    }
+    for s in &report.shared_sign_in_values {
+        warn!(
+            attribute = %s.attribute,
+            value = %s.value,
+            rule = s.rule,
+            entries = ?s.dns,
+            "sign-in ID value shared by several entries: these users cannot sign in with it"
+        );
+    }
+    warn!(
+        orgs = report.orgs,
+        accounts = report.accounts,
+        shared = report.shared_sign_in_values.len(),
+        "scheduled verification found shared sign-in ID values"
+    );
 }

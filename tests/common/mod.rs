@@ -41,12 +41,22 @@ pub fn require_program(name: &str, package: &str) -> PathBuf {
     panic!("`{name}` is not installed; these tests need it: apt-get install -y {package}");
 }
 
-/// A port nobody listens on right now.
+/// A loopback port nothing listens on, never handed out before in this
+/// process: a server stopped and started again on its ports (a restore, a
+/// failover) must not find them taken by another test's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding an ephemeral loopback port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts on `addr`.
@@ -358,10 +368,16 @@ impl Slapd {
         out.stdout
     }
 
-    /// Restores a [`Self::backup`] as an operator would: slapd stopped,
-    /// `slapadd`, slapd started again.
-    pub fn restore(&mut self, backup: &[u8]) {
-        self.stop();
+    /// Restores a [`Self::backup`] as an operator would: slapd stopped
+    /// (cleanly, as `systemctl stop` does, when `clean`: slapd then saves
+    /// its contextCSN; else killed), `slapadd`, slapd started again.
+    pub fn restore(&mut self, backup: &[u8], clean: bool) {
+        if clean {
+            send_signal(self.pid(), "TERM");
+            let _ = self.child.wait();
+        } else {
+            self.stop();
+        }
         let ldif = self.dir.path().join("restore.ldif");
         std::fs::write(&ldif, backup).unwrap();
         let out = Command::new(require_program("slapadd", "slapd"))

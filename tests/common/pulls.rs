@@ -96,6 +96,17 @@ pub fn line_for<'a>(body: &'a [serde_json::Value], id: &str) -> &'a serde_json::
         .unwrap_or_else(|| panic!("no line for {id} in {body:#?}"))
 }
 
+/// `ldapgate sync verify`: its report, after checking the exit code.
+pub fn sync_verify(cfg: &Path, code: i32) -> Value {
+    let out = Command::new(ldapgate_binary())
+        .args(["sync", "verify", "-c"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// What a consumer holds: the export lines (without `op`) by id.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Consumer {
