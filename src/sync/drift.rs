@@ -9,13 +9,14 @@
 //! snapshot's cursor. Objects neither explains are drift: the next changes
 //! pull compares the whole directory, and says why.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::export::{Exporter, SyncError};
-use super::snapshot;
+use super::snapshot::{self, Containers, SnapObject};
 use super::state::{StateDir, StateError};
+use super::tracking::Cursor;
 use crate::ldap::dn::Dn;
 
 /// The state file that records drift until a whole comparison (or a full
@@ -59,67 +60,92 @@ pub fn clear(state: &StateDir) -> Result<(), StateError> {
     state.remove(DRIFT).map(|_| ())
 }
 
-impl Exporter {
-    /// The drift between `now` (the DN of every object by id, from a walk
-    /// that just ended) and the newest snapshot with what the tracker
-    /// reports since its cursor. None when the snapshot has no cursor or
-    /// the tracker cannot answer from it (the next pull compares the whole
-    /// directory anyway), or nothing drifted.
-    pub async fn find_drift(
-        &self,
-        now: &HashMap<String, String>,
-    ) -> Result<Option<Drift>, SyncError> {
-        let Some(before) = snapshot::newest(self.state())? else {
-            return Ok(None);
-        };
-        let Some(cursor) = &before.cursor else {
-            return Ok(None);
-        };
-        let mut conn = self.connection().await?;
-        let delta = self.tracker().since(self, &mut conn, cursor).await?;
-        self.release(conn);
+/// One drift check, fed by a verification's walk: the newest snapshot's
+/// objects (sorted by id, with a seen mark each) and the objects it lacks.
+/// Memory: the snapshot and one bit per object, not a second map of the
+/// directory.
+pub struct DriftCheck {
+    before: Vec<(String, SnapObject)>,
+    seen: Vec<bool>,
+    /// Objects the snapshot lacks, (id, DN).
+    fresh: Vec<(String, String)>,
+    containers: Containers,
+    cursor: Cursor,
+}
+
+impl DriftCheck {
+    /// Takes one object of the walk.
+    pub fn see(&mut self, id: String, dn: String) {
+        match self
+            .before
+            .binary_search_by(|(known, _)| known.as_str().cmp(&id))
+        {
+            Ok(at) => self.seen[at] = true,
+            Err(_) => self.fresh.push((id, dn)),
+        }
+    }
+
+    /// The drift, once the walk ended: objects the snapshot lacks, and
+    /// objects it has that the walk did not see, that the tracker does not
+    /// report since the snapshot's cursor (objects below a reported entry
+    /// moved with it). None when nothing drifted or the tracker cannot
+    /// answer from the cursor (the next pull compares the whole directory
+    /// anyway).
+    pub async fn finish(self, exporter: &Exporter) -> Result<Option<Drift>, SyncError> {
+        let mut conn = exporter.connection().await?;
+        let delta = exporter
+            .tracker()
+            .since(exporter, &mut conn, &self.cursor)
+            .await?;
+        exporter.release(conn);
         let Ok(delta) = delta else {
             return Ok(None);
         };
         let mut reported: HashSet<String> = delta.deleted;
-        reported.extend(delta.changed.iter().filter_map(|e| self.id_of(e)));
-        // What lies below a reported entry moved with it: explained.
-        let reported_now: Vec<Dn> = delta
-            .changed
-            .iter()
-            .filter_map(|e| Dn::parse(&e.dn).ok())
-            .collect();
-        let reported_before: Vec<Dn> = reported
-            .iter()
-            .filter_map(|id| {
-                before
-                    .objects
-                    .get(id)
-                    .map(|o| o.dn.as_str())
-                    .or_else(|| before.containers.get(id).map(String::as_str))
-            })
-            .filter_map(|dn| Dn::parse(dn).ok())
-            .collect();
+        reported.extend(delta.changed.iter().filter_map(|e| exporter.id_of(e)));
+        let parse = |dns: Vec<&str>| -> Vec<Dn> {
+            dns.into_iter()
+                .filter_map(|dn| Dn::parse(dn).ok())
+                .collect()
+        };
+        let reported_now = parse(delta.changed.iter().map(|e| e.dn.as_str()).collect());
+        let reported_before = parse(
+            self.before
+                .iter()
+                .filter(|(id, _)| reported.contains(id))
+                .map(|(_, o)| o.dn.as_str())
+                .chain(
+                    self.containers
+                        .iter()
+                        .filter(|(id, _)| reported.contains(*id))
+                        .map(|(_, dn)| dn.as_str()),
+                )
+                .collect(),
+        );
         let below = |dn: &str, reported: &[Dn]| {
             Dn::parse(dn).is_ok_and(|dn| reported.iter().any(|r| dn.is_within(r) && dn != *r))
         };
         let present = delta.present.as_ref();
         // Here, unknown to the snapshot, and reported by nothing (a present
         // phase that names it reports it: the pull looks such ids up).
-        let restored = now.iter().filter(|(id, dn)| {
-            !before.objects.contains_key(*id)
-                && !reported.contains(*id)
-                && present.is_none_or(|p| !p.contains(*id))
+        let restored = self.fresh.iter().filter(|(id, dn)| {
+            !reported.contains(id)
+                && present.is_none_or(|p| !p.contains(id))
                 && !below(dn, &reported_now)
         });
         // Gone, held by the snapshot, and reported by nothing (a present
         // phase that does not name it reports it gone).
-        let vanished = before.objects.iter().filter(|(id, o)| {
-            !now.contains_key(*id)
-                && !reported.contains(*id)
-                && present.is_none_or(|p| p.contains(*id))
-                && !below(&o.dn, &reported_before)
-        });
+        let vanished = self
+            .before
+            .iter()
+            .zip(&self.seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|(object, _)| object)
+            .filter(|(id, o)| {
+                !reported.contains(id)
+                    && present.is_none_or(|p| p.contains(id))
+                    && !below(&o.dn, &reported_before)
+            });
         let drifted: Vec<&String> = restored
             .map(|(id, _)| id)
             .chain(vanished.map(|(id, _)| id))
@@ -131,9 +157,58 @@ impl Exporter {
     }
 }
 
+impl Exporter {
+    /// A drift check against the newest snapshot; None when there is none
+    /// or it has no cursor (no tracker to be blind).
+    pub fn drift_check(&self) -> Result<Option<DriftCheck>, SyncError> {
+        let Some(snapshot) = snapshot::newest(self.state())? else {
+            return Ok(None);
+        };
+        let Some(cursor) = snapshot.cursor else {
+            return Ok(None);
+        };
+        // A BTreeMap iterates in key order: sorted for the binary search.
+        let before: Vec<(String, SnapObject)> = snapshot.objects.into_iter().collect();
+        Ok(Some(DriftCheck {
+            seen: vec![false; before.len()],
+            before,
+            fresh: Vec::new(),
+            containers: snapshot.containers,
+            cursor,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_marks_what_the_snapshot_holds_and_keeps_what_it_lacks() {
+        let object = |dn: &str| SnapObject {
+            kind: crate::sync::snapshot::Kind::Account,
+            hash: 0,
+            depth: 3,
+            dn: dn.into(),
+        };
+        let before: Vec<(String, SnapObject)> = [("a", "uid=a,dc=x"), ("c", "uid=c,dc=x")]
+            .into_iter()
+            .map(|(id, dn)| (id.to_owned(), object(dn)))
+            .collect();
+        let mut check = DriftCheck {
+            seen: vec![false; before.len()],
+            before,
+            fresh: Vec::new(),
+            containers: Containers::new(),
+            cursor: Cursor::Syncrepl {
+                cookie: String::new(),
+            },
+        };
+        check.see("c".into(), "uid=c,dc=x".into());
+        check.see("b".into(), "uid=b,dc=x".into());
+        assert_eq!(check.seen, vec![false, true]);
+        assert_eq!(check.fresh, vec![("b".to_owned(), "uid=b,dc=x".to_owned())]);
+    }
 
     #[test]
     fn drift_is_kept_until_cleared() {

@@ -7,7 +7,6 @@
 //! directory's schema ([`super::rules`]), across attributes
 //! ([`super::shared`]), as the sign-in filter compares them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,28 +59,31 @@ pub async fn verify(exporter: &Exporter, sign_in: &[String]) -> Result<Report, S
 
 async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report, SyncError> {
     let mut report = Report::default();
+    let mut check = exporter.drift_check()?;
     let (tx, mut rx) = mpsc::channel::<Item>(256);
-    let count = async move {
+    let count = async {
         let (mut orgs, mut accounts) = (0, 0);
-        let mut now = HashMap::new();
         while let Some(item) = rx.recv().await {
             match item.kind {
                 Kind::Org => orgs += 1,
                 Kind::Account => accounts += 1,
             }
-            now.insert(item.id, item.dn);
+            if let Some(check) = check.as_mut() {
+                check.see(item.id, item.dn);
+            }
         }
-        (orgs, accounts, now)
+        (orgs, accounts)
     };
-    let (walked, (orgs, accounts, now)) = tokio::join!(exporter.walk(tx), count);
+    let (walked, (orgs, accounts)) = tokio::join!(exporter.walk(tx), count);
     walked?;
     report.orgs = orgs;
     report.accounts = accounts;
-    if let Some(found) = exporter.find_drift(&now).await? {
-        drift::record(exporter.state(), &found)?;
-        report.untracked_objects = found.untracked;
+    if let Some(check) = check {
+        if let Some(found) = check.finish(exporter).await? {
+            drift::record(exporter.state(), &found)?;
+            report.untracked_objects = found.untracked;
+        }
     }
-    drop(now);
 
     let rules = sign_in_rules(exporter, sign_in).await;
     debug!(rules = ?rules.describe(), "sign-in attributes compare by these rules");
