@@ -119,9 +119,36 @@ async fn pull(proxy: &Proxy, tls: &TlsConnector, path: &str) -> Pulled {
     }
 }
 
+/// `ldapgate sync verify` with `config` (the state of the proxy's pulls):
+/// (seconds, peak RSS in KiB, from GNU time).
+fn sync_verify(binary: &std::path::Path, config: &std::path::Path) -> (f64, u64) {
+    let time = require_program("time", "time");
+    let start = Instant::now();
+    let out = std::process::Command::new(time)
+        .arg("-v")
+        .arg(binary)
+        .args(["sync", "verify", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rss = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (secs, rss)
+}
+
 /// One ldapgate under test, with what its pulls measured.
 struct Column {
     name: &'static str,
+    binary: std::path::PathBuf,
     proxy: Proxy,
     tls: TlsConnector,
     idle_rss: u64,
@@ -143,11 +170,12 @@ fn main() {
             .service_account(&slapd)
             .control(TOKEN);
         config.log_filter = "warn".into();
-        config.binary = binary;
+        config.binary = binary.clone();
         let proxy = Proxy::start(config);
         let tls = TlsConnector::from(proxy.certs.client_config());
         Column {
             name,
+            binary: binary.unwrap_or_else(ldapgate_binary),
             idle_rss: peak_rss_kib(proxy.pid()),
             proxy,
             tls,
@@ -213,6 +241,12 @@ fn main() {
             c.change_secs.push(changes.secs);
         }
     }
+    // Scheduled verification, as `ldapgate sync verify` on the state the
+    // pulls left (it checks the tracker's blind spots against it too).
+    let verified: Vec<(f64, u64)> = columns
+        .iter()
+        .map(|c| sync_verify(&c.binary, &c.proxy.config_path))
+        .collect();
     println!(
         "\nsync pulls of {entries} accounts in 100 organizations, HTTPS, median of {reps} pulls\n"
     );
@@ -256,6 +290,16 @@ fn main() {
             .iter()
             .map(|c| peak_rss_kib(c.proxy.pid()) as f64 / 1024.0)
             .collect(),
+        "MiB",
+    );
+    row(
+        "sync verify (one run)",
+        verified.iter().map(|v| v.0).collect(),
+        "s",
+    );
+    row(
+        "sync verify peak RSS",
+        verified.iter().map(|v| v.1 as f64 / 1024.0).collect(),
         "MiB",
     );
     row(
