@@ -132,7 +132,9 @@ fn sync_verify(binary: &std::path::Path, config: &std::path::Path) -> (f64, u64)
         .output()
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", show(&out));
+    // 1: the sample directory's shared sign-in values (dup1, dup2) were
+    // found, as they should be.
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let rss = stderr
         .lines()
