@@ -51,6 +51,7 @@ pub struct Item {
     pub id: String,
     /// Depth of its DN, to order creations parents first.
     pub depth: u16,
+    /// Its DN as the directory wrote it (the line's `dn`).
     pub dn: String,
     pub line: String,
 }
