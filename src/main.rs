@@ -57,8 +57,9 @@ enum SyncCommand {
         #[arg(long)]
         approve: Option<String>,
     },
-    /// One verification pass now: the base-DN fingerprint, counts, and
-    /// sign-in ID values shared by several entries (JSON; exit 1 when any).
+    /// One verification pass now: the base-DN fingerprint, counts, objects
+    /// the change tracking does not report, and sign-in ID values shared
+    /// by several entries (JSON; exit 1 when any is found).
     Verify {
         #[arg(short, long)]
         config: PathBuf,
@@ -324,7 +325,7 @@ async fn sync(config: &Config, action: &SyncCommand) -> anyhow::Result<bool> {
             match verify::verify(&exporter, &config.signin.attributes).await {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
-                    report.shared_sign_in_values.is_empty()
+                    report.shared_sign_in_values.is_empty() && report.untracked_objects == 0
                 }
                 Err(e) => {
                     println!("{}", export::error_line(&e));

@@ -472,64 +472,144 @@ fn entries_restored_from_a_backup_come_back_through_a_present_phase() {
     assert!(held.contains(&"h1") && held.contains(&"d1"), "{held:?}");
 }
 
+/// A consumer of change pulls from one configuration: its objects and
+/// cookie, with each pull applied line by line.
+struct Follower {
+    cfg: std::path::PathBuf,
+    consumer: Consumer,
+    cookie: String,
+    what: String,
+}
+
+impl Follower {
+    fn new(slapd: &Slapd, what: &str) -> Follower {
+        let cfg = sync_config(slapd, &tenant(), true, CLASSES);
+        let (full, code) = sync_full(&cfg);
+        assert_eq!(code, 0, "{what}: {full:?}");
+        Follower {
+            consumer: Consumer::from_full(&full, &tenant()),
+            cookie: cookie_of(&full),
+            cfg,
+            what: what.to_owned(),
+        }
+    }
+
+    /// A changes pull from `cookie`, applied; the end line.
+    fn pull_from(&mut self, cookie: &str, step: &str) -> Value {
+        let (lines, code) = sync_changes(&self.cfg, cookie, None);
+        let what = format!("{}, {step}", self.what);
+        assert_eq!(code, 0, "{what}: {lines:#?}");
+        self.consumer
+            .apply(&lines[..lines.len() - 1])
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        self.cookie = cookie_of(&lines);
+        lines.last().unwrap().clone()
+    }
+
+    fn pull(&mut self, step: &str) -> Value {
+        let cookie = self.cookie.clone();
+        self.pull_from(&cookie, step)
+    }
+
+    /// The consumer holds what a full pull (of another configuration)
+    /// delivers now.
+    fn assert_in_step(&self, slapd: &Slapd, step: &str) {
+        let (now, code) = sync_full(&sync_config(slapd, &tenant(), true, CLASSES));
+        assert_eq!(code, 0);
+        assert_eq!(
+            self.consumer.objects,
+            Consumer::from_full(&now, &tenant()).objects,
+            "{}, {step}: the consumer holds what a full pull delivers",
+            self.what
+        );
+    }
+}
+
+fn assert_whole_comparison(end: &Value, what: &str) {
+    assert_eq!(end["method"], "snapshot", "{what}: {end}");
+    assert!(
+        end["resync_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("does not report")),
+        "{what}: {end}"
+    );
+}
+
 /// Entries restored from a backup after their deletion was delivered, with
 /// slapd stopped cleanly (it keeps its contextCSN): syncprov reports no
 /// change and runs no present phase, with or without its session log.
-/// Scheduled verification finds the objects the tracker does not report,
-/// and the next changes pull compares the whole directory and brings them
-/// back; the one after uses syncrepl again.
+/// Scheduled verification finds the objects the tracker does not report
+/// and marks the snapshot: every changes pull from it compares the whole
+/// directory and brings them back (a repeated pull too, after a lost
+/// response, or one after a full pull elsewhere); the pull after uses
+/// syncrepl again.
 #[test]
 fn verification_finds_what_syncrepl_cannot_report_and_the_next_pull_brings_it() {
     for sessionlog in [false, true] {
+        let what = format!("sessionlog {sessionlog}");
         let mut slapd = Slapd::start_with_lines_and_ldif(&syncprov(sessionlog), &tree());
-        let cfg = sync_config(&slapd, &tenant(), true, CLASSES);
-        let full_cfg = sync_config(&slapd, &tenant(), true, CLASSES);
-        let (full, code) = sync_full(&cfg);
-        assert_eq!(code, 0, "{full:?}");
-        let mut consumer = Consumer::from_full(&full, &tenant());
-        let mut cookie = cookie_of(&full);
-        let mut changes = |consumer: &mut Consumer, what: &str| {
-            let (lines, code) = sync_changes(&cfg, &cookie, None);
-            assert_eq!(code, 0, "sessionlog {sessionlog}, {what}: {lines:#?}");
-            consumer
-                .apply(&lines[..lines.len() - 1])
-                .unwrap_or_else(|e| panic!("sessionlog {sessionlog}, {what}: {e}"));
-            cookie = cookie_of(&lines);
-            lines.last().unwrap().clone()
-        };
+        let mut follower = Follower::new(&slapd, &what);
         let hq = format!("ou=hq,{}", tenant());
         let backup = slapd.backup("(|(uid=h1)(uid=d1)(ou=deep))");
         slapd.modify(&format!(
             "dn: uid=h1,{hq}\nchangetype: delete\n\ndn: uid=d1,ou=deep,{hq}\nchangetype: delete\n\n\
              dn: ou=deep,{hq}\nchangetype: delete\n\n"
         ));
-        changes(&mut consumer, "deleted");
+        follower.pull("deleted");
         slapd.restore(&backup, true);
-        let end = changes(&mut consumer, "restored");
+        let end = follower.pull("restored");
         assert_eq!(end["method"], "syncrepl", "{end}");
+        let marked = follower.cookie.clone();
+        // Another consumer's full pull before verification changes nothing
+        // for this one.
+        sync_full(&follower.cfg);
 
-        let report = sync_verify(&cfg, 0);
+        let report = sync_verify(&follower.cfg, 1);
         assert_eq!(
             report["untracked_objects"], 3,
-            "sessionlog {sessionlog}: h1, ou=deep and d1: {report}"
+            "{what}: h1, ou=deep and d1: {report}"
         );
-        let end = changes(&mut consumer, "after verification");
-        assert_eq!(end["method"], "snapshot", "{end}");
-        assert!(
-            end["resync_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("does not report")),
-            "{end}"
-        );
-        let (now, _) = sync_full(&full_cfg);
-        assert_eq!(
-            consumer.objects,
-            Consumer::from_full(&now, &tenant()).objects,
-            "sessionlog {sessionlog}: the consumer holds what a full pull delivers"
-        );
-        assert!(consumer.usernames().contains(&"h1"));
-        let end = changes(&mut consumer, "next");
+        assert_whole_comparison(&follower.pull("after verification"), &what);
+        follower.assert_in_step(&slapd, "after verification");
+        assert!(follower.consumer.usernames().contains(&"h1"));
+        // The response was lost: the same cookie again.
+        follower.consumer = {
+            let mut c = follower.consumer.clone();
+            for id in ["h1", "d1"] {
+                c.objects.retain(|_, o| o["fields"]["username"] != id);
+            }
+            c.objects.retain(|_, o| o["fields"]["name"] != "deep");
+            c
+        };
+        assert_whole_comparison(&follower.pull_from(&marked, "repeated"), &what);
+        follower.assert_in_step(&slapd, "repeated");
+        let end = follower.pull("next");
         assert_eq!(end["method"], "syncrepl", "{end}");
-        assert_eq!(sync_verify(&cfg, 0)["untracked_objects"], 0);
+        assert_eq!(sync_verify(&follower.cfg, 0)["untracked_objects"], 0);
+    }
+}
+
+/// An account changed and pulled, then deleted and restored from a backup
+/// taken before the change, without a pull in between: the consumer holds
+/// the changed version, the directory the older one, and the tracker
+/// reports nothing. Verification compares lines, not only ids.
+#[test]
+fn verification_finds_an_older_version_restored_over_a_pulled_change() {
+    for sessionlog in [false, true] {
+        let what = format!("sessionlog {sessionlog}");
+        let mut slapd = Slapd::start_with_lines_and_ldif(&syncprov(sessionlog), &tree());
+        let mut follower = Follower::new(&slapd, &what);
+        let h1 = format!("uid=h1,ou=hq,{}", tenant());
+        let backup = slapd.backup("(uid=h1)");
+        slapd.modify(&format!(
+            "dn: {h1}\nchangetype: modify\nreplace: mail\nmail: changed@example.com\n"
+        ));
+        follower.pull("changed");
+        slapd.modify(&format!("dn: {h1}\nchangetype: delete\n"));
+        slapd.restore(&backup, true);
+        let report = sync_verify(&follower.cfg, 1);
+        assert_eq!(report["untracked_objects"], 1, "{what}: {report}");
+        assert_whole_comparison(&follower.pull("after verification"), &what);
+        follower.assert_in_step(&slapd, "after verification");
     }
 }

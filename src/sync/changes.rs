@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::delta::{self, Computed, Contradicted};
-use super::drift;
 use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::snapshot::{self, line_hash, Kind, Objects, Snapshot};
@@ -167,10 +166,6 @@ async fn change_set(
         org_deletes,
     };
     let cookie = snapshot::save(state, now, containers, cursor)?;
-    if method == Method::Snapshot {
-        // The whole comparison delivered whatever the tracker missed.
-        drift::clear(state)?;
-    }
     Ok(ChangeSet {
         lines,
         cookie,
@@ -189,10 +184,9 @@ async fn find_changes(
 ) -> Result<(Computed, Option<Cursor>, Method, Option<String>), SyncError> {
     let tracker = exporter.tracker();
     let base_id = exporter.check_base(conn).await?;
-    let drifted = drift::recorded(exporter.state())?;
     let native = match &before.cursor {
         // Verification found objects the tracker does not report.
-        Some(_) if drifted.is_some() => drifted.map(|d| Err(Fallback(d.reason()))),
+        Some(_) if before.drift.is_some() => before.drift.clone().map(|d| Err(Fallback(d))),
         // Written by a version that kept no DNs: moves cannot be followed
         // from it.
         Some(_) if !before.has_dns() => Some(Err(Fallback(

@@ -3,227 +3,213 @@
 //! entry restored from a backup (slapadd while slapd was stopped) keeps its
 //! old entryCSN, and after a clean restart syncprov answers from its saved
 //! contextCSN or its session log, without a present phase: the entry is
-//! reported by no change, and a consumer that saw it deleted never gets it
-//! back. Verification walks the directory anyway; it compares the objects
-//! there with the newest snapshot and what the tracker reports since that
-//! snapshot's cursor. Objects neither explains are drift: the next changes
-//! pull compares the whole directory, and says why.
+//! reported by no change, and a consumer that saw it deleted (or changed)
+//! never gets it back.
+//!
+//! Verification walks the directory anyway. For every snapshot kept (each
+//! a consumer's possible cookie) it compares the objects and their lines
+//! with the snapshot and what the tracker reports since its cursor.
+//! Objects neither explains are drift: the snapshot is marked, and every
+//! changes pull from it compares the whole directory, and says why.
 
-use std::collections::HashSet;
-
-use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 
 use super::export::{Exporter, SyncError};
-use super::snapshot::{self, Containers, SnapObject};
-use super::state::{StateDir, StateError};
-use super::tracking::Cursor;
+use super::snapshot::{self, Snapshot};
 use crate::ldap::dn::Dn;
 
-/// The state file that records drift until a whole comparison (or a full
-/// pull) delivered it.
-const DRIFT: &str = "tracking_drift.json";
+/// One object as the walk found it: the hash of its line and its DN.
+pub type Walked = HashMap<String, (u64, String)>;
 
-/// What verification found the change tracking blind to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Drift {
-    /// Objects in the directory the tracker does not report (restored), or
-    /// missing from it that the tracker still counts.
-    pub untracked: usize,
-    /// One of them, for the message.
-    pub example: String,
+/// What the tracker reports since a snapshot's cursor, as drift needs it.
+struct Reported {
+    ids: HashSet<String>,
+    /// Where the reported entries are now, and were in the snapshot: what
+    /// lies below them moved with them.
+    now: Vec<Dn>,
+    before: Vec<Dn>,
+    /// The ids a present phase named, if it ran.
+    present: Option<HashSet<String>>,
 }
 
-impl Drift {
-    /// Why a changes pull compares the whole directory.
-    pub fn reason(&self) -> String {
-        format!(
-            "scheduled verification found {} object(s) that the directory's change tracking \
-             does not report (for example {}: restored from a backup with its old entryCSN?); \
-             this pull compares the whole directory",
-            self.untracked, self.example
-        )
-    }
-}
-
-/// The drift recorded by the last verification, if no pull delivered it yet.
-pub fn recorded(state: &StateDir) -> Result<Option<Drift>, StateError> {
-    state.read_json(DRIFT)
-}
-
-/// Records `drift` for the next changes pull.
-pub fn record(state: &StateDir, drift: &Drift) -> Result<(), StateError> {
-    state.write_json(DRIFT, drift)
-}
-
-/// Forgets the drift: a whole comparison or a full pull delivered it.
-pub fn clear(state: &StateDir) -> Result<(), StateError> {
-    state.remove(DRIFT).map(|_| ())
-}
-
-/// One drift check, fed by a verification's walk: the newest snapshot's
-/// objects (sorted by id, with a seen mark each) and the objects it lacks.
-/// Memory: the snapshot and one bit per object, not a second map of the
-/// directory.
-pub struct DriftCheck {
-    before: Vec<(String, SnapObject)>,
-    seen: Vec<bool>,
-    /// Objects the snapshot lacks, (id, DN).
-    fresh: Vec<(String, String)>,
-    containers: Containers,
-    cursor: Cursor,
-}
-
-impl DriftCheck {
-    /// Takes one object of the walk.
-    pub fn see(&mut self, id: String, dn: String) {
-        match self
-            .before
-            .binary_search_by(|(known, _)| known.as_str().cmp(&id))
-        {
-            Ok(at) => self.seen[at] = true,
-            Err(_) => self.fresh.push((id, dn)),
-        }
+impl Reported {
+    fn below(dn: &str, entries: &[Dn]) -> bool {
+        Dn::parse(dn).is_ok_and(|dn| entries.iter().any(|r| dn.is_within(r) && dn != *r))
     }
 
-    /// The drift, once the walk ended: objects the snapshot lacks, and
-    /// objects it has that the walk did not see, that the tracker does not
-    /// report since the snapshot's cursor (objects below a reported entry
-    /// moved with it). None when nothing drifted or the tracker cannot
-    /// answer from the cursor (the next pull compares the whole directory
-    /// anyway).
-    pub async fn finish(self, exporter: &Exporter) -> Result<Option<Drift>, SyncError> {
-        let mut conn = exporter.connection().await?;
-        let delta = exporter
-            .tracker()
-            .since(exporter, &mut conn, &self.cursor)
-            .await?;
-        exporter.release(conn);
-        let Ok(delta) = delta else {
-            return Ok(None);
-        };
-        let mut reported: HashSet<String> = delta.deleted;
-        reported.extend(delta.changed.iter().filter_map(|e| exporter.id_of(e)));
-        let parse = |dns: Vec<&str>| -> Vec<Dn> {
-            dns.into_iter()
-                .filter_map(|dn| Dn::parse(dn).ok())
-                .collect()
-        };
-        let reported_now = parse(delta.changed.iter().map(|e| e.dn.as_str()).collect());
-        let reported_before = parse(
-            self.before
-                .iter()
-                .filter(|(id, _)| reported.contains(id))
-                .map(|(_, o)| o.dn.as_str())
-                .chain(
-                    self.containers
-                        .iter()
-                        .filter(|(id, _)| reported.contains(*id))
-                        .map(|(_, dn)| dn.as_str()),
-                )
-                .collect(),
-        );
-        let below = |dn: &str, reported: &[Dn]| {
-            Dn::parse(dn).is_ok_and(|dn| reported.iter().any(|r| dn.is_within(r) && dn != *r))
-        };
-        let present = delta.present.as_ref();
-        // Here, unknown to the snapshot, and reported by nothing (a present
-        // phase that names it reports it: the pull looks such ids up).
-        let restored = self.fresh.iter().filter(|(id, dn)| {
-            !reported.contains(id)
-                && present.is_none_or(|p| !p.contains(id))
-                && !below(dn, &reported_now)
-        });
-        // Gone, held by the snapshot, and reported by nothing (a present
-        // phase that does not name it reports it gone).
-        let vanished = self
-            .before
+    /// The ids of `walked` the snapshot lacks or holds with another line,
+    /// and of the snapshot's objects gone from `walked`, that this report
+    /// does not explain.
+    fn unexplained(&self, walked: &Walked, before: &Snapshot) -> Vec<String> {
+        let mut drifted: Vec<String> = walked
             .iter()
-            .zip(&self.seen)
-            .filter(|(_, seen)| !**seen)
-            .map(|(object, _)| object)
-            .filter(|(id, o)| {
-                !reported.contains(id)
-                    && present.is_none_or(|p| p.contains(id))
-                    && !below(&o.dn, &reported_before)
-            });
-        let drifted: Vec<&String> = restored
-            .map(|(id, _)| id)
-            .chain(vanished.map(|(id, _)| id))
+            .filter(|(id, (hash, dn))| {
+                let held = before.objects.get(*id);
+                let differs = held.is_none_or(|o| o.hash != *hash);
+                // A present phase that names an id the snapshot lacks makes
+                // the pull look it up; one it names unchanged, it does not.
+                let looked_up =
+                    held.is_none() && self.present.as_ref().is_some_and(|p| p.contains(*id));
+                differs && !looked_up && !self.ids.contains(*id) && !Self::below(dn, &self.now)
+            })
+            .map(|(id, _)| id.clone())
             .collect();
-        Ok(drifted.first().map(|example| Drift {
-            untracked: drifted.len(),
-            example: (*example).clone(),
-        }))
+        drifted.extend(
+            before
+                .objects
+                .iter()
+                .filter(|(id, o)| {
+                    // A present phase that does not name it reports it gone.
+                    !walked.contains_key(*id)
+                        && !self.ids.contains(*id)
+                        && self.present.as_ref().is_none_or(|p| p.contains(*id))
+                        && !Self::below(&o.dn, &self.before)
+                })
+                .map(|(id, _)| id.clone()),
+        );
+        drifted.sort();
+        drifted
     }
+}
+
+/// Why a snapshot is marked.
+fn reason(drifted: &[String]) -> String {
+    format!(
+        "scheduled verification found {} object(s) that the directory's change tracking \
+         does not report (for example {}: restored from a backup with its old entryCSN?); \
+         this pull compares the whole directory",
+        drifted.len(),
+        drifted.first().map_or("", String::as_str)
+    )
 }
 
 impl Exporter {
-    /// A drift check against the newest snapshot; None when there is none
-    /// or it has no cursor (no tracker to be blind).
-    pub fn drift_check(&self) -> Result<Option<DriftCheck>, SyncError> {
-        let Some(snapshot) = snapshot::newest(self.state())? else {
-            return Ok(None);
-        };
-        let Some(cursor) = snapshot.cursor else {
-            return Ok(None);
-        };
-        // A BTreeMap iterates in key order: sorted for the binary search.
-        let before: Vec<(String, SnapObject)> = snapshot.objects.into_iter().collect();
-        Ok(Some(DriftCheck {
-            seen: vec![false; before.len()],
-            before,
-            fresh: Vec::new(),
-            containers: snapshot.containers,
-            cursor,
-        }))
+    /// Checks every kept snapshot against `walked` (every object of a walk
+    /// that just ended) and what the tracker reports since its cursor,
+    /// marking the ones that drifted. Snapshots are loaded one at a time.
+    /// Returns the most objects one snapshot missed.
+    pub async fn check_drift(&self, walked: &Walked) -> Result<usize, SyncError> {
+        let mut most = 0;
+        for cookie in snapshot::kept(self.state())? {
+            let Some(before) = snapshot::load(self.state(), &cookie)? else {
+                continue;
+            };
+            let (Some(cursor), None) = (&before.cursor, &before.drift) else {
+                continue;
+            };
+            let mut conn = self.connection().await?;
+            let delta = self.tracker().since(self, &mut conn, cursor).await?;
+            self.release(conn);
+            // A tracker that cannot answer makes the pull compare anyway.
+            let Ok(delta) = delta else { continue };
+            let mut ids = delta.deleted;
+            ids.extend(delta.changed.iter().filter_map(|e| self.id_of(e)));
+            let at = |id: &String| {
+                before
+                    .objects
+                    .get(id)
+                    .map(|o| o.dn.as_str())
+                    .or_else(|| before.containers.get(id).map(String::as_str))
+            };
+            let reported = Reported {
+                now: delta
+                    .changed
+                    .iter()
+                    .filter_map(|e| Dn::parse(&e.dn).ok())
+                    .collect(),
+                before: ids
+                    .iter()
+                    .filter_map(at)
+                    .filter_map(|dn| Dn::parse(dn).ok())
+                    .collect(),
+                ids,
+                present: delta.present,
+            };
+            let drifted = reported.unexplained(walked, &before);
+            if !drifted.is_empty() {
+                snapshot::mark_drift(self.state(), &cookie, &reason(&drifted))?;
+                most = most.max(drifted.len());
+            }
+        }
+        Ok(most)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::snapshot::{Containers, Kind, Objects, SnapObject};
 
-    #[test]
-    fn the_walk_marks_what_the_snapshot_holds_and_keeps_what_it_lacks() {
-        let object = |dn: &str| SnapObject {
-            kind: crate::sync::snapshot::Kind::Account,
-            hash: 0,
-            depth: 3,
-            dn: dn.into(),
-        };
-        let before: Vec<(String, SnapObject)> = [("a", "uid=a,dc=x"), ("c", "uid=c,dc=x")]
-            .into_iter()
-            .map(|(id, dn)| (id.to_owned(), object(dn)))
-            .collect();
-        let mut check = DriftCheck {
-            seen: vec![false; before.len()],
-            before,
-            fresh: Vec::new(),
+    fn snapshot(objects: &[(&str, u64, &str)]) -> Snapshot {
+        Snapshot {
+            cookie: "00".into(),
+            objects: objects
+                .iter()
+                .map(|(id, hash, dn)| {
+                    let o = SnapObject {
+                        kind: Kind::Account,
+                        hash: *hash,
+                        depth: 3,
+                        dn: (*dn).into(),
+                    };
+                    ((*id).to_owned(), o)
+                })
+                .collect::<Objects>(),
             containers: Containers::new(),
-            cursor: Cursor::Syncrepl {
-                cookie: String::new(),
-            },
-        };
-        check.see("c".into(), "uid=c,dc=x".into());
-        check.see("b".into(), "uid=b,dc=x".into());
-        assert_eq!(check.seen, vec![false, true]);
-        assert_eq!(check.fresh, vec![("b".to_owned(), "uid=b,dc=x".to_owned())]);
+            cursor: None,
+            drift: None,
+        }
+    }
+
+    fn walked(objects: &[(&str, u64, &str)]) -> Walked {
+        objects
+            .iter()
+            .map(|(id, hash, dn)| ((*id).to_owned(), (*hash, (*dn).to_owned())))
+            .collect()
+    }
+
+    fn report(ids: &[&str], now: &[&str], present: Option<&[&str]>) -> Reported {
+        Reported {
+            ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+            now: now.iter().map(|d| Dn::parse(d).unwrap()).collect(),
+            before: Vec::new(),
+            present: present.map(|p| p.iter().map(|s| (*s).to_owned()).collect()),
+        }
     }
 
     #[test]
-    fn drift_is_kept_until_cleared() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path());
-        assert_eq!(recorded(&state).unwrap(), None);
-        let drift = Drift {
-            untracked: 2,
-            example: "5d2f0a1c-1111-4222-8333-944455556666".into(),
-        };
-        record(&state, &drift).unwrap();
-        assert_eq!(recorded(&state).unwrap(), Some(drift.clone()));
-        assert!(drift.reason().contains("2 object(s)"));
-        clear(&state).unwrap();
-        assert_eq!(recorded(&state).unwrap(), None);
-        clear(&state).unwrap();
+    fn what_the_tracker_reports_or_moved_with_a_reported_entry_is_explained() {
+        let before = snapshot(&[("a", 1, "uid=a,ou=x,dc=t"), ("b", 2, "uid=b,ou=x,dc=t")]);
+        let now = walked(&[
+            ("a", 1, "uid=a,ou=x,dc=t"),
+            ("b", 9, "uid=b,ou=x,dc=t"),
+            ("c", 3, "uid=c,ou=y,dc=t"),
+            ("d", 4, "uid=d,ou=x,dc=t"),
+        ]);
+        // b changed and c arrived with ou=y: reported; d was restored.
+        let r = report(&["b"], &["ou=y,dc=t"], None);
+        assert_eq!(r.unexplained(&now, &before), vec!["d".to_owned()]);
+        // A restored older version: a line the tracker does not report.
+        let r = report(&[], &["ou=y,dc=t"], None);
+        assert_eq!(
+            r.unexplained(&now, &before),
+            vec!["b".to_owned(), "d".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_present_phase_explains_only_what_the_pull_looks_up() {
+        let before = snapshot(&[("a", 1, "uid=a,dc=t"), ("gone", 5, "uid=gone,dc=t")]);
+        let now = walked(&[("a", 7, "uid=a,dc=t"), ("new", 3, "uid=new,dc=t")]);
+        // Named present: `new` is looked up; `a` (held, other line) is not
+        // re-read; `gone`, not named, is reported gone.
+        let r = report(&[], &[], Some(&["a", "new"]));
+        assert_eq!(r.unexplained(&now, &before), vec!["a".to_owned()]);
+        // Without a present phase, `gone` vanished unreported.
+        let r = report(&[], &[], None);
+        assert_eq!(
+            r.unexplained(&now, &before),
+            vec!["a".to_owned(), "gone".to_owned(), "new".to_owned()]
+        );
     }
 }

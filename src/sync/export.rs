@@ -22,7 +22,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::drift;
 use super::error::record_run;
 pub use super::error::SyncError;
 use super::snapshot::{self, line_hash, Containers, Kind, Objects, SnapObject};
@@ -320,8 +319,6 @@ impl Exporter {
             .await?;
         self.release(conn);
         let cookie = snapshot::save(&self.state, objects, containers, cursor)?;
-        // The consumer has everything now, untracked objects included.
-        drift::clear(&self.state)?;
         Ok((counts, cookie))
     }
 

@@ -72,6 +72,12 @@ pub struct Snapshot {
     /// began; none when the directory has none (or it was off).
     #[serde(default)]
     pub cursor: Option<Cursor>,
+    /// Set by verification when the directory holds objects, or object
+    /// contents, that this snapshot lacks and the tracker does not report
+    /// since `cursor` (entries restored from a backup): why. Every changes
+    /// pull from this snapshot then compares the whole directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
 }
 
 /// The hash of an export line.
@@ -122,6 +128,7 @@ pub fn save(
             objects,
             containers,
             cursor,
+            drift: None,
         },
     )?;
     let mut index: Vec<String> = state.read_json(INDEX)?.unwrap_or_default();
@@ -134,13 +141,23 @@ pub fn save(
     Ok(cookie)
 }
 
-/// The snapshot of the latest pull, if any is kept.
-pub fn newest(state: &StateDir) -> Result<Option<Snapshot>, StateError> {
-    let index: Vec<String> = state.read_json(INDEX)?.unwrap_or_default();
-    match index.last() {
-        Some(cookie) => load(state, cookie),
-        None => Ok(None),
+/// The cookies of the snapshots kept, oldest first.
+pub fn kept(state: &StateDir) -> Result<Vec<String>, StateError> {
+    Ok(state.read_json(INDEX)?.unwrap_or_default())
+}
+
+/// Marks the snapshot `cookie` names as drifted (see [`Snapshot::drift`]),
+/// if it is still kept.
+pub fn mark_drift(state: &StateDir, cookie: &str, reason: &str) -> Result<(), StateError> {
+    // A snapshot dropped meanwhile is not written again (it would stay).
+    if !kept(state)?.iter().any(|c| c == cookie) {
+        return Ok(());
     }
+    if let Some(mut snapshot) = load(state, cookie)? {
+        snapshot.drift = Some(reason.to_owned());
+        state.write_json(&file(cookie), &snapshot)?;
+    }
+    Ok(())
 }
 
 /// The snapshot `cookie` names, if it is still kept. Ids are read in their

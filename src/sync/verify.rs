@@ -15,13 +15,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::drift;
+use super::drift::Walked;
 use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::rules::sign_in_rules;
 pub use super::shared::SharedValue;
 use super::shared::SharedValues;
-use super::snapshot::Kind;
+use super::snapshot::{line_hash, Kind};
 use crate::metrics::metrics;
 
 /// What a verification found.
@@ -31,8 +31,8 @@ pub struct Report {
     pub accounts: usize,
     pub shared_sign_in_values: Vec<SharedValue>,
     /// Objects the directory's change tracking does not report (see
-    /// [`super::drift`]); the next changes pull compares the whole
-    /// directory.
+    /// [`super::drift`]), the most for one kept snapshot; changes pulls
+    /// from such a snapshot compare the whole directory.
     pub untracked_objects: usize,
 }
 
@@ -59,31 +59,25 @@ pub async fn verify(exporter: &Exporter, sign_in: &[String]) -> Result<Report, S
 
 async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report, SyncError> {
     let mut report = Report::default();
-    let mut check = exporter.drift_check()?;
     let (tx, mut rx) = mpsc::channel::<Item>(256);
-    let count = async {
+    let count = async move {
         let (mut orgs, mut accounts) = (0, 0);
+        let mut walked = Walked::new();
         while let Some(item) = rx.recv().await {
             match item.kind {
                 Kind::Org => orgs += 1,
                 Kind::Account => accounts += 1,
             }
-            if let Some(check) = check.as_mut() {
-                check.see(item.id, item.dn);
-            }
+            walked.insert(item.id, (line_hash(&item.line), item.dn));
         }
-        (orgs, accounts)
+        (orgs, accounts, walked)
     };
-    let (walked, (orgs, accounts)) = tokio::join!(exporter.walk(tx), count);
-    walked?;
+    let (walked_ok, (orgs, accounts, walked)) = tokio::join!(exporter.walk(tx), count);
+    walked_ok?;
     report.orgs = orgs;
     report.accounts = accounts;
-    if let Some(check) = check {
-        if let Some(found) = check.finish(exporter).await? {
-            drift::record(exporter.state(), &found)?;
-            report.untracked_objects = found.untracked;
-        }
-    }
+    report.untracked_objects = exporter.check_drift(&walked).await?;
+    drop(walked);
 
     let rules = sign_in_rules(exporter, sign_in).await;
     debug!(rules = ?rules.describe(), "sign-in attributes compare by these rules");
