@@ -18,8 +18,9 @@ use super::export::{Exporter, SyncError};
 use super::snapshot::{self, Snapshot};
 use crate::ldap::dn::Dn;
 
-/// One object as the walk found it: the hash of its line and its DN.
-pub type Walked = HashMap<String, (u64, String)>;
+/// The objects a walk found: the hash of each one's line, by id (8 bytes
+/// and the id each; DNs are looked up for the few that need them).
+pub type Walked = HashMap<String, u64>;
 
 /// What the tracker reports since a snapshot's cursor, as drift needs it.
 struct Reported {
@@ -38,37 +39,45 @@ impl Reported {
     }
 
     /// The ids of `walked` the snapshot lacks or holds with another line,
-    /// and of the snapshot's objects gone from `walked`, that this report
-    /// does not explain.
-    fn unexplained(&self, walked: &Walked, before: &Snapshot) -> Vec<String> {
-        let mut drifted: Vec<String> = walked
+    /// that this report does not name: drift, unless they lie below a
+    /// reported entry (see [`Self::moved_with`]).
+    fn unnamed(&self, walked: &Walked, before: &Snapshot) -> Vec<String> {
+        walked
             .iter()
-            .filter(|(id, (hash, dn))| {
+            .filter(|(id, hash)| {
                 let held = before.objects.get(*id);
-                let differs = held.is_none_or(|o| o.hash != *hash);
+                let differs = held.is_none_or(|o| o.hash != **hash);
                 // A present phase that names an id the snapshot lacks makes
                 // the pull look it up; one it names unchanged, it does not.
                 let looked_up =
                     held.is_none() && self.present.as_ref().is_some_and(|p| p.contains(*id));
-                differs && !looked_up && !self.ids.contains(*id) && !Self::below(dn, &self.now)
+                differs && !looked_up && !self.ids.contains(*id)
             })
             .map(|(id, _)| id.clone())
-            .collect();
-        drifted.extend(
-            before
-                .objects
-                .iter()
-                .filter(|(id, o)| {
-                    // A present phase that does not name it reports it gone.
-                    !walked.contains_key(*id)
-                        && !self.ids.contains(*id)
-                        && self.present.as_ref().is_none_or(|p| p.contains(*id))
-                        && !Self::below(&o.dn, &self.before)
-                })
-                .map(|(id, _)| id.clone()),
-        );
-        drifted.sort();
-        drifted
+            .collect()
+    }
+
+    /// Whether the object now at `dn` lies below a reported entry (moved
+    /// with it).
+    fn moved_with(&self, dn: &str) -> bool {
+        Self::below(dn, &self.now)
+    }
+
+    /// The snapshot's objects gone from `walked` that this report does not
+    /// explain.
+    fn vanished(&self, walked: &Walked, before: &Snapshot) -> Vec<String> {
+        before
+            .objects
+            .iter()
+            .filter(|(id, o)| {
+                // A present phase that does not name it reports it gone.
+                !walked.contains_key(*id)
+                    && !self.ids.contains(*id)
+                    && self.present.as_ref().is_none_or(|p| p.contains(*id))
+                    && !Self::below(&o.dn, &self.before)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 
@@ -99,9 +108,11 @@ impl Exporter {
             };
             let mut conn = self.connection().await?;
             let delta = self.tracker().since(self, &mut conn, cursor).await?;
-            self.release(conn);
             // A tracker that cannot answer makes the pull compare anyway.
-            let Ok(delta) = delta else { continue };
+            let Ok(delta) = delta else {
+                self.release(conn);
+                continue;
+            };
             let mut ids = delta.deleted;
             ids.extend(delta.changed.iter().filter_map(|e| self.id_of(e)));
             let at = |id: &String| {
@@ -125,7 +136,19 @@ impl Exporter {
                 ids,
                 present: delta.present,
             };
-            let drifted = reported.unexplained(walked, &before);
+            let mut drifted = reported.unnamed(walked, &before);
+            if !drifted.is_empty() && !reported.now.is_empty() {
+                let now = self.objects_by_id(&mut conn, &drifted).await?;
+                let moved: HashSet<String> = now
+                    .iter()
+                    .filter(|e| reported.moved_with(&e.dn))
+                    .filter_map(|e| self.id_of(e))
+                    .collect();
+                drifted.retain(|id| !moved.contains(id));
+            }
+            drifted.extend(reported.vanished(walked, &before));
+            drifted.sort();
+            self.release(conn);
             if !drifted.is_empty() {
                 snapshot::mark_drift(self.state(), &cookie, &reason(&drifted))?;
                 most = most.max(drifted.len());
@@ -161,10 +184,10 @@ mod tests {
         }
     }
 
-    fn walked(objects: &[(&str, u64, &str)]) -> Walked {
+    fn walked(objects: &[(&str, u64)]) -> Walked {
         objects
             .iter()
-            .map(|(id, hash, dn)| ((*id).to_owned(), (*hash, (*dn).to_owned())))
+            .map(|(id, hash)| ((*id).to_owned(), *hash))
             .collect()
     }
 
@@ -172,44 +195,50 @@ mod tests {
         Reported {
             ids: ids.iter().map(|s| (*s).to_owned()).collect(),
             now: now.iter().map(|d| Dn::parse(d).unwrap()).collect(),
-            before: Vec::new(),
+            before: vec![Dn::parse("ou=left,dc=t").unwrap()],
             present: present.map(|p| p.iter().map(|s| (*s).to_owned()).collect()),
         }
     }
 
+    fn sorted(mut ids: Vec<String>) -> Vec<String> {
+        ids.sort();
+        ids
+    }
+
     #[test]
-    fn what_the_tracker_reports_or_moved_with_a_reported_entry_is_explained() {
+    fn what_the_tracker_names_is_explained_and_lines_are_compared() {
         let before = snapshot(&[("a", 1, "uid=a,ou=x,dc=t"), ("b", 2, "uid=b,ou=x,dc=t")]);
-        let now = walked(&[
-            ("a", 1, "uid=a,ou=x,dc=t"),
-            ("b", 9, "uid=b,ou=x,dc=t"),
-            ("c", 3, "uid=c,ou=y,dc=t"),
-            ("d", 4, "uid=d,ou=x,dc=t"),
-        ]);
-        // b changed and c arrived with ou=y: reported; d was restored.
+        let now = walked(&[("a", 1), ("b", 9), ("d", 4)]);
+        // b changed and is reported; d was restored.
         let r = report(&["b"], &["ou=y,dc=t"], None);
-        assert_eq!(r.unexplained(&now, &before), vec!["d".to_owned()]);
+        assert_eq!(sorted(r.unnamed(&now, &before)), vec!["d"]);
         // A restored older version: a line the tracker does not report.
+        let r = report(&[], &[], None);
+        assert_eq!(sorted(r.unnamed(&now, &before)), vec!["b", "d"]);
+        // Below a reported entry: moved with it.
         let r = report(&[], &["ou=y,dc=t"], None);
-        assert_eq!(
-            r.unexplained(&now, &before),
-            vec!["b".to_owned(), "d".to_owned()]
-        );
+        assert!(r.moved_with("uid=c,ou=y,dc=t"));
+        assert!(!r.moved_with("ou=y,dc=t"));
+        assert!(!r.moved_with("uid=d,ou=x,dc=t"));
     }
 
     #[test]
     fn a_present_phase_explains_only_what_the_pull_looks_up() {
-        let before = snapshot(&[("a", 1, "uid=a,dc=t"), ("gone", 5, "uid=gone,dc=t")]);
-        let now = walked(&[("a", 7, "uid=a,dc=t"), ("new", 3, "uid=new,dc=t")]);
+        let before = snapshot(&[
+            ("a", 1, "uid=a,dc=t"),
+            ("gone", 5, "uid=gone,dc=t"),
+            ("moved", 6, "uid=moved,ou=left,dc=t"),
+        ]);
+        let now = walked(&[("a", 7), ("new", 3)]);
         // Named present: `new` is looked up; `a` (held, other line) is not
         // re-read; `gone`, not named, is reported gone.
-        let r = report(&[], &[], Some(&["a", "new"]));
-        assert_eq!(r.unexplained(&now, &before), vec!["a".to_owned()]);
+        let r = report(&[], &[], Some(&["a", "new", "moved"]));
+        assert_eq!(sorted(r.unnamed(&now, &before)), vec!["a"]);
+        // `moved` went with a reported entry: explained.
+        assert!(r.vanished(&now, &before).is_empty());
         // Without a present phase, `gone` vanished unreported.
         let r = report(&[], &[], None);
-        assert_eq!(
-            r.unexplained(&now, &before),
-            vec!["a".to_owned(), "gone".to_owned(), "new".to_owned()]
-        );
+        assert_eq!(sorted(r.unnamed(&now, &before)), vec!["a", "new"]);
+        assert_eq!(r.vanished(&now, &before), vec!["gone"]);
     }
 }

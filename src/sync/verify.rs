@@ -68,7 +68,7 @@ async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report,
                 Kind::Org => orgs += 1,
                 Kind::Account => accounts += 1,
             }
-            walked.insert(item.id, (line_hash(&item.line), item.dn));
+            walked.insert(item.id, line_hash(&item.line));
         }
         (orgs, accounts, walked)
     };
