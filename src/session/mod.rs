@@ -9,6 +9,7 @@
 mod binds;
 pub mod policy;
 pub mod responses;
+mod root_dse;
 mod signin;
 
 use std::net::SocketAddr;
@@ -24,13 +25,14 @@ use tracing::debug;
 
 use crate::auth::{Authenticator, BindTicket};
 use crate::ber::{self, FrameError};
-use crate::ldap::request::{self, BindAuth, Request};
+use crate::ldap::request::{self, BindAuth, Request, Scope};
 use crate::ldap::{oid, response};
 use crate::metrics::metrics;
 use crate::stream::LdapStream;
 use crate::upstream::{UpstreamConn, UpstreamPool};
 use policy::{Policy, Verdict};
 use responses::{InFlight, Piece, StreamEnd};
+use root_dse::Served;
 
 /// Everything sessions of one listener share.
 pub struct SessionContext {
@@ -79,7 +81,9 @@ enum Flow {
 
 /// Serves one client connection to its end.
 pub async fn serve(ctx: Arc<SessionContext>, stream: LdapStream, peer: SocketAddr) -> SessionEnd {
-    let mut session = Session::new(ctx, peer);
+    // StartTLS upgrades a plain connection only.
+    let plain = matches!(stream, LdapStream::Plain(_));
+    let mut session = Session::new(ctx, peer, plain);
     let mut client = stream;
     let end = loop {
         match session.run(&mut client).await {
@@ -135,14 +139,18 @@ struct Session {
 }
 
 impl Session {
-    fn new(ctx: Arc<SessionContext>, peer: SocketAddr) -> Self {
+    fn new(ctx: Arc<SessionContext>, peer: SocketAddr, plain: bool) -> Self {
         let now = Instant::now();
+        let served = Served {
+            starttls: plain && ctx.starttls.is_some(),
+            read_only: ctx.policy.read_only,
+        };
         Session {
             ctx,
             peer,
             cbuf: BytesMut::with_capacity(8 * 1024),
             upstream: None,
-            inflight: InFlight::default(),
+            inflight: InFlight::new(served),
             needs_reset: false,
             reusable: true,
             last_client_activity: now,
@@ -457,6 +465,12 @@ impl Session {
                             .any(|known| known.as_bytes() == o)
                         {
                             self.reusable = false;
+                        }
+                        self.inflight.start(msgid, op);
+                    }
+                    Request::Search { base, scope } => {
+                        if base.is_empty() && scope == Scope::Base {
+                            self.inflight.root_dse.insert(msgid);
                         }
                         self.inflight.start(msgid, op);
                     }

@@ -2,9 +2,10 @@
 //! bytes are forwarded as they are, which response is replaced by one of
 //! ldapgate's own, and when the stream ends. Pure logic, no I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use super::root_dse::{self, Served};
 use crate::ber::{self, FrameError};
 use crate::ldap::{response, tag};
 
@@ -35,12 +36,24 @@ pub struct InFlight {
     /// Responses to substitute for the directory's: a refused bind becomes
     /// an anonymous bind upstream whose response is replaced by the refusal.
     pub substitutes: HashMap<i32, Vec<u8>>,
+    /// Message IDs of root DSE reads, whose entry is made true of ldapgate
+    /// ([`root_dse::rewrite`]), and what this listener serves.
+    pub root_dse: HashSet<i32>,
+    pub served: Served,
 }
 
 impl InFlight {
     /// True when nothing of the session is in flight.
     pub fn is_idle(&self) -> bool {
         self.outstanding.is_empty() && self.substitutes.is_empty()
+    }
+
+    /// Nothing in flight, for a session whose listener serves `served`.
+    pub fn new(served: Served) -> InFlight {
+        InFlight {
+            served,
+            ..InFlight::default()
+        }
     }
 
     /// Notes that operation `op` with `msgid` went upstream now.
@@ -116,7 +129,16 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             routing.end = Some(StreamEnd::Unsolicited);
             break;
         }
+        if header.op_tag == tag::SEARCH_RESULT_ENTRY && inflight.root_dse.contains(&header.msgid) {
+            let pdu = &buf[pos - header.len..pos];
+            if let Some(own) = root_dse::rewrite(pdu, inflight.served, limit) {
+                routing.pieces.push(Piece::Skip(header.len));
+                routing.pieces.push(Piece::Own(own));
+                continue;
+            }
+        }
         if tag::is_final_response(header.op_tag) {
+            inflight.root_dse.remove(&header.msgid);
             let started = inflight.outstanding.remove(&header.msgid);
             if let Some(own) = inflight.substitutes.remove(&header.msgid) {
                 routing.pieces.push(Piece::Skip(header.len));

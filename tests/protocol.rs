@@ -1,0 +1,122 @@
+//! Protocol fidelity (issue 11) against a real slapd, with the OpenLDAP
+//! tools as the client: what ldapgate's root DSE advertises, it serves.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+
+/// The values of `attr` in the root DSE read at `url` with ldapsearch.
+fn root_dse(ca: &std::path::Path, url: &str, attr: &str) -> BTreeSet<String> {
+    let out = ldap_tool(
+        "ldapsearch",
+        ca,
+        &[
+            "-x",
+            "-LLL",
+            "-H",
+            url,
+            "-b",
+            "",
+            "-s",
+            "base",
+            "(objectClass=*)",
+            attr,
+            "+",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let prefix = format!("{}: ", attr.to_ascii_lowercase());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let lower = l.to_ascii_lowercase();
+            lower
+                .starts_with(&prefix)
+                .then(|| l[prefix.len()..].to_owned())
+        })
+        .collect()
+}
+
+const STARTTLS: &str = "1.3.6.1.4.1.1466.20037";
+const WHO_AM_I: &str = "1.3.6.1.4.1.4203.1.11.3";
+const CANCEL: &str = "1.3.6.1.1.8";
+const PASSWORD_MODIFY: &str = "1.3.6.1.4.1.4203.1.11.1";
+
+/// Issue 11, part 4: the root DSE read through ldapgate lists no SASL
+/// mechanism (every SASL bind gets authMethodNotSupported), StartTLS on
+/// the listener that performs it and not on LDAPS, and, read-only, only
+/// the extended operations ldapgate forwards.
+#[test]
+fn the_root_dse_advertises_what_ldapgate_serves() {
+    let slapd = Slapd::start();
+    let ca = &slapd.certs.ca_pem;
+    let direct = root_dse(ca, &slapd.ldaps_url(), "supportedExtension");
+    assert!(direct.contains(PASSWORD_MODIFY), "{direct:?}");
+
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let ca = &proxy.certs.ca_pem;
+    for url in [proxy.ldap_url(), proxy.ldaps_url()] {
+        let sasl = root_dse(ca, &url, "supportedSASLMechanisms");
+        assert!(sasl.is_empty(), "{url}: {sasl:?}");
+    }
+    let plain = root_dse(ca, &proxy.ldap_url(), "supportedExtension");
+    let mut want = direct.clone();
+    want.insert(STARTTLS.into());
+    assert_eq!(plain, want, "the directory's, and StartTLS");
+    let ldaps = root_dse(ca, &proxy.ldaps_url(), "supportedExtension");
+    want.remove(STARTTLS);
+    assert_eq!(ldaps, want, "no StartTLS on LDAPS");
+
+    let read_only = Proxy::start(ProxyConfig::ldaps(&slapd).directory("read_only = true"));
+    let ca = &read_only.certs.ca_pem;
+    let served = root_dse(ca, &read_only.ldap_url(), "supportedExtension");
+    let want: BTreeSet<String> = [STARTTLS, WHO_AM_I, CANCEL]
+        .iter()
+        .filter(|o| direct.contains(**o) || **o == STARTTLS)
+        .map(|o| (*o).to_owned())
+        .collect();
+    assert_eq!(served, want, "read-only: what ldapgate forwards");
+
+    // A SASL client finds no mechanism to try (libldap reads the list
+    // first), rather than one the proxy then refuses.
+    let out = ldap_tool(
+        "ldapwhoami",
+        ca,
+        &[
+            "-H",
+            &read_only.ldap_url(),
+            "-Y",
+            "PLAIN",
+            "-U",
+            "alice",
+            "-w",
+            "alice-pw",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no mechanism available"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// A SASL bind sent anyway gets authMethodNotSupported (7), as the root
+/// DSE's silence promises, and the session goes on.
+#[tokio::test]
+async fn a_sasl_bind_gets_auth_method_not_supported() {
+    let slapd = Slapd::start();
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&proxy.ldap_url()).await.unwrap();
+    ldap3::drive!(conn);
+    let result = ldap.sasl_external_bind().await.unwrap();
+    assert_eq!(result.rc, 7, "{result:?}");
+    let result = ldap
+        .simple_bind(&format!("uid=alice,ou=people,{BASE_DN}"), "alice-pw")
+        .await
+        .unwrap();
+    assert_eq!(result.rc, 0, "{result:?}");
+}
