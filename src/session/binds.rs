@@ -12,6 +12,32 @@ use crate::ldap::request::{self, BindAuth};
 use crate::ldap::response;
 
 impl Session {
+    /// Readies a bind by DN for the directory: admitted by the limits,
+    /// then the one bind in flight. Err: the refusal to answer instead.
+    pub(super) async fn send_bind(
+        &mut self,
+        msgid: i32,
+        bind: &request::BindRequest<'_>,
+    ) -> Result<(), (LdapResultCode, String)> {
+        if !bind.name.is_empty() || !matches!(bind.auth, BindAuth::Simple(_)) {
+            self.needs_reset = true;
+        }
+        let ticket = self.admit_bind(bind).await?;
+        if ticket.is_some() {
+            self.upstream_bound = true;
+        }
+        self.bind_pending = Some((msgid, ticket));
+        // RFC 4511 §4.2.1: the directory completes or abandons what is
+        // outstanding before a bind (slapd abandons, silently). Results that
+        // still come are forwarded; none is waited for.
+        if !self.inflight.outstanding.is_empty() {
+            self.inflight.outstanding.clear();
+            self.needs_reset = true;
+        }
+        self.inflight.start(msgid, "bind");
+        Ok(())
+    }
+
     /// Counts a bind by DN with a password, and lets it through unless the
     /// client's address or the identity it names is over its limits or
     /// locked. Anonymous binds carry no password to guess and are not

@@ -25,7 +25,7 @@ use tracing::debug;
 
 use crate::auth::{Authenticator, BindTicket};
 use crate::ber::{self, FrameError};
-use crate::ldap::request::{self, BindAuth, Request, Scope};
+use crate::ldap::request::{self, Request, Scope};
 use crate::ldap::{oid, response};
 use crate::metrics::metrics;
 use crate::stream::LdapStream;
@@ -431,31 +431,12 @@ impl Session {
                         self.needs_reset = true;
                     }
                     Request::Bind(b) => {
-                        if !b.name.is_empty() || !matches!(b.auth, BindAuth::Simple(_)) {
-                            self.needs_reset = true;
+                        if let Err((code, message)) = self.send_bind(msgid, &b).await {
+                            debug!(peer = %self.peer, ?code, %message, "bind refused");
+                            record(op, &code, received);
+                            self.refuse_bind(msgid, code, &message, to_upstream, to_client);
+                            return Flow::Continue;
                         }
-                        let ticket = match self.admit_bind(&b).await {
-                            Ok(ticket) => ticket,
-                            Err((code, message)) => {
-                                debug!(peer = %self.peer, ?code, %message, "bind refused");
-                                record(op, &code, received);
-                                self.refuse_bind(msgid, code, &message, to_upstream, to_client);
-                                return Flow::Continue;
-                            }
-                        };
-                        if ticket.is_some() {
-                            self.upstream_bound = true;
-                        }
-                        self.bind_pending = Some((msgid, ticket));
-                        // RFC 4511 §4.2.1: the directory completes or
-                        // abandons what is outstanding before a bind (slapd
-                        // abandons, silently). Results that still come are
-                        // forwarded; none is waited for.
-                        if !self.inflight.outstanding.is_empty() {
-                            self.inflight.outstanding.clear();
-                            self.needs_reset = true;
-                        }
-                        self.inflight.start(msgid, op);
                     }
                     Request::Extended { oid: o, .. } => {
                         // An extended operation ldapgate does not know may
