@@ -129,6 +129,7 @@ impl BoundListener {
                 continue;
             }
             let _ = tcp.set_nodelay(true);
+            crate::stream::keep_alive(&tcp);
             let Ok(permit) = admission.connections.clone().try_acquire_owned() else {
                 tokio::spawn(refuse_busy(tcp));
                 continue;

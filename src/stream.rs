@@ -7,6 +7,28 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// After this long without traffic, TCP probes the peer.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Between probes.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Unanswered probes before the connection is declared dead.
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Turns on TCP keepalive for `tcp`: a peer that vanished (host down,
+/// network cut) is found within about a minute of silence, so that
+/// operations that are quiet by design (persistent searches) need no
+/// timeout of their own to detect a dead directory or client. Best effort:
+/// a socket that refuses keeps working without it.
+pub fn keep_alive(tcp: &TcpStream) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&probes) {
+        tracing::debug!(error = %e, "TCP keepalive could not be set");
+    }
+}
+
 /// A connection that may or may not be encrypted.
 pub enum LdapStream {
     Plain(TcpStream),

@@ -62,4 +62,11 @@ pub mod oid {
     pub const WHO_AM_I: &str = "1.3.6.1.4.1.4203.1.11.3";
     /// Cancel (RFC 3909).
     pub const CANCEL: &str = "1.3.6.1.1.8";
+    /// The Sync Request control (RFC 4533 §2.2).
+    pub const SYNC_REQUEST: &str = "1.3.6.1.4.1.4203.1.9.1.1";
+    /// The persistent search control (draft-ietf-ldapext-psearch).
+    pub const PERSISTENT_SEARCH: &str = "2.16.840.1.113730.3.4.3";
+    /// Active Directory's change notification control (MS-ADTS
+    /// LDAP_SERVER_NOTIFICATION_OID).
+    pub const AD_NOTIFICATION: &str = "1.2.840.113556.1.4.528";
 }

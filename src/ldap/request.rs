@@ -6,7 +6,7 @@
 //! the proxy fail or alter a byte of what it forwards.
 
 use crate::ber::{self, FrameError, Tlv, TlvReader};
-use crate::ldap::tag;
+use crate::ldap::{oid, tag};
 
 /// Search scope (RFC 4511 §4.5.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +272,51 @@ pub fn first_critical_control(pdu: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// True when the request `pdu` asks for a search that stays open after
+/// its initial results, quiet until the directory has a change to send: a
+/// Sync Request in refreshAndPersist mode (RFC 4533 §2.2, mode 3), the
+/// persistent search control, AD's change notification. Malformed controls
+/// do not count (the directory answers them).
+pub fn is_persistent_search(pdu: &[u8]) -> bool {
+    /// `mode ENUMERATED { refreshOnly (1), refreshAndPersist (3) }`.
+    const REFRESH_AND_PERSIST: u8 = 3;
+    let Some((_, _, Some(controls))) = ber::message_parts(pdu).ok() else {
+        return false;
+    };
+    let mut controls = controls.children();
+    while let Ok(control) = controls.next() {
+        let mut fields = control.children();
+        let Ok(control_type) = fields.expect(0x04, "control type is not an OCTET STRING") else {
+            return false;
+        };
+        let control_oid = control_type.value;
+        if control_oid == oid::PERSISTENT_SEARCH.as_bytes()
+            || control_oid == oid::AD_NOTIFICATION.as_bytes()
+        {
+            return true;
+        }
+        if control_oid != oid::SYNC_REQUEST.as_bytes() {
+            continue;
+        }
+        // Skip the criticality; the value is a syncRequestValue SEQUENCE
+        // whose first field is the mode.
+        let mut field = fields.next();
+        if matches!(&field, Ok(t) if t.tag == 0x01) {
+            field = fields.next();
+        }
+        let Some(value) = field.ok().filter(|t| t.tag == 0x04) else {
+            continue;
+        };
+        let mode = TlvReader::new(value.value)
+            .expect(0x30, "syncRequestValue is not a SEQUENCE")
+            .and_then(|seq| seq.children().expect(0x0a, "mode is not an ENUMERATED"));
+        if mode.is_ok_and(|m| m.value == [REFRESH_AND_PERSIST]) {
+            return true;
+        }
+    }
+    false
+}
+
 /// The attribute description at the head of a PartialAttribute/Attribute.
 fn first_octets(seq: Tlv<'_>) -> Result<&[u8], FrameError> {
     let mut r: TlvReader<'_> = seq.children();
@@ -307,6 +352,20 @@ mod tests {
         crate::ldap::response::encode(LdapMsg::new(7, op))
     }
 
+    /// A search of `base` with `scope` for every entry.
+    fn search_request(base: &str, scope: LdapSearchScope) -> LdapSearchRequest {
+        LdapSearchRequest {
+            base: base.into(),
+            scope,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter: LdapFilter::Present("objectClass".into()),
+            attrs: vec![],
+        }
+    }
+
     fn bind_with(ctrls: Vec<ldap3_proto::control::LdapControl>) -> Vec<u8> {
         crate::ldap::response::encode(LdapMsg::new_with_ctrls(
             7,
@@ -317,6 +376,50 @@ mod tests {
             }),
             ctrls,
         ))
+    }
+
+    #[test]
+    fn persistent_searches_are_told_by_their_controls() {
+        use ldap3_proto::control::LdapControl;
+        let search = |ctrls: Vec<LdapControl>| {
+            crate::ldap::response::encode(LdapMsg::new_with_ctrls(
+                7,
+                LdapOp::SearchRequest(search_request("dc=x", LdapSearchScope::Subtree)),
+                ctrls,
+            ))
+        };
+        let sync = |mode| LdapControl::SyncRequest {
+            criticality: true,
+            mode,
+            cookie: Some(b"rid=000".to_vec()),
+            reload_hint: false,
+        };
+        let unknown = |oid: &str| LdapControl::Unknown {
+            oid: oid.into(),
+            criticality: false,
+            value: Some(vec![0x30, 0x00]),
+        };
+        assert!(is_persistent_search(&search(vec![sync(
+            SyncRequestMode::RefreshAndPersist
+        )])));
+        assert!(!is_persistent_search(&search(vec![sync(
+            SyncRequestMode::RefreshOnly
+        )])));
+        assert!(is_persistent_search(&search(vec![
+            unknown("1.2.840.113556.1.4.319"),
+            unknown(oid::PERSISTENT_SEARCH),
+        ])));
+        assert!(is_persistent_search(&search(vec![unknown(
+            oid::AD_NOTIFICATION
+        )])));
+        assert!(!is_persistent_search(&search(vec![])));
+        // A Sync Request without a value is no persistent search.
+        assert!(!is_persistent_search(&search(vec![LdapControl::Unknown {
+            oid: oid::SYNC_REQUEST.into(),
+            criticality: true,
+            value: None,
+        }])));
+        assert!(!is_persistent_search(&[0x30, 0x03, 0x02, 0x01]));
     }
 
     #[test]
@@ -342,16 +445,10 @@ mod tests {
 
     #[test]
     fn reads_a_search_base_and_scope_despite_a_binary_filter() {
-        let pdu = encode(LdapOp::SearchRequest(LdapSearchRequest {
-            base: "ou=people,dc=example,dc=com".into(),
-            scope: LdapSearchScope::OneLevel,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 0,
-            timelimit: 0,
-            typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
-            attrs: vec![],
-        }));
+        let pdu = encode(LdapOp::SearchRequest(search_request(
+            "ou=people,dc=example,dc=com",
+            LdapSearchScope::OneLevel,
+        )));
         assert_eq!(
             parse(&pdu).unwrap(),
             Request::Search {

@@ -177,11 +177,16 @@ impl Session {
                 Flow::Continue => {}
                 other => return other,
             }
+            // A persistent search alone is quiet by design: no deadline;
+            // TCP keepalive finds a vanished peer on either leg.
             let deadline = if self.inflight.outstanding.is_empty() {
-                self.last_client_activity + self.ctx.limits.idle_timeout
+                Some(self.last_client_activity + self.ctx.limits.idle_timeout)
+            } else if self.inflight.awaits_answer() {
+                Some(self.last_upstream_progress + self.ctx.limits.operation_timeout)
             } else {
-                self.last_upstream_progress + self.ctx.limits.operation_timeout
+                None
             };
+            let until = deadline.unwrap_or_else(Instant::now);
             reserve_for_read(&mut self.cbuf);
             if let Some(conn) = self.upstream.as_mut() {
                 reserve_for_read(&mut conn.buf);
@@ -217,7 +222,7 @@ impl Session {
                         return Flow::End(SessionEnd::UpstreamError(e.to_string()));
                     }
                 },
-                _ = sleep_until(deadline) => {
+                _ = sleep_until(until), if deadline.is_some() => {
                     if self.inflight.outstanding.is_empty() {
                         self.notify(client, LdapResultCode::Unavailable, "idle timeout").await;
                         return Flow::End(SessionEnd::IdleTimeout);
@@ -453,7 +458,8 @@ impl Session {
                         if base.is_empty() && scope == Scope::Base {
                             self.inflight.root_dse.insert(msgid);
                         }
-                        self.inflight.start(msgid, op);
+                        let persistent = request::is_persistent_search(pdu);
+                        self.inflight.start_as(msgid, op, persistent);
                     }
                     _ => {
                         self.inflight.start(msgid, op);

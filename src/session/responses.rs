@@ -14,6 +14,9 @@ use crate::ldap::{response, tag};
 pub struct Started {
     pub op: &'static str,
     pub at: Instant,
+    /// A search that stays open, quiet until the directory has a change
+    /// ([`crate::ldap::request::is_persistent_search`]): never timed out.
+    pub persistent: bool,
 }
 
 /// An operation whose final response went to the client.
@@ -58,13 +61,25 @@ impl InFlight {
 
     /// Notes that operation `op` with `msgid` went upstream now.
     pub fn start(&mut self, msgid: i32, op: &'static str) {
+        self.start_as(msgid, op, false);
+    }
+
+    /// [`Self::start`], for an operation that is `persistent` or not.
+    pub fn start_as(&mut self, msgid: i32, op: &'static str, persistent: bool) {
         self.outstanding.insert(
             msgid,
             Started {
                 op,
                 at: Instant::now(),
+                persistent,
             },
         );
+    }
+
+    /// True when an operation the directory must answer in time is
+    /// outstanding (anything but a persistent search).
+    pub fn awaits_answer(&self) -> bool {
+        self.outstanding.values().any(|s| !s.persistent)
     }
 }
 

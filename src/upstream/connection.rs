@@ -96,6 +96,7 @@ impl UpstreamConn {
             stage: "setting TCP_NODELAY",
             source,
         })?;
+        crate::stream::keep_alive(&tcp);
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let tls = match server.endpoint.scheme {
             Scheme::Ldaps => true,
