@@ -174,3 +174,50 @@ fn a_persistent_search_outlives_operation_timeout() {
     let _ = search.wait();
     assert!(delivered, "the entry added later arrived: {}", proxy.log());
 }
+
+/// Issue 11, part 3: DNs the directory takes as equal are equal for
+/// ldapgate's scope and bind checks: attribute type aliases and OIDs (slapd
+/// answers all of these; the previous build refused them as outside
+/// base_dn, or the bind as outside it).
+#[tokio::test]
+async fn dns_spelled_with_aliases_and_oids_are_in_scope() {
+    let slapd = Slapd::start();
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&proxy.ldap_url()).await.unwrap();
+    ldap3::drive!(conn);
+    let bind_dn = "userid=alice,organizationalUnitName=people,domainComponent=example,dc=com";
+    let result = ldap.simple_bind(bind_dn, "alice-pw").await.unwrap();
+    assert_eq!(result.rc, 0, "{result:?}");
+    for base in [
+        "ou=people,domainComponent=example,dc=com",
+        "2.5.4.11=people,0.9.2342.19200300.100.1.25=example,dc=com",
+        "organizationalUnitName=People, DC=Example,DC=COM",
+    ] {
+        let result = ldap
+            .search(base, ldap3::Scope::Subtree, "(uid=alice)", vec!["uid"])
+            .await
+            .unwrap();
+        assert_eq!(result.1.rc, 0, "{base}: {result:?}");
+        assert_eq!(result.0.len(), 1, "{base}");
+    }
+    let cmp = ldap
+        .compare(
+            "0.9.2342.19200300.100.1.1=bob,ou=people,dc=example,dc=com",
+            "uid",
+            "bob",
+        )
+        .await
+        .unwrap();
+    assert_eq!(cmp.0.rc, 6, "compareTrue: {cmp:?}");
+    // Still outside: another suffix, however spelled.
+    let result = ldap
+        .search(
+            "domainComponent=other,dc=com",
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["1.1"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.1.rc, 50, "{result:?}");
+}

@@ -234,15 +234,58 @@ fn parse_ava(ava: &str) -> Result<Ava, DnError> {
     }
     let is_name = attr.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let is_oid = attr.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let numeric = attr
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("oid."))
+        .map_or(attr, |_| &attr[4..]);
+    let is_oid = !numeric.is_empty() && numeric.chars().all(|c| c.is_ascii_digit() || c == '.');
     if !is_name && !is_oid {
         return Err(DnError::BadType(attr.to_owned()));
     }
     let value = unescape(&ava[eq + 1..]).ok_or_else(|| DnError::BadEscape(ava.to_owned()))?;
     Ok(Ava {
-        attr: attr.to_ascii_lowercase(),
+        attr: canonical_type(attr),
         value: normalise_value(&value),
     })
+}
+
+/// Attribute types that name entries, by their usual short name, with the
+/// other names and the OID a directory takes for them (RFC 4519, RFC 4524,
+/// RFC 2798). `ou=people,domainComponent=example,dc=com` is then the DN
+/// `ou=people,dc=example,dc=com`, as the directory's schema makes it.
+const TYPE_NAMES: [(&str, &[&str]); 20] = [
+    ("cn", &["commonname", "2.5.4.3"]),
+    ("sn", &["surname", "2.5.4.4"]),
+    ("serialnumber", &["2.5.4.5"]),
+    ("c", &["countryname", "2.5.4.6"]),
+    ("l", &["localityname", "2.5.4.7"]),
+    ("st", &["stateorprovincename", "2.5.4.8"]),
+    ("street", &["streetaddress", "2.5.4.9"]),
+    ("o", &["organizationname", "2.5.4.10"]),
+    ("ou", &["organizationalunitname", "2.5.4.11"]),
+    ("title", &["2.5.4.12"]),
+    ("description", &["2.5.4.13"]),
+    ("name", &["2.5.4.41"]),
+    ("givenname", &["gn", "2.5.4.42"]),
+    ("initials", &["2.5.4.43"]),
+    ("uid", &["userid", "0.9.2342.19200300.100.1.1"]),
+    ("mail", &["rfc822mailbox", "0.9.2342.19200300.100.1.3"]),
+    ("dc", &["domaincomponent", "0.9.2342.19200300.100.1.25"]),
+    ("employeenumber", &["2.16.840.1.113730.3.1.3"]),
+    ("displayname", &["2.16.840.1.113730.3.1.241"]),
+    ("telephonenumber", &["2.5.4.20"]),
+];
+
+/// An attribute type as DNs compare it: lower case, an `OID.` prefix
+/// (RFC 2253's legacy form) dropped, and a known alias or OID replaced by
+/// the usual name ([`TYPE_NAMES`]).
+fn canonical_type(attr: &str) -> String {
+    let lower = attr.to_ascii_lowercase();
+    let bare = lower.strip_prefix("oid.").unwrap_or(&lower);
+    TYPE_NAMES
+        .iter()
+        .find(|(name, others)| *name == bare || others.contains(&bare))
+        .map_or_else(|| bare.to_owned(), |(name, _)| (*name).to_owned())
 }
 
 /// Resolves RFC 4514 escapes; unescaped spaces at either end are dropped,
@@ -396,5 +439,30 @@ mod tests {
         assert_eq!(dn.leaf_text(), Some("Staging Area"));
         assert_eq!(Dn::parse("cn=a+sn=b,dc=x").unwrap().leaf_text(), None);
         assert_eq!(Dn::parse("").unwrap().leaf_text(), None);
+    }
+
+    #[test]
+    fn type_names_aliases_and_oids_are_one_type() {
+        let want = Dn::parse("uid=alice,ou=people,dc=example,dc=com").unwrap();
+        for spelling in [
+            "uid=alice,ou=people,domainComponent=example,dc=com",
+            "userid=alice,organizationalUnitName=people,DC=example,dc=com",
+            "0.9.2342.19200300.100.1.1=alice,2.5.4.11=people,dc=example,dc=com",
+            "OID.0.9.2342.19200300.100.1.1=alice,oid.2.5.4.11=people,dc=example,dc=com",
+        ] {
+            assert_eq!(Dn::parse(spelling).unwrap(), want, "{spelling}");
+        }
+        let base = Dn::parse("dc=example,dc=com").unwrap();
+        assert!(
+            Dn::parse("ou=people,domainComponent=example,0.9.2342.19200300.100.1.25=com")
+                .unwrap()
+                .is_within(&base)
+        );
+        assert_ne!(
+            Dn::parse("cn=alice,dc=com").unwrap(),
+            Dn::parse("uid=alice,dc=com").unwrap()
+        );
+        assert!(Dn::parse("oid.=x").is_err());
+        assert!(Dn::parse("oid.x=y").is_err());
     }
 }
