@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::export::{Exporter, SyncError};
 use super::state::{BaseFingerprint, BASE_FINGERPRINT};
+use crate::ldap::dn::Dn;
 use crate::upstream::UpstreamConn;
 
 impl Exporter {
@@ -31,8 +32,15 @@ impl Exporter {
         Ok(self
             .state
             .read_json::<BaseFingerprint>(BASE_FINGERPRINT)?
-            .filter(|r| r.base_dn == self.base_dn.key())
+            .filter(|r| self.is_base(&r.base_dn))
             .map(|r| r.id))
+    }
+
+    /// Whether a recorded DN key names `base_dn`: parsed again, so that a
+    /// key recorded before a spelling counted as the same (an alias of an
+    /// attribute type) still does.
+    fn is_base(&self, recorded: &str) -> bool {
+        Dn::parse(recorded).is_ok_and(|dn| dn == self.base_dn)
     }
 
     /// Reads the base entry's id and checks it against the recorded
@@ -41,7 +49,7 @@ impl Exporter {
         let id = self.base_id(conn).await?;
         let key = self.base_dn.key();
         match self.state.read_json::<BaseFingerprint>(BASE_FINGERPRINT)? {
-            Some(recorded) if recorded.base_dn == key => {
+            Some(recorded) if self.is_base(&recorded.base_dn) => {
                 if recorded.id != id {
                     return Err(SyncError::BaseDnMoved {
                         base_dn: self.base_dn.to_string(),
