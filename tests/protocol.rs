@@ -221,3 +221,113 @@ async fn dns_spelled_with_aliases_and_oids_are_in_scope() {
         .unwrap();
     assert_eq!(result.1.rc, 50, "{result:?}");
 }
+
+/// Issue 11, part 1: nothing of an abandoned operation reaches the client
+/// (RFC 4511 §4.11). A search (ID 2) for 3,001 entries of about 2 KB,
+/// `Abandon(2)` 20 ms later, then a search for bob (ID 4), read only
+/// afterwards: no SearchResultDone for 2 and not all its entries arrive
+/// (the previous build forwarded all 3,001 and the done), and bob does.
+#[test]
+fn an_abandoned_search_stops_reaching_the_client() {
+    use ldap3_proto::proto::{
+        LdapDerefAliases, LdapFilter, LdapMsg, LdapOp, LdapSearchRequest, LdapSearchScope,
+    };
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    use tokio_util::codec::Encoder;
+
+    let mut ldif = format!("dn: ou=bulk,{BASE_DN}\nobjectClass: organizationalUnit\nou: bulk\n\n");
+    let filler = "x".repeat(2000);
+    for i in 0..3001 {
+        ldif.push_str(&format!(
+            "dn: cn=b{i},ou=bulk,{BASE_DN}\nobjectClass: organizationalRole\ncn: b{i}\n\
+             description: {filler}\n\n"
+        ));
+    }
+    let slapd = Slapd::start_with_extra_ldif(&ldif);
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let encode = |msgid: i32, op: LdapOp| {
+        let mut buf = bytes::BytesMut::new();
+        ldap3_proto::LdapCodec::default()
+            .encode(LdapMsg::new(msgid, op), &mut buf)
+            .unwrap();
+        buf.to_vec()
+    };
+    let search = |base: &str, filter: LdapFilter| {
+        LdapOp::SearchRequest(LdapSearchRequest {
+            base: base.into(),
+            scope: LdapSearchScope::Subtree,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter,
+            attrs: vec![],
+        })
+    };
+    let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    s.write_all(&encode(
+        2,
+        search(
+            &format!("ou=bulk,{BASE_DN}"),
+            LdapFilter::Present("cn".into()),
+        ),
+    ))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    s.write_all(&encode(3, LdapOp::AbandonRequest(2))).unwrap();
+    s.write_all(&encode(
+        4,
+        search(BASE_DN, LdapFilter::Equality("uid".into(), "bob".into())),
+    ))
+    .unwrap();
+
+    // Every PDU until 4 is done, then half a second more for late ones.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (mut entries_of_2, mut done_of_2, mut bob, mut done_of_4) = (0, 0, 0, false);
+    while let Some((msgid, op)) = read_message(&mut s) {
+        match (msgid, op) {
+            (2, 0x64) => entries_of_2 += 1,
+            (2, 0x65) => done_of_2 += 1,
+            (4, 0x64) => bob += 1,
+            (4, 0x65) => {
+                done_of_4 = true;
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(done_of_4, "the search after the abandon was answered");
+    assert_eq!(bob, 1);
+    assert_eq!(done_of_2, 0, "no SearchResultDone for an abandoned search");
+    assert!(
+        entries_of_2 < 3001,
+        "{entries_of_2} entries of the abandoned search"
+    );
+
+    /// (message ID, protocolOp tag) of the next LDAPMessage; None at a
+    /// timeout or close.
+    fn read_message(r: &mut impl Read) -> Option<(i64, u8)> {
+        let body = read_tlv(r)?;
+        let mut rest = &body[..];
+        let msgid = read_tlv(&mut rest)?;
+        let op = *rest.first()?;
+        Some((msgid.iter().fold(0i64, |a, b| a << 8 | i64::from(*b)), op))
+    }
+
+    fn read_tlv(r: &mut impl Read) -> Option<Vec<u8>> {
+        let mut head = [0u8; 2];
+        r.read_exact(&mut head).ok()?;
+        let len = if head[1] & 0x80 == 0 {
+            usize::from(head[1])
+        } else {
+            let mut n = vec![0u8; usize::from(head[1] & 0x7f)];
+            r.read_exact(&mut n).ok()?;
+            n.iter().fold(0usize, |a, b| a << 8 | usize::from(*b))
+        };
+        let mut content = vec![0u8; len];
+        r.read_exact(&mut content).ok()?;
+        Some(content)
+    }
+}

@@ -431,7 +431,7 @@ impl Session {
                 match req {
                     Request::Abandon { msgid: target } => {
                         if let Ok(target) = i32::try_from(target) {
-                            self.inflight.outstanding.remove(&target);
+                            self.inflight.abandon(target);
                         }
                         self.needs_reset = true;
                     }

@@ -43,6 +43,10 @@ pub struct InFlight {
     /// ([`root_dse::rewrite`]), and what this listener serves.
     pub root_dse: HashSet<i32>,
     pub served: Served,
+    /// Message IDs the client abandoned while outstanding: nothing more of
+    /// them reaches the client (RFC 4511 §4.11), though the directory may
+    /// still be sending what it had under way.
+    pub abandoned: HashSet<i32>,
 }
 
 impl InFlight {
@@ -66,6 +70,9 @@ impl InFlight {
 
     /// [`Self::start`], for an operation that is `persistent` or not.
     pub fn start_as(&mut self, msgid: i32, op: &'static str, persistent: bool) {
+        // The client reuses an ID it abandoned: what comes now is the new
+        // operation's.
+        self.abandoned.remove(&msgid);
         self.outstanding.insert(
             msgid,
             Started {
@@ -74,6 +81,14 @@ impl InFlight {
                 persistent,
             },
         );
+    }
+
+    /// The client abandoned `msgid`: if it was outstanding, its further
+    /// responses are dropped.
+    pub fn abandon(&mut self, msgid: i32) {
+        if self.outstanding.remove(&msgid).is_some() {
+            self.abandoned.insert(msgid);
+        }
     }
 
     /// True when an operation the directory must answer in time is
@@ -144,6 +159,13 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             routing.end = Some(StreamEnd::Unsolicited);
             break;
         }
+        if inflight.abandoned.contains(&header.msgid) {
+            if tag::is_final_response(header.op_tag) {
+                inflight.abandoned.remove(&header.msgid);
+            }
+            routing.pieces.push(Piece::Skip(header.len));
+            continue;
+        }
         if header.op_tag == tag::SEARCH_RESULT_ENTRY && inflight.root_dse.contains(&header.msgid) {
             let pdu = &buf[pos - header.len..pos];
             if let Some(own) = root_dse::rewrite(pdu, inflight.served, limit) {
@@ -202,6 +224,43 @@ mod tests {
         pdu.extend([0x30, 0x00]);
         pdu[1] = (pdu.len() - 2) as u8;
         pdu
+    }
+
+    #[test]
+    fn nothing_of_an_abandoned_operation_reaches_the_client() {
+        let mut inflight = InFlight::default();
+        inflight.start(2, "search");
+        inflight.start(4, "search");
+        let first = route(&entry(2), 1 << 20, &mut inflight);
+        assert_eq!(first.pieces, vec![Piece::Forward(entry(2).len())]);
+        inflight.abandon(2);
+        // An abandon of an ID not outstanding changes nothing.
+        inflight.abandon(9);
+        let mut buf = entry(2);
+        buf.extend(entry(4));
+        buf.extend(done(2));
+        buf.extend(done(4));
+        let r = route(&buf, 1 << 20, &mut inflight);
+        let (e, d) = (entry(2).len(), done(2).len());
+        assert_eq!(
+            r.pieces,
+            vec![
+                Piece::Skip(e),
+                Piece::Forward(e),
+                Piece::Skip(d),
+                Piece::Forward(d)
+            ]
+        );
+        assert_eq!(r.finished.len(), 1, "only 4 finished for the client");
+        assert!(inflight.abandoned.is_empty() && inflight.outstanding.is_empty());
+        // An abandoned ID used again is the new operation's.
+        inflight.start(2, "search");
+        inflight.abandon(2);
+        inflight.start(2, "search");
+        assert_eq!(
+            route(&done(2), 1 << 20, &mut inflight).pieces,
+            vec![Piece::Forward(done(2).len())]
+        );
     }
 
     #[test]
