@@ -9,6 +9,9 @@ use super::root_dse::{self, Served};
 use crate::ber::{self, FrameError};
 use crate::ldap::{response, tag};
 
+/// Abandoned message IDs remembered per session at most.
+const MAX_ABANDONED: usize = 1024;
+
 /// An operation sent upstream: what it is and since when.
 #[derive(Debug, Clone, Copy)]
 pub struct Started {
@@ -87,6 +90,14 @@ impl InFlight {
     /// responses are dropped.
     pub fn abandon(&mut self, msgid: i32) {
         if self.outstanding.remove(&msgid).is_some() {
+            // The directory sends nothing more for most abandoned searches,
+            // so IDs would stay: bounded, forgetting one at random (most
+            // likely long finished).
+            if self.abandoned.len() >= MAX_ABANDONED {
+                if let Some(old) = self.abandoned.iter().next().copied() {
+                    self.abandoned.remove(&old);
+                }
+            }
             self.abandoned.insert(msgid);
         }
     }
@@ -253,6 +264,13 @@ mod tests {
         );
         assert_eq!(r.finished.len(), 1, "only 4 finished for the client");
         assert!(inflight.abandoned.is_empty() && inflight.outstanding.is_empty());
+        // Remembered IDs are bounded.
+        for id in 100..(100 + MAX_ABANDONED as i32 + 50) {
+            inflight.start(id, "search");
+            inflight.abandon(id);
+        }
+        assert_eq!(inflight.abandoned.len(), MAX_ABANDONED);
+        inflight.abandoned.clear();
         // An abandoned ID used again is the new operation's.
         inflight.start(2, "search");
         inflight.abandon(2);
