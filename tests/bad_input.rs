@@ -27,19 +27,7 @@ fn bind_request(msgid: i32, dn: &str, pw: &str) -> Vec<u8> {
 }
 
 fn search_request(msgid: i32, base: &str) -> Vec<u8> {
-    encode(LdapMsg::new(
-        msgid,
-        LdapOp::SearchRequest(LdapSearchRequest {
-            base: base.into(),
-            scope: LdapSearchScope::Subtree,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 0,
-            timelimit: 0,
-            typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
-            attrs: vec![],
-        }),
-    ))
+    search_request_for(msgid, base, LdapFilter::Present("objectClass".into()))
 }
 
 fn start_tls_request(msgid: i32) -> Vec<u8> {

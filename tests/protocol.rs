@@ -229,12 +229,10 @@ async fn dns_spelled_with_aliases_and_oids_are_in_scope() {
 /// (the previous build forwarded all 3,001 and the done), and bob does.
 #[test]
 fn an_abandoned_search_stops_reaching_the_client() {
-    use ldap3_proto::proto::{
-        LdapDerefAliases, LdapFilter, LdapMsg, LdapOp, LdapSearchRequest, LdapSearchScope,
-    };
+    use ldap3_proto::proto::{LdapFilter, LdapMsg, LdapOp};
+    use ldapgate::ldap::response::encode;
     use std::io::{Read, Write};
     use std::time::Duration;
-    use tokio_util::codec::Encoder;
 
     let mut ldif = format!("dn: ou=bulk,{BASE_DN}\nobjectClass: organizationalUnit\nou: bulk\n\n");
     let filler = "x".repeat(2000);
@@ -246,39 +244,20 @@ fn an_abandoned_search_stops_reaching_the_client() {
     }
     let slapd = Slapd::start_with_extra_ldif(&ldif);
     let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
-    let encode = |msgid: i32, op: LdapOp| {
-        let mut buf = bytes::BytesMut::new();
-        ldap3_proto::LdapCodec::default()
-            .encode(LdapMsg::new(msgid, op), &mut buf)
-            .unwrap();
-        buf.to_vec()
-    };
-    let search = |base: &str, filter: LdapFilter| {
-        LdapOp::SearchRequest(LdapSearchRequest {
-            base: base.into(),
-            scope: LdapSearchScope::Subtree,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 0,
-            timelimit: 0,
-            typesonly: false,
-            filter,
-            attrs: vec![],
-        })
-    };
     let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
-    s.write_all(&encode(
+    s.write_all(&search_request_for(
         2,
-        search(
-            &format!("ou=bulk,{BASE_DN}"),
-            LdapFilter::Present("cn".into()),
-        ),
+        &format!("ou=bulk,{BASE_DN}"),
+        LdapFilter::Present("cn".into()),
     ))
     .unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    s.write_all(&encode(3, LdapOp::AbandonRequest(2))).unwrap();
-    s.write_all(&encode(
+    s.write_all(&encode(LdapMsg::new(3, LdapOp::AbandonRequest(2))))
+        .unwrap();
+    s.write_all(&search_request_for(
         4,
-        search(BASE_DN, LdapFilter::Equality("uid".into(), "bob".into())),
+        BASE_DN,
+        LdapFilter::Equality("uid".into(), "bob".into()),
     ))
     .unwrap();
 
@@ -309,25 +288,10 @@ fn an_abandoned_search_stops_reaching_the_client() {
     /// (message ID, protocolOp tag) of the next LDAPMessage; None at a
     /// timeout or close.
     fn read_message(r: &mut impl Read) -> Option<(i64, u8)> {
-        let body = read_tlv(r)?;
+        let (_, body) = next_tlv(r)?;
         let mut rest = &body[..];
-        let msgid = read_tlv(&mut rest)?;
+        let (_, msgid) = next_tlv(&mut rest)?;
         let op = *rest.first()?;
         Some((msgid.iter().fold(0i64, |a, b| a << 8 | i64::from(*b)), op))
-    }
-
-    fn read_tlv(r: &mut impl Read) -> Option<Vec<u8>> {
-        let mut head = [0u8; 2];
-        r.read_exact(&mut head).ok()?;
-        let len = if head[1] & 0x80 == 0 {
-            usize::from(head[1])
-        } else {
-            let mut n = vec![0u8; usize::from(head[1] & 0x7f)];
-            r.read_exact(&mut n).ok()?;
-            n.iter().fold(0usize, |a, b| a << 8 | usize::from(*b))
-        };
-        let mut content = vec![0u8; len];
-        r.read_exact(&mut content).ok()?;
-        Some(content)
     }
 }

@@ -92,6 +92,10 @@ fn histories() -> Vec<(&'static str, Vec<String>)> {
     let hq = format!("ou=hq,{t}");
     let staging = format!("cn=staging,{t}");
     let svc = format!("cn=svc,{hq}");
+    let dc = [("dc", "staging".to_owned())];
+    // An OU has no cn, which posixAccount needs.
+    let mut hq_posix = posix_attrs("hq", 5001);
+    hq_posix.insert(1, ("cn", "hq".to_owned()));
     vec![
         (
             "an OU with accounts moves in (issue 10: s1 and s2 never arrived)",
@@ -152,7 +156,9 @@ fn histories() -> Vec<(&'static str, Vec<String>)> {
             "adds, modifies, renames and deletions",
             vec![[
                 person(&hq, "new1").replace("\nobjectClass", "\nchangetype: add\nobjectClass"),
-                format!("dn: uid=h1,{hq}\nchangetype: modify\nreplace: mail\nmail: h1@new.example\n\n"),
+                format!(
+                    "dn: uid=h1,{hq}\nchangetype: modify\nreplace: mail\nmail: h1@new.example\n\n"
+                ),
                 rename(&format!("uid=h2,{hq}"), "uid=h2b"),
                 format!("dn: uid=d1,ou=deep,{hq}\nchangetype: delete\n\n"),
                 format!("dn: ou=deep,{hq}\nchangetype: delete\n\n"),
@@ -162,15 +168,8 @@ fn histories() -> Vec<(&'static str, Vec<String>)> {
         (
             "class changes: a device becomes an account, then stops being one",
             vec![
-                format!(
-                    "dn: {svc}\nchangetype: modify\nadd: objectClass\nobjectClass: posixAccount\n-\n\
-                     add: uid\nuid: svc\n-\nadd: uidNumber\nuidNumber: 5000\n-\n\
-                     add: gidNumber\ngidNumber: 5000\n-\nadd: homeDirectory\nhomeDirectory: /home/svc\n\n"
-                ),
-                format!(
-                    "dn: {svc}\nchangetype: modify\ndelete: objectClass\nobjectClass: posixAccount\n-\n\
-                     delete: uid\n-\ndelete: uidNumber\n-\ndelete: gidNumber\n-\ndelete: homeDirectory\n\n"
-                ),
+                aux_class(&svc, "posixAccount", &posix_attrs("svc", 5000), true),
+                aux_class(&svc, "posixAccount", &posix_attrs("svc", 5000), false),
             ],
         ),
         (
@@ -192,29 +191,15 @@ fn histories() -> Vec<(&'static str, Vec<String>)> {
         (
             "a container becomes an organization (dcObject), then stops being one",
             vec![
-                format!(
-                    "dn: {staging}\nchangetype: modify\nadd: objectClass\nobjectClass: dcObject\n-\n\
-                     add: dc\ndc: staging\n\n"
-                ),
-                format!(
-                    "dn: {staging}\nchangetype: modify\ndelete: objectClass\nobjectClass: dcObject\n-\n\
-                     delete: dc\n\n"
-                ),
+                aux_class(&staging, "dcObject", &dc, true),
+                aux_class(&staging, "dcObject", &dc, false),
             ],
         ),
         (
             "an OU holding accounts becomes an account too (posixAccount), then not",
             vec![
-                format!(
-                    "dn: {hq}\nchangetype: modify\nadd: objectClass\nobjectClass: posixAccount\n-\n\
-                     add: uid\nuid: hq\n-\nadd: cn\ncn: hq\n-\nadd: uidNumber\nuidNumber: 5001\n-\n\
-                     add: gidNumber\ngidNumber: 5001\n-\nadd: homeDirectory\nhomeDirectory: /home/hq\n\n"
-                ),
-                format!(
-                    "dn: {hq}\nchangetype: modify\ndelete: objectClass\nobjectClass: posixAccount\n-\n\
-                     delete: uid\n-\ndelete: cn\n-\ndelete: uidNumber\n-\ndelete: gidNumber\n-\n\
-                     delete: homeDirectory\n\n"
-                ),
+                aux_class(&hq, "posixAccount", &hq_posix, true),
+                aux_class(&hq, "posixAccount", &hq_posix, false),
             ],
         ),
         (

@@ -243,19 +243,13 @@ impl Tree {
                         continue;
                     };
                     self.nodes[i].class = Class::Device { posix: !posix };
-                    let (dn, name) = (self.dn(i), self.nodes[i].name.clone());
-                    return if posix {
-                        format!(
-                            "dn: {dn}\nchangetype: modify\ndelete: objectClass\nobjectClass: posixAccount\n-\n\
-                             delete: uid\n-\ndelete: uidNumber\n-\ndelete: gidNumber\n-\ndelete: homeDirectory\n\n"
-                        )
-                    } else {
-                        format!(
-                            "dn: {dn}\nchangetype: modify\nadd: objectClass\nobjectClass: posixAccount\n-\n\
-                             add: uid\nuid: {name}\n-\nadd: uidNumber\nuidNumber: 5000\n-\n\
-                             add: gidNumber\ngidNumber: 5000\n-\nadd: homeDirectory\nhomeDirectory: /home/{name}\n\n"
-                        )
-                    };
+                    let name = self.nodes[i].name.clone();
+                    return aux_class(
+                        &self.dn(i),
+                        "posixAccount",
+                        &posix_attrs(&name, 5000),
+                        !posix,
+                    );
                 }
                 12 if !movable.is_empty() => {
                     // A rename in case only: every DN below changes its text.
@@ -282,18 +276,8 @@ impl Tree {
                         continue;
                     };
                     self.nodes[i].class = Class::Container { org: !org };
-                    let dn = self.dn(i);
-                    return if org {
-                        format!(
-                            "dn: {dn}\nchangetype: modify\ndelete: objectClass\nobjectClass: dcObject\n-\n\
-                             delete: dc\n\n"
-                        )
-                    } else {
-                        format!(
-                            "dn: {dn}\nchangetype: modify\nadd: objectClass\nobjectClass: dcObject\n-\n\
-                             add: dc\ndc: d{i}\n\n"
-                        )
-                    };
+                    let dc = [("dc", format!("d{i}"))];
+                    return aux_class(&self.dn(i), "dcObject", &dc, !org);
                 }
                 _ => {}
             }

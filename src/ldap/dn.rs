@@ -185,37 +185,32 @@ impl Dn {
     }
 }
 
-/// Splits at separator characters that are not escaped with a backslash.
+/// The byte offsets and characters of the separators in `s` (any of
+/// `seps`) that are not escaped with a backslash.
+fn unescaped<'a>(s: &'a str, seps: &'a [char]) -> impl Iterator<Item = (usize, char)> + 'a {
+    let mut escaped = false;
+    s.char_indices().filter(move |(_, c)| {
+        let separates = !escaped && seps.contains(c);
+        escaped = !escaped && *c == '\\';
+        separates
+    })
+}
+
 /// The text of the parent of the DN written `dn`, without parsing it: what
 /// follows the first unescaped separator. None for a single RDN or the
 /// root DSE. For walking many DNs that share a few parents.
 pub fn parent_text(dn: &str) -> Option<&str> {
-    let mut escaped = false;
-    for (i, c) in dn.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == ',' || c == ';' {
-            return Some(dn[i + 1..].trim_start());
-        }
-    }
-    None
+    let (at, sep) = unescaped(dn, &[',', ';']).next()?;
+    Some(dn[at + sep.len_utf8()..].trim_start())
 }
 
+/// Splits at separator characters that are not escaped with a backslash.
 fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Vec<&'a str> {
     let mut parts = Vec::new();
     let mut start = 0;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if seps.contains(&c) {
-            parts.push(&s[start..i]);
-            start = i + c.len_utf8();
-        }
+    for (i, c) in unescaped(s, seps) {
+        parts.push(&s[start..i]);
+        start = i + c.len_utf8();
     }
     parts.push(&s[start..]);
     parts

@@ -976,6 +976,46 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A SearchRequest PDU (subtree, every attribute) encoded by ldapgate's
+/// encoder (ldap3_proto's).
+pub fn search_request_for(
+    msgid: i32,
+    base: &str,
+    filter: ldap3_proto::proto::LdapFilter,
+) -> Vec<u8> {
+    use ldap3_proto::proto::*;
+    ldapgate::ldap::response::encode(LdapMsg::new(
+        msgid,
+        LdapOp::SearchRequest(LdapSearchRequest {
+            base: base.into(),
+            scope: LdapSearchScope::Subtree,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter,
+            attrs: vec![],
+        }),
+    ))
+}
+
+/// The next BER TLV on `r`: its tag and content; None at end of stream,
+/// a read timeout or a truncated TLV.
+pub fn next_tlv(r: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    r.read_exact(&mut head).ok()?;
+    let len = if head[1] & 0x80 == 0 {
+        usize::from(head[1])
+    } else {
+        let mut n = vec![0u8; usize::from(head[1] & 0x7f)];
+        r.read_exact(&mut n).ok()?;
+        n.iter().fold(0usize, |a, b| a << 8 | usize::from(*b))
+    };
+    let mut content = vec![0u8; len];
+    r.read_exact(&mut content).ok()?;
+    Some((head[0], content))
+}
+
 /// Sends signal `name` ("HUP", "TERM", "STOP", "CONT") to process `pid`.
 pub fn send_signal(pid: u32, name: &str) {
     let out = Command::new("kill")

@@ -96,6 +96,33 @@ pub fn line_for<'a>(body: &'a [serde_json::Value], id: &str) -> &'a serde_json::
         .unwrap_or_else(|| panic!("no line for {id} in {body:#?}"))
 }
 
+/// LDIF that gives the entry at `dn` the auxiliary class `class` with the
+/// attributes it needs (`add`), or takes both away again (values are not
+/// needed then).
+pub fn aux_class(dn: &str, class: &str, attrs: &[(&str, String)], add: bool) -> String {
+    let verb = if add { "add" } else { "delete" };
+    let mut ldif =
+        format!("dn: {dn}\nchangetype: modify\n{verb}: objectClass\nobjectClass: {class}\n");
+    for (attr, value) in attrs {
+        ldif.push_str(&format!("-\n{verb}: {attr}\n"));
+        if add {
+            ldif.push_str(&format!("{attr}: {value}\n"));
+        }
+    }
+    ldif.push('\n');
+    ldif
+}
+
+/// What posixAccount needs, for an account named `name`.
+pub fn posix_attrs(name: &str, number: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("uid", name.to_owned()),
+        ("uidNumber", number.to_string()),
+        ("gidNumber", number.to_string()),
+        ("homeDirectory", format!("/home/{name}")),
+    ]
+}
+
 /// `ldapgate sync verify`: its report, after checking the exit code.
 pub fn sync_verify(cfg: &Path, code: i32) -> Value {
     let out = Command::new(ldapgate_binary())
