@@ -215,6 +215,40 @@ impl<'a> TlvReader<'a> {
     }
 }
 
+/// Appends one BER element, `tag` then the definite length in its shortest
+/// form (X.690 §8.1.3) then `content`.
+pub fn push_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        // Below 0x80 the short form is the length itself.
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        // At most size_of::<usize>() (8) length bytes, so this fits in 7 bits.
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+}
+
+/// The content octets of INTEGER `v` in its shortest two's-complement form
+/// (X.690 §8.3.2).
+pub fn int_content(v: i32) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    let mut start = 0;
+    while start < 3 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    bytes[start..].to_vec()
+}
+
 /// Splits a buffer into the PDUs it contains, header and body together.
 /// Returns the inner elements of the LDAPMessage: message ID, protocol
 /// operation, and the optional controls.
@@ -240,6 +274,34 @@ mod tests {
     const BIND: &[u8] = &[
         0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
     ];
+
+    #[test]
+    fn encodes_lengths_and_integers_in_their_shortest_form() {
+        let mut out = Vec::new();
+        push_tlv(&mut out, 0x04, &[7; 3]);
+        assert_eq!(out, [0x04, 3, 7, 7, 7]);
+        let mut out = Vec::new();
+        push_tlv(&mut out, 0x04, &[0; 300]);
+        assert_eq!(out[..4], [0x04, 0x82, 0x01, 0x2c]);
+        assert_eq!(TlvReader::new(&out).next().unwrap().value.len(), 300);
+        for (v, want) in [
+            (0, vec![0]),
+            (5, vec![5]),
+            (127, vec![0x7f]),
+            (128, vec![0, 0x80]),
+            (256, vec![1, 0]),
+            (-1, vec![0xff]),
+            (-129, vec![0xff, 0x7f]),
+            (i32::MAX, vec![0x7f, 0xff, 0xff, 0xff]),
+        ] {
+            assert_eq!(int_content(v), want, "{v}");
+            let tlv = Tlv {
+                tag: 2,
+                value: &want,
+            };
+            assert_eq!(tlv.as_int().unwrap(), i64::from(v));
+        }
+    }
 
     #[test]
     fn peeks_a_complete_pdu() {

@@ -24,6 +24,25 @@ fn ad_directory_at(samba: &SambaAd, base_dn: &str) -> String {
     )
 }
 
+/// Samba's LDAPS port, for binds straight to AD.
+const AD_LDAPS: &str = "ldaps://127.0.0.1:636";
+
+/// The DN of a user created by the fixture.
+fn ad_dn(user: &str) -> String {
+    format!("CN={user},CN=Users,{AD_BASE_DN}")
+}
+
+/// What AD answers a wrong password (`data 52e`), asked of a name that is
+/// no account so that no account's bad-password count grows.
+async fn ad_wrong_password() -> (i64, String) {
+    let answer = direct_bind(AD_LDAPS, &ad_dn("no-such-user"), "wrong").await;
+    assert!(
+        answer.0 == 49 && answer.1.contains("data 52e"),
+        "{answer:?}"
+    );
+    answer
+}
+
 const AD_SIGNIN: &str =
     "[signin]\nattributes = [\"sAMAccountName\", \"userPrincipalName\", \"mail\", \"mobile\"]\n\
                          user_object_classes = [\"user\"]\n\
@@ -135,12 +154,12 @@ async fn ad_sign_in_over_https_and_over_an_ldap_bind() {
         .unwrap()
         .success()
         .unwrap();
+    // A password that must change: AD's own answer, sub-code and all, as
+    // a bind by DN straight to AD gets it (issue 11, part 5).
     let r = ldap.simple_bind("mcp", "Mcp!Passw0rd1").await.unwrap();
-    assert_eq!(
-        (r.rc, r.text.as_str()),
-        (49, "password must change"),
-        "{r:?}"
-    );
+    let direct = direct_bind(AD_LDAPS, &ad_dn("mcp"), "Mcp!Passw0rd1").await;
+    assert_eq!((i64::from(r.rc), r.text.clone()), direct, "{r:?}");
+    assert!(direct.1.contains("data 773"), "{direct:?}");
     proxy.assert_alive();
 }
 
@@ -153,16 +172,50 @@ async fn each_ad_outcome_over_every_channel() {
             .section(AD_SIGNIN)
             .control(token),
     );
-    for (login, password, outcome) in [
-        ("ada", "Ada!Passw0rd1", "success"),
-        ("+8613900000001", "Ada!Passw0rd1", "success"),
-        ("wpw", "wrong", "invalid_credentials"),
-        ("dis", "Dis!Passw0rd1", "account_disabled"),
-        ("exp", "Exp!Passw0rd1", "account_expired"),
-        ("mcp", "Mcp!Passw0rd1", "password_must_change"),
+    // The LDAP bind answers as AD answers a bind by DN: code, and the
+    // diagnostic with its `data NNN` sub-code (issue 11, part 5).
+    let wrong_password = ad_wrong_password().await;
+    for (login, password, outcome, ldap) in [
+        ("ada", "Ada!Passw0rd1", "success", (0, String::new())),
+        (
+            "+8613900000001",
+            "Ada!Passw0rd1",
+            "success",
+            (0, String::new()),
+        ),
+        (
+            "wpw",
+            "wrong",
+            "invalid_credentials",
+            wrong_password.clone(),
+        ),
+        (
+            "nobody",
+            "wrong",
+            "invalid_credentials",
+            wrong_password.clone(),
+        ),
+        (
+            "dis",
+            "Dis!Passw0rd1",
+            "account_disabled",
+            direct_bind(AD_LDAPS, &ad_dn("dis"), "Dis!Passw0rd1").await,
+        ),
+        (
+            "exp",
+            "Exp!Passw0rd1",
+            "account_expired",
+            direct_bind(AD_LDAPS, &ad_dn("exp"), "Exp!Passw0rd1").await,
+        ),
+        (
+            "mcp",
+            "Mcp!Passw0rd1",
+            "password_must_change",
+            direct_bind(AD_LDAPS, &ad_dn("mcp"), "Mcp!Passw0rd1").await,
+        ),
     ] {
         let got = sign_in_everywhere(&proxy, token, login, password).await;
-        assert_everywhere(&got, login, outcome);
+        assert_everywhere(&got, login, outcome, &ldap);
     }
 }
 
@@ -640,13 +693,14 @@ async fn ad_computers_are_not_accounts_for_sign_in_sync_or_verification() {
         "binds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"",
     );
     // The computer's password is right, but a computer is not a person.
+    let wrong_password = ad_wrong_password().await;
     for login in ["pc9$", "pc9"] {
         let got = sign_in_everywhere(&proxy, token, login, "Pc9!Passw0rd1").await;
-        assert_everywhere(&got, login, "invalid_credentials");
+        assert_everywhere(&got, login, "invalid_credentials", &wrong_password);
     }
     // The person whose number the computer carries is not ambiguous.
     let got = sign_in_everywhere(&proxy, token, "+8613900000001", "Ada!Passw0rd1").await;
-    assert_everywhere(&got, "+8613900000001", "success");
+    assert_everywhere(&got, "+8613900000001", "success", &(0, String::new()));
     // Verification agrees: no shared value.
     let out = Command::new(ldapgate_binary())
         .args(["sync", "verify", "-c"])

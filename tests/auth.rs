@@ -349,12 +349,6 @@ async fn ldap_binds_with_sign_in_ids_are_resolved_on_the_listener() {
     assert_eq!(r.rc, 49, "{r:?}");
     let r = ldap.simple_bind("+8613800009999", "dup1-pw").await.unwrap();
     assert_eq!(r.rc, 49, "ambiguous: {r:?}");
-    let r = ldap.simple_bind("pp-reset", "pp-reset-pw").await.unwrap();
-    assert_eq!(
-        (r.rc, r.text.as_str()),
-        (49, "password must change"),
-        "{r:?}"
-    );
 
     // ldapgate's own lockout on the LDAP path: unwillingToPerform, saying why.
     for _ in 0..3 {
@@ -377,18 +371,60 @@ async fn each_outcome_over_every_channel() {
             .section("[ratelimit]\nbinds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\nfailures_before_lockout = 100")
             .control(token),
     );
-    for (login, password, outcome) in [
-        ("alice", "alice-pw", "success"),
-        ("+8613800000002", "bob-pw", "success"),
+    // Where the directory decided, an LDAP client gets what a bind by DN
+    // straight to slapd gets; a login that names no entry gets what a
+    // wrong password gets; an ambiguous login is ldapgate's own answer.
+    let direct = |uid: &str, password: &str| {
+        let (url, dn) = (slapd.ldaps_url(), format!("uid={uid},ou=people,{BASE_DN}"));
+        let password = password.to_owned();
+        async move { direct_bind(&url, &dn, &password).await }
+    };
+    let wrong_password = direct("nosuch", "x").await;
+    assert_eq!(wrong_password.0, 49);
+    for (login, password, outcome, ldap) in [
+        (
+            "alice",
+            "alice-pw",
+            "success",
+            direct("alice", "alice-pw").await,
+        ),
+        (
+            "+8613800000002",
+            "bob-pw",
+            "success",
+            direct("bob", "bob-pw").await,
+        ),
         // (pp-grace has two grace logins in all: tested on its own above.)
-        ("alice", "wrong", "invalid_credentials"),
-        ("nobody", "x", "invalid_credentials"),
-        ("+8613800009999", "dup1-pw", "ambiguous_login"),
-        ("pp-expired", "pp-expired-pw", "password_expired"),
-        ("pp-reset", "pp-reset-pw", "password_must_change"),
+        (
+            "alice",
+            "wrong",
+            "invalid_credentials",
+            wrong_password.clone(),
+        ),
+        ("nobody", "x", "invalid_credentials", wrong_password.clone()),
+        (
+            "+8613800009999",
+            "dup1-pw",
+            "ambiguous_login",
+            (49, "ambiguous login".into()),
+        ),
+        (
+            "pp-expired",
+            "pp-expired-pw",
+            "password_expired",
+            direct("pp-expired", "pp-expired-pw").await,
+        ),
+        // slapd accepts the bind and restricts the connection to a password
+        // change (pwdReset): so does the session through ldapgate.
+        (
+            "pp-reset",
+            "pp-reset-pw",
+            "password_must_change",
+            direct("pp-reset", "pp-reset-pw").await,
+        ),
     ] {
         let got = sign_in_everywhere(&proxy, token, login, password).await;
-        assert_everywhere(&got, login, outcome);
+        assert_everywhere(&got, login, outcome, &ldap);
     }
     // The directory's lockout (3 wrong), then the right password everywhere.
     for _ in 0..3 {
@@ -396,5 +432,83 @@ async fn each_outcome_over_every_channel() {
         assert_eq!(ldap.simple_bind("pp-locked", "wrong").await.unwrap().rc, 49);
     }
     let got = sign_in_everywhere(&proxy, token, "pp-locked", "pp-locked-pw").await;
-    assert_everywhere(&got, "pp-locked", "account_locked");
+    let locked = direct("pp-locked", "pp-locked-pw").await;
+    assert_eq!(locked.0, 49);
+    assert_everywhere(&got, "pp-locked", "account_locked", &locked);
+}
+
+#[tokio::test]
+async fn a_bind_by_sign_in_id_answers_as_the_directory_with_its_policy_control() {
+    let slapd = Slapd::start_with_ppolicy();
+    let mut proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .service_account(&slapd)
+            .section("[ratelimit]\nbinds_per_ip = \"1000/s\"\nbinds_per_identity = \"1000/s\"\nfailures_before_lockout = 100"),
+    );
+    let dn = |uid: &str| format!("uid={uid},ou=people,{BASE_DN}");
+    let through = |login: &str, password: &str, controls: Vec<ldap3::controls::RawControl>| {
+        let (url, login, password) = (proxy.ldap_url(), login.to_owned(), password.to_owned());
+        async move {
+            let mut ldap = connect(&url, None, false).await;
+            bind_as(&mut ldap, &login, &password, controls).await
+        }
+    };
+    // With the password policy request control, the response control the
+    // directory sends (expired: error 0; must change: error 2; a success:
+    // an empty one) reaches the client as it left slapd.
+    for (login, uid, password) in [
+        ("pp-expired", "pp-expired", "pp-expired-pw"),
+        ("pp-reset", "pp-reset", "pp-reset-pw"),
+        ("+8613800000001", "alice", "alice-pw"),
+        ("alice", "alice", "wrong"),
+    ] {
+        let direct = direct_bind_with(
+            &slapd.ldaps_url(),
+            &dn(uid),
+            password,
+            vec![ppolicy_request()],
+        )
+        .await;
+        assert!(
+            direct
+                .2
+                .iter()
+                .any(|(t, _)| t == "1.3.6.1.4.1.42.2.27.8.5.1"),
+            "{login}: slapd sends the control: {direct:?}"
+        );
+        assert_eq!(
+            through(login, password, vec![ppolicy_request()]).await,
+            direct,
+            "{login}"
+        );
+        // Without it, none: ldapgate's own request for it stays its own.
+        let direct = direct_bind_with(&slapd.ldaps_url(), &dn(uid), password, Vec::new()).await;
+        assert_eq!(
+            through(login, password, Vec::new()).await,
+            direct,
+            "{login}, no control"
+        );
+        assert!(direct.2.is_empty(), "{direct:?}");
+    }
+    // The pwdReset account is bound and restricted to a password change by
+    // slapd itself, through ldapgate as directly.
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    assert_eq!(
+        bind_as(&mut ldap, "pp-reset", "pp-reset-pw", Vec::new())
+            .await
+            .0,
+        0
+    );
+    let search = ldap
+        .search(
+            &dn("alice"),
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["cn"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(search.1.rc, 50, "{search:?}");
+    assert!(search.1.text.contains("restricted"), "{search:?}");
+    proxy.assert_alive();
 }

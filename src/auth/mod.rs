@@ -15,6 +15,7 @@ pub mod freshness;
 pub mod identity;
 pub mod outcome;
 pub mod resolver;
+mod wrong_password;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
 use crate::upstream::pool::ConnStash;
+use crate::upstream::requests::BindReply;
 use crate::upstream::service::ServiceConnections;
 use crate::upstream::{UpstreamConn, UpstreamPool};
 pub use dn_bind::BindTicket;
@@ -37,6 +39,7 @@ use freshness::{ChangeMarker, ChangeWatch};
 use identity::IdentityIndex;
 use outcome::{bind_outcome, Outcome, PolicyResponse};
 use resolver::{Resolution, ResolvedEntry, SignInResolver};
+use wrong_password::WrongPasswordReply;
 
 /// Idle connections kept in the bind pool at most.
 const MAX_IDLE_BIND_CONNECTIONS: usize = 64;
@@ -73,6 +76,12 @@ pub struct Verdict {
     pub detail: Option<String>,
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+    /// The directory's BindResponse, as it sent it to ldapgate (message ID
+    /// ldapgate's own), when the directory decided the attempt: an LDAP
+    /// client gets its result code, diagnostic (AD's `data NNN`) and
+    /// response controls. None where a rule of ldapgate's decided.
+    #[serde(skip)]
+    pub reply: Option<bytes::Bytes>,
 }
 
 impl Verdict {
@@ -85,6 +94,7 @@ impl Verdict {
             warnings: None,
             detail,
             retry_after: None,
+            reply: None,
         }
     }
 
@@ -143,6 +153,9 @@ pub struct Authenticator {
     max_message: usize,
     /// Key of the login hash in audit lines; random per process.
     audit_key: [u8; 32],
+    /// What the directory answers a wrong password, which a login that
+    /// names no entry gets too.
+    wrong_password: WrongPasswordReply,
 }
 
 impl Authenticator {
@@ -193,6 +206,71 @@ impl Authenticator {
             operation_timeout: config.directory.operation_timeout,
             max_message: config.directory.max_message_bytes,
             audit_key,
+            wrong_password: WrongPasswordReply::new(&config.directory.base_dn),
+        }
+    }
+
+    /// What a login that names no entry answers: the directory's answer to
+    /// a wrong password, learned from the last one or, before any, asked
+    /// for a DN that names no entry with a random password. None (ldapgate's
+    /// own answer) when the directory cannot be asked.
+    async fn wrong_password_reply(&self) -> Option<bytes::Bytes> {
+        if let Some(known) = self.wrong_password.known() {
+            return Some(known);
+        }
+        let password = wrong_password::random_password()?;
+        let mut facts = AuditFacts::default();
+        let (reply, conn) = self
+            .directory_bind(self.wrong_password.probe_dn(), &password, &mut facts)
+            .await
+            .ok()?;
+        self.bind_conns.put(conn);
+        (reply.code == 49).then(|| self.wrong_password.learn(&reply.pdu))
+    }
+
+    /// One simple bind on a connection of the bind pool, within the limit
+    /// on binds in progress; only over an encrypted leg. Err: the verdict
+    /// when the directory could not be asked.
+    async fn directory_bind(
+        &self,
+        dn: &str,
+        password: &str,
+        facts: &mut AuditFacts,
+    ) -> Result<(BindReply, UpstreamConn), Verdict> {
+        let unavailable =
+            |detail: String| Verdict::bare(Outcome::DirectoryUnavailable, Some(detail));
+        let Ok(_permit) = tokio::time::timeout(self.operation_timeout, self.binds.acquire()).await
+        else {
+            let detail = "too many binds in progress (ratelimit.max_concurrent_binds)";
+            metrics()
+                .ratelimit_rejections_total
+                .with_label_values(&["concurrency"])
+                .inc();
+            return Err(Verdict::bare(Outcome::RateLimited, Some(detail.into())));
+        };
+        let mut conn = match self.bind_conns.take() {
+            Some(c) => c,
+            None => self
+                .pool
+                .checkout()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?,
+        };
+        let server = self.pool.server_name(conn.server);
+        facts.server = Some(server.clone());
+        if !conn.encrypted() {
+            // A password leaves ldapgate only over TLS.
+            self.bind_conns.put(conn);
+            return Err(unavailable(format!(
+                "{server}: the directory leg is not encrypted (use ldaps:// or starttls)"
+            )));
+        }
+        match conn
+            .bind_simple(dn, password, self.operation_timeout, self.max_message)
+            .await
+        {
+            Ok(reply) => Ok((reply, conn)),
+            Err(e) => Err(unavailable(e.at(&server, "bind").to_string())),
         }
     }
 
@@ -399,7 +477,10 @@ impl Authenticator {
                     return Err(Verdict::refused(&r));
                 }
                 self.limiter.record_failure(&login_key);
-                return Err(Verdict::bare(Outcome::InvalidCredentials, None));
+                return Err(Verdict {
+                    reply: self.wrong_password_reply().await,
+                    ..Verdict::bare(Outcome::InvalidCredentials, None)
+                });
             }
             Resolution::Ambiguous { entries, collided } => {
                 facts.collided = collided;
@@ -422,61 +503,25 @@ impl Authenticator {
         keep: bool,
         facts: &mut AuditFacts,
     ) -> (Verdict, Option<UpstreamConn>) {
-        let unavailable = |detail: String| {
-            (
-                Verdict::bare(Outcome::DirectoryUnavailable, Some(detail)),
-                None,
-            )
+        let (reply, conn) = match self.directory_bind(&entry.dn, password, facts).await {
+            Ok(answered) => answered,
+            Err(verdict) => return (verdict, None),
         };
-        let Ok(_permit) = tokio::time::timeout(self.operation_timeout, self.binds.acquire()).await
-        else {
-            let detail = "too many binds in progress (ratelimit.max_concurrent_binds)";
-            metrics()
-                .ratelimit_rejections_total
-                .with_label_values(&["concurrency"])
-                .inc();
-            return (
-                Verdict::bare(Outcome::RateLimited, Some(detail.into())),
-                None,
-            );
-        };
-        let mut conn = match self.bind_conns.take() {
-            Some(c) => c,
-            None => match self.pool.checkout().await {
-                Ok(c) => c,
-                Err(e) => return unavailable(e.to_string()),
-            },
-        };
-        let server = self.pool.server_name(conn.server);
-        facts.server = Some(server.clone());
-        if !conn.encrypted() {
-            // A password leaves ldapgate only over TLS.
-            self.bind_conns.put(conn);
-            return unavailable(format!(
-                "{server}: the directory leg is not encrypted (use ldaps:// or starttls)"
-            ));
-        }
-        let reply = match conn
-            .bind_simple(
-                &entry.dn,
-                password,
-                self.operation_timeout,
-                self.max_message,
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return unavailable(e.at(&server, "bind").to_string()),
-        };
+        let server = facts.server.clone().unwrap_or_default();
         if let Some(code) = outcome::ad_subcode(&reply.diagnostic) {
             facts.subcode = Some(format!("{code:x}"));
         } else if let Some(err) = reply.policy.and_then(|p| p.error) {
             facts.subcode = Some(format!("ppolicy:{err}"));
         }
         let outcome = bind_outcome(reply.code, &reply.diagnostic, reply.policy.as_ref());
-        // Bound as the user, or anonymous after a failure: hand it to the
-        // session that asked, or keep it for the next sign-in's bind.
-        let kept = if keep && outcome == Outcome::Success {
+        if outcome == Outcome::InvalidCredentials && reply.code == 49 {
+            self.wrong_password.learn(&reply.pdu);
+        }
+        // Bound as the user (the directory said success, perhaps with a
+        // password policy restriction it enforces itself), or anonymous
+        // after a failure: hand it to the session that asked, or keep it
+        // for the next sign-in's bind.
+        let kept = if keep && reply.code == 0 {
             Some(conn)
         } else {
             self.bind_conns.put(conn);
@@ -491,7 +536,11 @@ impl Authenticator {
                 )),
                 other => Some(other.as_str().replace('_', " ")),
             };
-            return (Verdict::bare(outcome, detail), None);
+            let verdict = Verdict {
+                reply: Some(reply.pdu),
+                ..Verdict::bare(outcome, detail)
+            };
+            return (verdict, kept);
         }
         let warnings = reply
             .policy
@@ -504,6 +553,7 @@ impl Authenticator {
             warnings,
             detail: None,
             retry_after: None,
+            reply: Some(reply.pdu),
         };
         (verdict, kept)
     }

@@ -272,6 +272,25 @@ pub fn first_critical_control(pdu: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// True when the request `pdu` carries a control of type `oid` (RFC 4511
+/// §4.1.11), critical or not. Malformed controls count as absent.
+pub fn has_control(pdu: &[u8], oid: &str) -> bool {
+    let Some((_, _, Some(controls))) = ber::message_parts(pdu).ok() else {
+        return false;
+    };
+    let mut controls = controls.children();
+    while let Ok(control) = controls.next() {
+        let mut fields = control.children();
+        if fields
+            .expect(0x04, "control type is not an OCTET STRING")
+            .is_ok_and(|t| t.value == oid.as_bytes())
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// True when the request `pdu` asks for a search that stays open after
 /// its initial results, quiet until the directory has a change to send: a
 /// Sync Request in refreshAndPersist mode (RFC 4533 §2.2, mode 3), the

@@ -154,9 +154,76 @@ pub fn read_result(pdu: &[u8]) -> Result<ResultSummary, FrameError> {
     })
 }
 
+/// `pdu` (a response) with message ID `msgid` instead of its own, and
+/// without the response controls whose type `drop_control` rejects; the
+/// protocol operation's content and every other control are kept byte for
+/// byte (lengths are re-encoded in their shortest form). For a
+/// response the directory sent to one of ldapgate's own requests that
+/// answers the client's (RFC 4511 §4.1.1: one message ID per request).
+pub fn readdressed(
+    pdu: &[u8],
+    msgid: i32,
+    drop_control: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, FrameError> {
+    let (_, op, controls) = ber::message_parts(pdu)?;
+    let mut body = Vec::with_capacity(pdu.len());
+    ber::push_tlv(&mut body, 0x02, &ber::int_content(msgid));
+    ber::push_tlv(&mut body, op.tag, op.value);
+    if let Some(controls) = controls {
+        let mut kept = Vec::new();
+        let mut list = controls.children();
+        while !list.is_empty() {
+            let before = list.rest();
+            let control = list.expect(0x30, "control is not a SEQUENCE")?;
+            let whole = &before[..before.len() - list.rest().len()];
+            let control_type = control
+                .children()
+                .expect(0x04, "controlType is not an OCTET STRING")?;
+            if !drop_control(control_type.value) {
+                kept.extend_from_slice(whole);
+            }
+        }
+        if !kept.is_empty() {
+            ber::push_tlv(&mut body, 0xa0, &kept);
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 6);
+    ber::push_tlv(&mut out, 0x30, &body);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_readdressed_response_keeps_everything_but_its_id_and_dropped_controls() {
+        use ldap3_proto::control::LdapControl;
+        let original = encode(LdapMsg::new_with_ctrls(
+            7,
+            LdapOp::BindResponse(LdapBindResponse {
+                res: result(
+                    LdapResultCode::InvalidCredentials,
+                    "80090308: LdapErr: DSID-0C0903A9, data 773, v1db1",
+                ),
+                saslcreds: None,
+            }),
+            vec![LdapControl::PasswordPolicyRequest { criticality: false }],
+        ));
+        let ppolicy = b"1.3.6.1.4.1.42.2.27.8.5.1";
+        let kept = readdressed(&original, 300, |_| false).unwrap();
+        let r = read_result(&kept).unwrap();
+        assert_eq!((r.msgid, r.op_tag, r.code), (300, tag::BIND_RESPONSE, 49));
+        assert!(r.diagnostic.contains("data 773"));
+        let (_, op, controls) = ber::message_parts(&kept).unwrap();
+        let (_, original_op, original_controls) = ber::message_parts(&original).unwrap();
+        assert_eq!(op, original_op);
+        assert_eq!(controls, original_controls);
+        let dropped = readdressed(&original, 1, |oid| oid == ppolicy).unwrap();
+        let (_, op, controls) = ber::message_parts(&dropped).unwrap();
+        assert_eq!((op, controls), (original_op, None));
+        assert!(readdressed(b"\x30\x03\x02\x01", 1, |_| false).is_err());
+    }
 
     #[test]
     fn refusals_carry_the_matching_response_tag() {

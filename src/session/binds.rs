@@ -78,6 +78,18 @@ impl Session {
         to_client: &mut Vec<u8>,
     ) {
         let reply = bind_response(msgid, code, message);
+        self.answer_failed_bind(msgid, reply, to_upstream, to_client);
+    }
+
+    /// Answers a bind that failed with `reply`, leaving the session
+    /// anonymous as [`Self::refuse_bind`] does.
+    pub(super) fn answer_failed_bind(
+        &mut self,
+        msgid: i32,
+        reply: Vec<u8>,
+        to_upstream: &mut BytesMut,
+        to_client: &mut Vec<u8>,
+    ) {
         if self.upstream.is_some() && self.upstream_bound {
             self.upstream_bound = false;
             to_upstream.extend(response::anonymous_bind_request(msgid));

@@ -388,16 +388,13 @@ impl Session {
                     self.refuse_bind(msgid, code, &message, to_upstream, to_client);
                     return Flow::Continue;
                 }
-                let (code, message) = match self.sign_in(&req).await {
-                    Ok(()) => {
-                        record(op, &LdapResultCode::Success, received);
-                        to_client.extend(bind_response(msgid, LdapResultCode::Success, ""));
-                        return Flow::Continue;
-                    }
-                    Err(refusal) => refusal,
-                };
-                record(op, &code, received);
-                self.refuse_bind(msgid, code, &message, to_upstream, to_client);
+                let answer = self.sign_in(&req, msgid, pdu).await;
+                metrics().operation(op, answer.code, received.elapsed());
+                if answer.bound {
+                    to_client.extend(answer.response);
+                } else {
+                    self.answer_failed_bind(msgid, answer.response, to_upstream, to_client);
+                }
                 Flow::Continue
             }
             Verdict::RefuseBind { code, message } => {

@@ -32,6 +32,8 @@ pub struct BindReply {
     pub diagnostic: String,
     /// The password policy response control, when the server sent one.
     pub policy: Option<PolicyResponse>,
+    /// The BindResponse as the directory sent it (message ID ldapgate's).
+    pub pdu: bytes::Bytes,
 }
 
 /// One page of a paged search (RFC 2696).
@@ -99,6 +101,7 @@ impl UpstreamConn {
             code: summary.code,
             diagnostic: summary.diagnostic,
             policy,
+            pdu,
         })
     }
 

@@ -947,13 +947,15 @@ pub async fn sign_in_everywhere(
     }
 }
 
-/// Asserts that every channel reports `outcome`.
-pub fn assert_everywhere(got: &ChannelOutcomes, login: &str, outcome: &str) {
-    let (status, ldap_code, ldap_text) = match outcome {
-        "success" => (200, 0, ""),
-        "invalid_credentials" => (401, 49, "invalid credentials"),
-        "ambiguous_login" => (401, 49, "ambiguous login"),
-        other => (403, 49, other),
+/// Asserts that the control channels report `outcome` and that the LDAP
+/// bind answered `ldap` (result code, diagnostic): the directory's own
+/// answer ([`direct_bind`]) where the directory decided, ldapgate's where
+/// a rule of its own did.
+pub fn assert_everywhere(got: &ChannelOutcomes, login: &str, outcome: &str, ldap: &(i64, String)) {
+    let status = match outcome {
+        "success" => 200,
+        "invalid_credentials" | "ambiguous_login" => 401,
+        _ => 403,
     };
     assert_eq!(got.cli, outcome, "{login}: ldapgate authenticate");
     assert_eq!(
@@ -961,12 +963,61 @@ pub fn assert_everywhere(got: &ChannelOutcomes, login: &str, outcome: &str) {
         (status, outcome),
         "{login}: /v1/authenticate"
     );
-    let ldap_text = ldap_text.replace('_', " ");
-    assert_eq!(
-        (got.ldap.0, got.ldap.1.as_str()),
-        (ldap_code, ldap_text.as_str()),
-        "{login}: LDAP bind"
-    );
+    assert_eq!(&got.ldap, ldap, "{login}: LDAP bind");
+}
+
+/// A simple bind straight to the directory at `url` (its certificate is
+/// not checked: the fixtures' own), with `controls`: the result an LDAP
+/// client sees, and the response controls as (type, value).
+pub async fn direct_bind_with(
+    url: &str,
+    dn: &str,
+    password: &str,
+    controls: Vec<ldap3::controls::RawControl>,
+) -> (i64, String, Vec<(String, Option<Vec<u8>>)>) {
+    let settings = ldap3::LdapConnSettings::new()
+        .set_conn_timeout(Duration::from_secs(10))
+        .set_no_tls_verify(true);
+    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    ldap3::drive!(conn);
+    bind_as(&mut ldap, dn, password, controls).await
+}
+
+/// A simple bind on `ldap` with `controls`, as [`direct_bind_with`] reports it.
+pub async fn bind_as(
+    ldap: &mut ldap3::Ldap,
+    name: &str,
+    password: &str,
+    controls: Vec<ldap3::controls::RawControl>,
+) -> (i64, String, Vec<(String, Option<Vec<u8>>)>) {
+    let r = ldap
+        .with_controls(controls)
+        .simple_bind(name, password)
+        .await
+        .unwrap_or_else(|e| panic!("bind as {name}: {e}"));
+    let controls = r
+        .ctrls
+        .iter()
+        .map(|c| (c.1.ctype.clone(), c.1.val.clone()))
+        .collect();
+    (i64::from(r.rc), r.text, controls)
+}
+
+/// [`direct_bind_with`] without controls: result code and diagnostic.
+pub async fn direct_bind(url: &str, dn: &str, password: &str) -> (i64, String) {
+    let (rc, text, _) = direct_bind_with(url, dn, password, Vec::new()).await;
+    (rc, text)
+}
+
+/// The password policy request control (draft-behera-ldap-password-policy).
+pub fn ppolicy_request() -> ldap3::controls::RawControl {
+    ldap3::controls::RawControl {
+        ctype: "1.3.6.1.4.1.42.2.27.8.5.1".into(),
+        crit: false,
+        val: None,
+    }
 }
 
 /// Parses NDJSON text, one value per line.
