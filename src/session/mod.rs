@@ -7,6 +7,8 @@
 //! returns to the pool if it is clean.
 
 mod binds;
+pub mod duplex;
+mod forward;
 pub mod policy;
 pub mod responses;
 mod root_dse;
@@ -18,18 +20,18 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use ldap3_proto::proto::LdapResultCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::auth::{Authenticator, BindTicket};
 use crate::ber::{self, FrameError};
-use crate::ldap::request::{self, Request, Scope};
-use crate::ldap::{oid, response};
+use crate::ldap::request;
+use crate::ldap::response;
 use crate::metrics::metrics;
 use crate::stream::LdapStream;
 use crate::upstream::{UpstreamConn, UpstreamPool};
+use duplex::{Outbox, Step, MAX_QUEUED};
 use policy::{Policy, Verdict};
 use responses::{InFlight, Piece, StreamEnd};
 use root_dse::Served;
@@ -79,6 +81,21 @@ enum Flow {
     End(SessionEnd),
 }
 
+/// What a session waits for against the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// The client has nothing outstanding and sends nothing (`idle_timeout`).
+    Idle,
+    /// The client takes none of its responses (`idle_timeout`).
+    ClientStalled,
+    /// The directory neither answers nor takes requests (`operation_timeout`).
+    Operation,
+}
+
+/// At most this long is spent handing the client what is queued for it
+/// (a Notice of Disconnection among it) when a session ends.
+const FAREWELL_LIMIT: Duration = Duration::from_secs(5);
+
 /// Serves one client connection to its end.
 pub async fn serve(ctx: Arc<SessionContext>, stream: LdapStream, peer: SocketAddr) -> SessionEnd {
     // StartTLS upgrades a plain connection only.
@@ -116,6 +133,10 @@ struct Session {
     peer: SocketAddr,
     /// Bytes from the client not yet framed.
     cbuf: BytesMut,
+    /// Responses waiting for the client to take them.
+    to_client: Outbox,
+    /// Requests waiting for the directory to take them.
+    to_upstream: Outbox,
     upstream: Option<UpstreamConn>,
     inflight: InFlight,
     /// The upstream connection must be reset before another client uses it:
@@ -136,6 +157,9 @@ struct Session {
     /// succeeded, or its outcome is not known yet): a refused bind must
     /// then make it anonymous. A failed bind leaves it anonymous already.
     upstream_bound: bool,
+    /// Binds by DN whose result came and whose counting is due: the
+    /// ticket, the result code and the diagnostic.
+    settling: Vec<(BindTicket, i64, String)>,
 }
 
 impl Session {
@@ -149,6 +173,8 @@ impl Session {
             ctx,
             peer,
             cbuf: BytesMut::with_capacity(8 * 1024),
+            to_client: Outbox::default(),
+            to_upstream: Outbox::default(),
             upstream: None,
             inflight: InFlight::new(served),
             needs_reset: false,
@@ -157,6 +183,7 @@ impl Session {
             last_upstream_progress: now,
             bind_pending: None,
             upstream_bound: false,
+            settling: Vec::new(),
         }
     }
 
@@ -164,79 +191,163 @@ impl Session {
     /// session is still in flight on it.
     fn release(&mut self) {
         if let Some(conn) = self.upstream.take() {
-            if self.reusable && self.inflight.is_idle() && conn.buf.is_empty() {
+            if self.reusable
+                && self.inflight.is_idle()
+                && conn.buf.is_empty()
+                && self.to_upstream.is_settled()
+            {
                 self.ctx.pool.checkin(conn, self.needs_reset);
             }
         }
     }
 
-    /// Runs until the session ends or asks for a TLS upgrade.
+    /// Runs until the session ends or asks for a TLS upgrade. What is
+    /// queued for the client when it ends (a Notice of Disconnection among
+    /// it) goes out first, within [`FAREWELL_LIMIT`].
     async fn run(&mut self, client: &mut LdapStream) -> Flow {
+        let flow = self.exchange(client).await;
+        match &flow {
+            Flow::End(_) => {
+                let limit = FAREWELL_LIMIT.min(self.ctx.limits.idle_timeout);
+                let _ = self.to_client.drain(client, limit).await;
+            }
+            Flow::StartTls => {
+                // The StartTLS response goes out in the clear, before the
+                // handshake.
+                let limit = self.ctx.limits.tls_handshake_timeout;
+                if let Err(e) = self.to_client.drain(client, limit).await {
+                    return Flow::End(SessionEnd::ClientError(e.to_string()));
+                }
+            }
+            Flow::Continue => {}
+        }
+        flow
+    }
+
+    /// Moves PDUs both ways, both legs full-duplex ([`duplex`]), until the
+    /// session ends or asks for a TLS upgrade.
+    async fn exchange(&mut self, client: &mut LdapStream) -> Flow {
         loop {
-            match self.drain_client(client).await {
+            match self.drain_client(client.is_tls()).await {
                 Flow::Continue => {}
                 other => return other,
             }
-            // A persistent search alone is quiet by design: no deadline;
-            // TCP keepalive finds a vanished peer on either leg.
-            let deadline = if self.inflight.outstanding.is_empty() {
-                Some(self.last_client_activity + self.ctx.limits.idle_timeout)
-            } else if self.inflight.awaits_answer() {
-                Some(self.last_upstream_progress + self.ctx.limits.operation_timeout)
-            } else {
-                None
-            };
-            let until = deadline.unwrap_or_else(Instant::now);
+            let deadline = self.deadline();
             reserve_for_read(&mut self.cbuf);
             if let Some(conn) = self.upstream.as_mut() {
                 reserve_for_read(&mut conn.buf);
             }
-            let paused = self.bind_pending.is_some();
-            let Session { cbuf, upstream, .. } = self;
+            // Backpressure: a peer that does not take what is queued for it
+            // stops the reading that would add to it, never the reading of
+            // the other direction (an Abandon must get through).
+            let read_client = self.bind_pending.is_none()
+                && self.to_upstream.len() < MAX_QUEUED
+                && self.to_client.len() < 2 * MAX_QUEUED;
+            let read_upstream = self.to_client.len() < MAX_QUEUED;
+            let Session {
+                cbuf,
+                upstream,
+                to_client,
+                to_upstream,
+                ..
+            } = self;
+            let client_busy = read_client || !to_client.is_settled();
+            let upstream_busy = read_upstream || !to_upstream.is_settled();
             tokio::select! {
-                read = client.read_buf(cbuf), if !paused => match read {
-                    Ok(0) => return Flow::End(SessionEnd::ClientClosed),
-                    Ok(_) => self.last_client_activity = Instant::now(),
-                    Err(e) => return Flow::End(SessionEnd::ClientError(e.to_string())),
+                step = duplex::step(client, cbuf, read_client, to_client), if client_busy => match step {
+                    Step::Read(Ok(0)) => return Flow::End(SessionEnd::ClientClosed),
+                    Step::Read(Ok(_)) => self.last_client_activity = Instant::now(),
+                    Step::Wrote(Ok(())) => {}
+                    Step::Read(Err(e)) | Step::Wrote(Err(e)) => {
+                        return Flow::End(SessionEnd::ClientError(e.to_string()))
+                    }
                 },
-                read = read_upstream(upstream) => match read {
-                    Ok(0) => {
+                step = upstream_step(upstream, read_upstream, to_upstream), if upstream_busy => match step {
+                    Step::Read(Ok(0)) => {
                         self.reusable = false;
-                        let flow = self.forward_responses(client).await;
-                        if !matches!(flow, Flow::Continue) {
-                            return flow;
+                        if let Flow::End(end) = self.forward_responses() {
+                            return Flow::End(end);
                         }
-                        self.notify(client, LdapResultCode::Unavailable, "the directory closed the connection").await;
+                        self.notify(LdapResultCode::Unavailable, "the directory closed the connection");
                         return Flow::End(SessionEnd::UpstreamClosed);
                     }
-                    Ok(_) => {
+                    Step::Read(Ok(_)) => {
                         self.last_upstream_progress = Instant::now();
-                        match self.forward_responses(client).await {
-                            Flow::Continue => {}
-                            other => return other,
+                        if let Flow::End(end) = self.forward_responses() {
+                            return Flow::End(end);
                         }
+                        self.settle_binds().await;
                     }
-                    Err(e) => {
+                    Step::Wrote(Ok(())) => {}
+                    Step::Read(Err(e)) | Step::Wrote(Err(e)) => {
                         self.reusable = false;
-                        self.notify(client, LdapResultCode::Unavailable, "lost the connection to the directory").await;
+                        self.notify(LdapResultCode::Unavailable, "lost the connection to the directory");
                         return Flow::End(SessionEnd::UpstreamError(e.to_string()));
                     }
                 },
-                _ = sleep_until(until), if deadline.is_some() => {
-                    if self.inflight.outstanding.is_empty() {
-                        self.notify(client, LdapResultCode::Unavailable, "idle timeout").await;
-                        return Flow::End(SessionEnd::IdleTimeout);
+                _ = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
+                    if let Some((_, why)) = deadline {
+                        return self.expire(why);
                     }
-                    self.reusable = false;
-                    self.notify(client, LdapResultCode::Unavailable, "the directory did not answer within operation_timeout").await;
-                    return Flow::End(SessionEnd::UpstreamTimeout);
                 }
             }
         }
     }
 
+    /// The first deadline the session must meet and what it is; None when
+    /// nothing is timed (a persistent search alone is quiet by design: TCP
+    /// keepalive finds a vanished peer on either leg).
+    fn deadline(&self) -> Option<(Instant, Deadline)> {
+        let limits = &self.ctx.limits;
+        let mut deadlines = Vec::with_capacity(3);
+        if let Some(since) = self.to_client.stalled_since() {
+            deadlines.push((since + limits.idle_timeout, Deadline::ClientStalled));
+        }
+        if let Some(since) = self.to_upstream.stalled_since() {
+            deadlines.push((since + limits.operation_timeout, Deadline::Operation));
+        }
+        if self.inflight.outstanding.is_empty() {
+            deadlines.push((
+                self.last_client_activity + limits.idle_timeout,
+                Deadline::Idle,
+            ));
+        } else if self.inflight.awaits_answer() && self.to_client.len() < MAX_QUEUED {
+            // While the client holds the directory's answers back, the
+            // directory is not the one keeping it waiting.
+            deadlines.push((
+                self.last_upstream_progress + limits.operation_timeout,
+                Deadline::Operation,
+            ));
+        }
+        deadlines.into_iter().min_by_key(|(at, _)| *at)
+    }
+
+    /// Ends the session for a missed deadline, telling the client why.
+    fn expire(&mut self, why: Deadline) -> Flow {
+        match why {
+            Deadline::Idle => {
+                self.notify(LdapResultCode::Unavailable, "idle timeout");
+                Flow::End(SessionEnd::IdleTimeout)
+            }
+            Deadline::ClientStalled => {
+                self.reusable = false;
+                Flow::End(SessionEnd::ClientError(
+                    "client stopped reading responses (idle_timeout)".into(),
+                ))
+            }
+            Deadline::Operation => {
+                self.reusable = false;
+                self.notify(
+                    LdapResultCode::Unavailable,
+                    "the directory did not answer within operation_timeout",
+                );
+                Flow::End(SessionEnd::UpstreamTimeout)
+            }
+        }
+    }
+
     /// Handles every complete PDU the client has sent.
-    async fn drain_client(&mut self, client: &mut LdapStream) -> Flow {
+    async fn drain_client(&mut self, client_tls: bool) -> Flow {
         let mut to_upstream = BytesMut::new();
         let mut to_client = Vec::new();
         let flow = loop {
@@ -262,7 +373,7 @@ impl Session {
                     &pdu,
                     header.msgid,
                     header.op_tag,
-                    client.is_tls(),
+                    client_tls,
                     &mut to_upstream,
                     &mut to_client,
                 )
@@ -272,32 +383,14 @@ impl Session {
                 other => break other,
             }
         };
-        if !to_upstream.is_empty() {
-            if let Some(conn) = self.upstream.as_mut() {
-                let sent = async {
-                    conn.stream.write_all(&to_upstream).await?;
-                    conn.stream.flush().await
-                };
-                if let Err(e) = sent.await {
-                    self.reusable = false;
-                    to_client.extend(response::notice_of_disconnection(
-                        LdapResultCode::Unavailable,
-                        "lost the connection to the directory",
-                    ));
-                    let _ = write_client(client, &to_client).await;
-                    return Flow::End(SessionEnd::UpstreamError(e.to_string()));
-                }
-                if self.inflight.outstanding.len() == 1 {
-                    // The operation timer starts when the first request goes out.
-                    self.last_upstream_progress = Instant::now();
-                }
+        if !to_upstream.is_empty() && self.upstream.is_some() {
+            self.to_upstream.push(&to_upstream);
+            if self.inflight.outstanding.len() == 1 {
+                // The operation timer starts when the first request goes out.
+                self.last_upstream_progress = Instant::now();
             }
         }
-        if !to_client.is_empty() {
-            if let Err(e) = write_client(client, &to_client).await {
-                return Flow::End(SessionEnd::ClientError(e.to_string()));
-            }
-        }
+        self.to_client.push(&to_client);
         if let Flow::StartTls = flow {
             if !self.cbuf.is_empty() {
                 // The client sent more after StartTLS, before the handshake:
@@ -404,73 +497,15 @@ impl Session {
                 Flow::Continue
             }
             Verdict::Forward => {
-                if self.upstream.is_none() {
-                    if let Request::Abandon { .. } = req {
-                        // Nothing to abandon on a connection never opened.
-                        return Flow::Continue;
-                    }
-                    match self.ctx.pool.checkout().await {
-                        Ok(conn) => self.upstream = Some(conn),
-                        Err(e) => {
-                            debug!(peer = %self.peer, error = %e, "no directory server");
-                            record(op, &LdapResultCode::Unavailable, received);
-                            let reply = response::result_for(
-                                op_tag,
-                                msgid,
-                                LdapResultCode::Unavailable,
-                                &e.to_string(),
-                            );
-                            to_client.extend(reply.unwrap_or_default());
-                            return Flow::Continue;
-                        }
-                    }
-                }
-                match req {
-                    Request::Abandon { msgid: target } => {
-                        if let Ok(target) = i32::try_from(target) {
-                            self.inflight.abandon(target);
-                        }
-                        self.needs_reset = true;
-                    }
-                    Request::Bind(b) => {
-                        if let Err((code, message)) = self.send_bind(msgid, &b).await {
-                            debug!(peer = %self.peer, ?code, %message, "bind refused");
-                            record(op, &code, received);
-                            self.refuse_bind(msgid, code, &message, to_upstream, to_client);
-                            return Flow::Continue;
-                        }
-                    }
-                    Request::Extended { oid: o, .. } => {
-                        // An extended operation ldapgate does not know may
-                        // leave state on the connection; do not reuse it.
-                        if ![oid::WHO_AM_I, oid::PASSWORD_MODIFY, oid::CANCEL]
-                            .iter()
-                            .any(|known| known.as_bytes() == o)
-                        {
-                            self.reusable = false;
-                        }
-                        self.inflight.start(msgid, op);
-                    }
-                    Request::Search { base, scope } => {
-                        if base.is_empty() && scope == Scope::Base {
-                            self.inflight.root_dse.insert(msgid);
-                        }
-                        let persistent = request::is_persistent_search(pdu);
-                        self.inflight.start_as(msgid, op, persistent);
-                    }
-                    _ => {
-                        self.inflight.start(msgid, op);
-                    }
-                }
-                to_upstream.extend_from_slice(pdu);
-                Flow::Continue
+                self.forward(&req, pdu, msgid, op_tag, to_upstream, to_client, received)
+                    .await
             }
         }
     }
 
-    /// Forwards every complete PDU the directory has sent, unchanged except
-    /// where a substitute response is due.
-    async fn forward_responses(&mut self, client: &mut LdapStream) -> Flow {
+    /// Queues for the client every complete PDU the directory has sent,
+    /// unchanged except where a substitute response is due.
+    fn forward_responses(&mut self) -> Flow {
         let limit = self.ctx.limits.upstream_max_message;
         let Some(conn) = self.upstream.as_mut() else {
             return Flow::Continue;
@@ -490,43 +525,22 @@ impl Session {
                     // RFC 4511 §4.2.1: a failed bind leaves the connection anonymous.
                     self.upstream_bound = code == 0 && ticket.is_some();
                     if let Some(ticket) = ticket {
-                        self.ctx
-                            .authenticator
-                            .settle_dn_bind(ticket, code, &done.diagnostic)
-                            .await;
+                        self.settling.push((ticket, code, done.diagnostic.clone()));
                     }
                 }
             }
         }
-        // A client that stops reading would otherwise hold this session and
-        // its upstream connection forever.
-        let write_limit = self.ctx.limits.idle_timeout;
-        let pieces = routing.pieces;
-        let written = timeout(write_limit, async {
-            for piece in pieces {
-                match piece {
-                    Piece::Forward(n) => {
-                        let bytes = conn.buf.split_to(n);
-                        client.write_all(&bytes).await?;
-                    }
-                    Piece::Skip(n) => conn.buf.advance(n),
-                    Piece::Own(bytes) => client.write_all(&bytes).await?,
+        for piece in routing.pieces {
+            match piece {
+                Piece::Forward(n) => {
+                    self.to_client.push(&conn.buf[..n]);
+                    conn.buf.advance(n);
                 }
-            }
-            Ok::<(), std::io::Error>(())
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Flow::End(SessionEnd::ClientError(e.to_string())),
-            Err(_) => {
-                self.reusable = false;
-                return Flow::End(SessionEnd::ClientError(
-                    "client stopped reading responses (idle_timeout)".into(),
-                ));
+                Piece::Skip(n) => conn.buf.advance(n),
+                Piece::Own(bytes) => self.to_client.push(&bytes),
             }
         }
-        let flow = match routing.end {
+        match routing.end {
             None => Flow::Continue,
             Some(StreamEnd::Unsolicited) => {
                 self.reusable = false;
@@ -534,24 +548,28 @@ impl Session {
             }
             Some(StreamEnd::Malformed(reason)) => {
                 self.reusable = false;
-                let notice =
-                    response::notice_of_disconnection(LdapResultCode::Unavailable, &reason);
-                if let Err(e) = client.write_all(&notice).await {
-                    return Flow::End(SessionEnd::ClientError(e.to_string()));
-                }
+                self.notify(LdapResultCode::Unavailable, &reason);
                 Flow::End(SessionEnd::UpstreamError(reason))
             }
-        };
-        if let Err(e) = client.flush().await {
-            return Flow::End(SessionEnd::ClientError(e.to_string()));
         }
-        flow
     }
 
-    /// Tells the client why the connection is closing.
-    async fn notify(&self, client: &mut LdapStream, code: LdapResultCode, message: &str) {
-        let notice = response::notice_of_disconnection(code, message);
-        let _ = write_client(client, &notice).await;
+    /// Counts the binds by DN whose results came, before the client's next
+    /// request is read.
+    async fn settle_binds(&mut self) {
+        for (ticket, code, diagnostic) in std::mem::take(&mut self.settling) {
+            self.ctx
+                .authenticator
+                .settle_dn_bind(ticket, code, &diagnostic)
+                .await;
+        }
+    }
+
+    /// Queues a Notice of Disconnection telling the client why the
+    /// connection is closing.
+    fn notify(&mut self, code: LdapResultCode, message: &str) {
+        self.to_client
+            .push(&response::notice_of_disconnection(code, message));
     }
 }
 
@@ -572,14 +590,6 @@ fn violation(to_client: &mut Vec<u8>, reason: String) -> Flow {
     Flow::End(SessionEnd::ProtocolViolation(reason))
 }
 
-async fn write_client(client: &mut LdapStream, bytes: &[u8]) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    client.write_all(bytes).await?;
-    client.flush().await
-}
-
 /// Makes room for a read of useful size; `read_buf` alone would grow a
 /// full buffer 64 bytes at a time.
 fn reserve_for_read(buf: &mut BytesMut) {
@@ -588,10 +598,14 @@ fn reserve_for_read(buf: &mut BytesMut) {
     }
 }
 
-/// Reads from the upstream connection, or waits forever when there is none.
-async fn read_upstream(upstream: &mut Option<UpstreamConn>) -> std::io::Result<usize> {
+/// One I/O step on the upstream connection, or never when there is none.
+async fn upstream_step(
+    upstream: &mut Option<UpstreamConn>,
+    read: bool,
+    out: &mut Outbox,
+) -> Step {
     match upstream {
-        Some(conn) => conn.stream.read_buf(&mut conn.buf).await,
+        Some(conn) => duplex::step(&mut conn.stream, &mut conn.buf, read, out).await,
         None => std::future::pending().await,
     }
 }
