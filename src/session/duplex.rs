@@ -127,7 +127,8 @@ pub async fn step<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         if read {
-            if let Poll::Ready(got) = tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, inbuf)
+            if let Poll::Ready(got) =
+                tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, inbuf)
             {
                 return Poll::Ready(Step::Read(got));
             }

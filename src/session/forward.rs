@@ -99,8 +99,15 @@ impl Session {
 /// `cancelRequestValue ::= SEQUENCE { cancelID MessageID }`); None when the
 /// value is malformed (the directory answers that).
 fn cancel_id(value: &[u8]) -> Option<i32> {
-    let seq = TlvReader::new(value).expect(0x30, "cancelRequestValue").ok()?;
-    let id = seq.children().expect(0x02, "cancelID").ok()?.as_int().ok()?;
+    let seq = TlvReader::new(value)
+        .expect(0x30, "cancelRequestValue")
+        .ok()?;
+    let id = seq
+        .children()
+        .expect(0x02, "cancelID")
+        .ok()?
+        .as_int()
+        .ok()?;
     i32::try_from(id).ok()
 }
 

@@ -599,11 +599,7 @@ fn reserve_for_read(buf: &mut BytesMut) {
 }
 
 /// One I/O step on the upstream connection, or never when there is none.
-async fn upstream_step(
-    upstream: &mut Option<UpstreamConn>,
-    read: bool,
-    out: &mut Outbox,
-) -> Step {
+async fn upstream_step(upstream: &mut Option<UpstreamConn>, read: bool, out: &mut Outbox) -> Step {
     match upstream {
         Some(conn) => duplex::step(&mut conn.stream, &mut conn.buf, read, out).await,
         None => std::future::pending().await,

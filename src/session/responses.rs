@@ -200,7 +200,9 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
                 // The cancelled search's own result, or the Cancel's (a
                 // failed Cancel leaves the search running).
                 inflight.cancelled.remove(&header.msgid);
-                inflight.cancelled.retain(|_, cancel| *cancel != header.msgid);
+                inflight
+                    .cancelled
+                    .retain(|_, cancel| *cancel != header.msgid);
             } else if inflight.cancelled.contains_key(&header.msgid) {
                 routing.pieces.push(Piece::Skip(header.len));
                 continue;
@@ -326,7 +328,10 @@ mod tests {
         let r = route(&buf, 1 << 20, &mut inflight);
         assert_eq!(
             r.pieces,
-            vec![Piece::Skip(entry(2).len()), Piece::Forward(2 * done(2).len())]
+            vec![
+                Piece::Skip(entry(2).len()),
+                Piece::Forward(2 * done(2).len())
+            ]
         );
         assert!(inflight.cancelled.is_empty());
         // A Cancel that fails (tooLate, cannotCancel) leaves the search

@@ -411,6 +411,11 @@ impl Slapd {
         format!("ldaps://127.0.0.1:{}", self.ldaps_port)
     }
 
+    /// The plain LDAP port's address, for raw sockets.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ldap_port))
+    }
+
     /// Stops slapd (for failover tests); the ports then refuse connections.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
