@@ -812,3 +812,71 @@ fn ad_moves_of_ous_and_containers_follow_through_usn_tracking() {
         );
     }
 }
+
+/// Issue 11, part 2, on AD: a search with AD's change notification control
+/// (1.2.840.113556.1.4.528, `ldapsearch -E '!serverNotif'`) stays open
+/// through ldapgate past `operation_timeout` and `idle_timeout` of quiet,
+/// and delivers the change made later, as AD does directly.
+#[test]
+fn ad_change_notification_outlives_operation_timeout() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let samba = samba();
+    ad_modify(&ad_user("ntf1", &format!("CN=Users,{AD_BASE_DN}")));
+    let proxy = Proxy::start(
+        ProxyConfig::with_directory(ad_directory(samba))
+            .directory("operation_timeout = \"2s\"")
+            .server("idle_timeout = \"2s\""),
+    );
+    let mut search = Command::new(require_program("ldapsearch", "ldap-utils"))
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &proxy.ldap_url(),
+            "-D",
+            AD_ADMIN_DN,
+            "-w",
+            AD_ADMIN_PW,
+        ])
+        .args(["-b", &ad_dn("ntf1"), "-s", "base", "-E", "!serverNotif"])
+        .args(["(objectClass=*)", "description"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = search.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Quiet for twice operation_timeout and idle_timeout.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        search.try_wait().unwrap().is_none(),
+        "the search ended while quiet: {}",
+        proxy.log()
+    );
+    ad_modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: description\ndescription: notified-later\n",
+        ad_dn("ntf1")
+    ));
+    let delivered = (0..100).any(|_| {
+        rx.recv_timeout(Duration::from_millis(100))
+            .is_ok_and(|line| line.contains("notified-later"))
+    });
+    let _ = search.kill();
+    let out = search.wait_with_output().unwrap();
+    assert!(
+        delivered,
+        "the change made later arrived: {}\n{}",
+        show(&out),
+        proxy.log()
+    );
+}
