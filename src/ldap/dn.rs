@@ -1,10 +1,14 @@
 //! Distinguished names (RFC 4514), parsed only far enough to decide whether
 //! one entry lies under another.
 //!
-//! Comparison is what a directory's `distinguishedNameMatch` does for the
-//! attributes that name entries in practice (dc, ou, cn, uid, o): attribute
-//! types and values compare case-insensitively, escapes are resolved, and
-//! insignificant spaces are ignored.
+//! Comparison is what a directory's `distinguishedNameMatch` (RFC 4517
+//! §4.2.15) does: escapes are resolved, insignificant spaces ignored, the
+//! names, aliases and OIDs of one attribute type are one type, and each RDN
+//! value is compared by its type's equality rule. [`Dn::parse`] knows the
+//! usual naming types (a built-in table) and compares every value
+//! case-insensitively; [`super::dn_schema::DnSchema`] parses by the
+//! directory's own subschema instead. Two DNs compare meaningfully only when
+//! the same one normalised both.
 
 use std::fmt;
 use thiserror::Error;
@@ -68,8 +72,22 @@ impl Dn {
         Dn::parse(s)
     }
 
-    /// Parses a DN string; the empty string is the root DSE.
+    /// Parses a DN string; the empty string is the root DSE. Attribute
+    /// types are resolved by the built-in table of naming types and values
+    /// compare case-insensitively: the comparison sync keys are made with.
     pub fn parse(s: &str) -> Result<Dn, DnError> {
+        Dn::parse_with(s, &|attr, value| {
+            (canonical_type(attr), normalise_value(value))
+        })
+    }
+
+    /// Parses a DN string, normalising each attribute-value assertion with
+    /// `normalise(type as written, unescaped value)`, which returns the
+    /// canonical type and the value's normal form.
+    pub(super) fn parse_with(
+        s: &str,
+        normalise: &dyn Fn(&str, &str) -> (String, String),
+    ) -> Result<Dn, DnError> {
         let text = s.to_owned();
         if s.trim().is_empty() {
             return Ok(Dn {
@@ -84,7 +102,7 @@ impl Dn {
             }
             let mut avas = Vec::new();
             for ava in split_unescaped(rdn, &['+']) {
-                avas.push(parse_ava(ava)?);
+                avas.push(parse_ava(ava, normalise)?);
             }
             avas.sort();
             rdns.push(avas);
@@ -216,7 +234,10 @@ fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Vec<&'a str> {
     parts
 }
 
-fn parse_ava(ava: &str) -> Result<Ava, DnError> {
+fn parse_ava(
+    ava: &str,
+    normalise: &dyn Fn(&str, &str) -> (String, String),
+) -> Result<Ava, DnError> {
     let eq = ava
         .find('=')
         .ok_or_else(|| DnError::MissingEquals(ava.to_owned()))?;
@@ -238,10 +259,8 @@ fn parse_ava(ava: &str) -> Result<Ava, DnError> {
         return Err(DnError::BadType(attr.to_owned()));
     }
     let value = unescape(&ava[eq + 1..]).ok_or_else(|| DnError::BadEscape(ava.to_owned()))?;
-    Ok(Ava {
-        attr: canonical_type(attr),
-        value: normalise_value(&value),
-    })
+    let (attr, value) = normalise(attr, &value);
+    Ok(Ava { attr, value })
 }
 
 /// Attribute types that name entries, by their usual short name, with the
@@ -274,13 +293,22 @@ const TYPE_NAMES: [(&str, &[&str]); 20] = [
 /// An attribute type as DNs compare it: lower case, an `OID.` prefix
 /// (RFC 2253's legacy form) dropped, and a known alias or OID replaced by
 /// the usual name ([`TYPE_NAMES`]).
-fn canonical_type(attr: &str) -> String {
-    let lower = attr.to_ascii_lowercase();
-    let bare = lower.strip_prefix("oid.").unwrap_or(&lower);
+pub(super) fn canonical_type(attr: &str) -> String {
+    let bare = bare_type(attr);
     TYPE_NAMES
         .iter()
-        .find(|(name, others)| *name == bare || others.contains(&bare))
-        .map_or_else(|| bare.to_owned(), |(name, _)| (*name).to_owned())
+        .find(|(name, others)| *name == bare || others.contains(&bare.as_str()))
+        .map_or(bare, |(name, _)| (*name).to_owned())
+}
+
+/// An attribute type lower-cased, without the `OID.` prefix of RFC 2253:
+/// how a name or OID is looked up.
+pub(super) fn bare_type(attr: &str) -> String {
+    let lower = attr.to_ascii_lowercase();
+    match lower.strip_prefix("oid.") {
+        Some(oid) => oid.to_owned(),
+        None => lower,
+    }
 }
 
 /// Resolves RFC 4514 escapes; unescaped spaces at either end are dropped,
@@ -318,8 +346,11 @@ fn unescape(raw: &str) -> Option<String> {
     String::from_utf8(raw).ok()
 }
 
-/// caseIgnoreMatch-style: lower case, runs of spaces collapsed.
-fn normalise_value(v: &str) -> String {
+/// caseIgnoreMatch-style: lower case, runs of spaces collapsed. (Kept
+/// apart from [`super::matching::Matching::normalize`], which also applies
+/// RFC 4518's character mapping, so that the keys sync stores stay what
+/// they were.)
+pub(super) fn normalise_value(v: &str) -> String {
     let lower = v.to_lowercase();
     let mut out = String::with_capacity(lower.len());
     let mut last_space = false;

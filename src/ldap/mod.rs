@@ -1,9 +1,11 @@
 //! LDAP protocol knowledge the proxy acts on: operation tags, OIDs, DNs,
 //! the few request fields policy reads, the responses ldapgate writes itself,
 //! and the subschema's attribute types ([`schema`]) with the equality
-//! matching rules they compare values by ([`matching`]).
+//! matching rules they compare values by ([`matching`]), which also decide
+//! how DNs compare ([`dn_schema`]).
 
 pub mod dn;
+pub mod dn_schema;
 pub mod matching;
 pub mod request;
 pub mod response;

@@ -173,6 +173,23 @@ impl Schema {
         self.types.push(at);
     }
 
+    /// Every name and OID the schema knows (lower-cased), with its type.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &AttributeType)> {
+        self.index
+            .iter()
+            .filter_map(|(name, i)| Some((name.as_str(), self.types.get(*i)?)))
+    }
+
+    /// The number of attribute types read.
+    pub fn len(&self) -> usize {
+        self.types.len()
+    }
+
+    /// True when no attribute type was read.
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty()
+    }
+
     /// The attribute type named `name` (a NAME alias or the OID, any case).
     pub fn get(&self, name: &str) -> Option<&AttributeType> {
         let found = self.index.get(&name.to_ascii_lowercase())?;
