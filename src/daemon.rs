@@ -9,7 +9,7 @@
 //! with until they end.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
@@ -19,13 +19,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, DirectoryConfig};
 use crate::control::{ControlError, ControlServer, ControlServing, ControlState};
+use crate::ldap::dn_schema::DnSchema;
 use crate::listener::{Admission, BindError, BoundListener, ListenerKind, Serving};
 use crate::metrics::http::{MetricsBindError, MetricsServer, Readiness};
 use crate::metrics::metrics;
 use crate::ratelimit::BindLimiter;
-use crate::session::policy::Policy;
+use crate::session::policy::{Policy, SharedDnScope, WeakDnScope};
 use crate::session::{SessionContext, SessionLimits};
 use crate::sync::export::Exporter;
 use crate::sync::verify::{self, Schedule};
@@ -38,6 +39,9 @@ use crate::upstream::UpstreamPool;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often rate-limiter state that has gone stale is dropped.
 const LIMITER_HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// How often the directory's subschema is read again once it has been
+/// read: schemas change rarely, and a change is seen within this long.
+const DN_SCHEMA_REFRESH: Duration = Duration::from_secs(600);
 /// How long SIGTERM waits for open sessions before exiting anyway; below
 /// the unit's TimeoutStopSec so systemd never has to kill.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -253,8 +257,16 @@ async fn build(
         .tls
         .as_ref()
         .map(|t| TlsAcceptor::from(t.config.clone()));
+    let service = Arc::new(ServiceConnections::new(
+        pool.clone(),
+        config.directory.service_account.clone(),
+    ));
+    let policy = Policy::from_config(config);
+    DnSchemaReader::new(&service, &policy.dn_scope, &config.directory)
+        .start()
+        .await;
     let ctx = Arc::new(SessionContext {
-        policy: Policy::from_config(config),
+        policy,
         pool: pool.clone(),
         authenticator: authenticator.clone(),
         starttls: tls_acceptor.clone(),
@@ -271,10 +283,6 @@ async fn build(
         connections,
         tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
     });
-    let service = Arc::new(ServiceConnections::new(
-        pool.clone(),
-        config.directory.service_account.clone(),
-    ));
     let exporter = Arc::new(Exporter::new(config, service));
     let control = match &config.control {
         Some(control) => {
@@ -303,6 +311,101 @@ async fn build(
         pool,
         schedule,
     })
+}
+
+/// Keeps the sessions' DN comparison on the directory's schema
+/// ([`DnSchema`]): reads its subschema at start, again every
+/// [`DN_SCHEMA_REFRESH`], and every health-check interval while it cannot
+/// be read (the directory down, or its subschema hidden from the service
+/// account). Until the first read succeeds DNs compare by the built-in
+/// table; a failed re-read keeps the schema read before.
+struct DnSchemaReader {
+    service: Weak<ServiceConnections>,
+    scope: WeakDnScope,
+    limit: Duration,
+    max_message: usize,
+    retry: Duration,
+    /// What the last read gave: the number of attribute types, or None
+    /// after a failure; logged only when it changes.
+    last: Option<Option<usize>>,
+}
+
+impl DnSchemaReader {
+    fn new(
+        service: &Arc<ServiceConnections>,
+        scope: &SharedDnScope,
+        directory: &DirectoryConfig,
+    ) -> DnSchemaReader {
+        DnSchemaReader {
+            service: Arc::downgrade(service),
+            scope: scope.downgrade(),
+            limit: directory.operation_timeout,
+            max_message: directory.max_message_bytes,
+            retry: directory.health_check_interval,
+            last: None,
+        }
+    }
+
+    /// Reads once now (the first sessions then compare by the directory's
+    /// schema), then keeps reading in a task that ends when the
+    /// configuration is replaced (its policy or service connections gone).
+    async fn start(mut self) {
+        let Some(mut wait) = self.read().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(wait).await;
+                match self.read().await {
+                    Some(next) => wait = next,
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// One read; how long until the next, or None when nobody needs it.
+    async fn read(&mut self) -> Option<Duration> {
+        let service = self.service.upgrade()?;
+        let scope = self.scope.upgrade()?;
+        let read = service.read_schema(self.limit, self.max_message).await;
+        let applied = read.map(|schema| {
+            let types = schema.len();
+            scope
+                .set_schema(DnSchema::from_schema(&schema))
+                .map(|()| types)
+        });
+        match applied {
+            Ok(Ok(types)) => {
+                if self.last != Some(Some(types)) {
+                    info!(
+                        types,
+                        "DNs compare by the directory's schema: attribute type names, \
+                         aliases and OIDs, and each type's equality rule"
+                    );
+                }
+                self.last = Some(Some(types));
+                Some(DN_SCHEMA_REFRESH)
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "the directory's schema does not parse base_dn; DNs compare as before");
+                self.last = Some(None);
+                Some(DN_SCHEMA_REFRESH)
+            }
+            Err(e) => {
+                if self.last != Some(None) {
+                    warn!(
+                        error = %e,
+                        retry = %humantime::format_duration(self.retry),
+                        "cannot read the directory's subschema: DNs compare by the schema read \
+                         before, or the built-in table of naming types (values case-insensitive)"
+                    );
+                }
+                self.last = Some(None);
+                Some(self.retry)
+            }
+        }
+    }
 }
 
 /// Binds every listener and starts serving.

@@ -80,7 +80,7 @@ struct Record<'a> {
 
 /// Pulls for one directory.
 pub struct Exporter {
-    service: Arc<ServiceConnections>,
+    pub(super) service: Arc<ServiceConnections>,
     pub(super) state: StateDir,
     pub(super) base_dn: Dn,
     pub(super) kind: DirectoryKind,

@@ -1,25 +1,13 @@
 //! The equality matching rule of each sign-in attribute, read from the
-//! directory's own subschema (rootDSE `subschemaSubentry`, then its
-//! `attributeTypes`): slapd's `cn=Subschema`, AD's `CN=Aggregate,...`.
+//! directory's own subschema ([`crate::upstream::schema`]).
 //! Scheduled verification compares sign-in values with these rules, so it
 //! finds every value the directory's filter (and so sign-in) finds equal.
 
 use tracing::warn;
 
-use super::export::{first_text, Exporter, SyncError};
+use super::export::Exporter;
 use crate::ldap::matching::Matching;
 use crate::ldap::schema::Schema;
-
-/// Why the subschema could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum RulesError {
-    #[error(transparent)]
-    Sync(#[from] SyncError),
-    #[error("the root DSE names no subschemaSubentry")]
-    NoSubentry,
-    #[error("the subschema entry {0} could not be read or has no attributeTypes")]
-    NoAttributeTypes(String),
-}
 
 /// One sign-in attribute: every name the directory may return it under
 /// (configured name, schema aliases, OID) and its rule.
@@ -121,7 +109,11 @@ impl SignInRules {
 /// or caseIgnoreMatch for all of them (with a warning) when it cannot be
 /// read: verification still runs, as it did before it knew the rules.
 pub async fn sign_in_rules(exporter: &Exporter, sign_in: &[String]) -> SignInRules {
-    match read_schema(exporter).await {
+    let read = exporter
+        .service
+        .read_schema(exporter.limit, exporter.max_message)
+        .await;
+    match read {
         Ok(schema) => SignInRules::from_schema(&schema, sign_in),
         Err(e) => {
             warn!(
@@ -133,40 +125,6 @@ pub async fn sign_in_rules(exporter: &Exporter, sign_in: &[String]) -> SignInRul
             SignInRules::case_ignore(sign_in)
         }
     }
-}
-
-async fn read_schema(exporter: &Exporter) -> Result<Schema, RulesError> {
-    let mut conn = exporter.connection().await?;
-    let root = exporter
-        .read_entry(&mut conn, "", vec!["subschemaSubentry".into()])
-        .await?;
-    let subentry = root
-        .entries
-        .first()
-        .and_then(|e| first_text(&e.attributes, "subschemaSubentry"))
-        .map(str::to_owned)
-        .ok_or(RulesError::NoSubentry)?;
-    let reply = exporter
-        .read_entry(&mut conn, &subentry, vec!["attributeTypes".into()])
-        .await?;
-    exporter.release(conn);
-    let descriptions: Vec<&str> = reply
-        .entries
-        .first()
-        .into_iter()
-        .flat_map(|e| e.attributes.iter())
-        .filter(|a| a.atype.eq_ignore_ascii_case("attributeTypes"))
-        .flat_map(|a| a.vals.iter())
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .collect();
-    if descriptions.is_empty() {
-        return Err(RulesError::NoAttributeTypes(subentry));
-    }
-    let (schema, errors) = Schema::parse(descriptions);
-    for e in errors {
-        warn!(error = %e, "skipping an attribute type of the directory's schema");
-    }
-    Ok(schema)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod pool;
 pub mod requests;
+pub mod schema;
 pub mod service;
 
 use std::time::Duration;

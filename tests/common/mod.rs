@@ -233,25 +233,31 @@ impl Slapd {
     }
 
     fn start_with(ppolicy: bool) -> Slapd {
-        Self::start_full(ppolicy, "", "")
+        Self::start_full(ppolicy, "", "", "")
     }
 
     /// With extra global `slapd.conf` lines for the database (e.g. limits).
     pub fn start_with_database_lines(lines: &str) -> Slapd {
-        Self::start_full(false, lines, "")
+        Self::start_full(false, "", lines, "")
     }
 
     /// With more entries loaded at start (bulk-loaded with `slapadd -q`).
     pub fn start_with_extra_ldif(ldif: &str) -> Slapd {
-        Self::start_full(false, "", ldif)
+        Self::start_full(false, "", "", ldif)
     }
 
     /// With extra `slapd.conf` lines for the database and extra entries.
     pub fn start_with_lines_and_ldif(database_lines: &str, extra_ldif: &str) -> Slapd {
-        Self::start_full(false, database_lines, extra_ldif)
+        Self::start_full(false, "", database_lines, extra_ldif)
     }
 
-    fn start_full(ppolicy: bool, database_lines: &str, extra_ldif: &str) -> Slapd {
+    /// With more schema (`attributetype` / `objectclass` lines of
+    /// `slapd.conf`) and entries that use it.
+    pub fn start_with_schema(schema: &str, extra_ldif: &str) -> Slapd {
+        Self::start_full(false, schema, "", extra_ldif)
+    }
+
+    fn start_full(ppolicy: bool, schema: &str, database_lines: &str, extra_ldif: &str) -> Slapd {
         let slapadd = require_program("slapadd", "slapd ldap-utils");
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(&dir.path().join("tls"), "slapd");
@@ -265,6 +271,7 @@ impl Slapd {
                  include /etc/ldap/schema/cosine.schema\n\
                  include /etc/ldap/schema/inetorgperson.schema\n\
                  include /etc/ldap/schema/nis.schema\n\
+                 {schema}\n\
                  modulepath /usr/lib/ldap\n\
                  moduleload back_mdb\n\
                  {ppolicy_module}\
