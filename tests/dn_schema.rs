@@ -332,6 +332,29 @@ fn values_differing_in_case_are_different_dns_for_a_case_exact_type() {
     );
 }
 
+/// Lockout counts per entry, and under caseExactMatch `gateTeam=blue`
+/// names another entry than `gateTeam=Blue`: locking one erin out leaves
+/// the other alone, while every spelling of the locked one is locked.
+#[test]
+fn lockout_follows_the_entry_a_case_exact_dn_names() {
+    let slapd = site_slapd();
+    let proxy = Proxy::start(
+        ProxyConfig::plain(&slapd)
+            .service_account(&slapd)
+            .section("[ratelimit]\nbinds_per_ip = \"50/s\"\nfailures_before_lockout = 5"),
+    );
+    let through = proxy.ldap_url();
+    let locked = format!("uid=erin,gateTeam=blue,{BASE_DN}");
+    for _ in 0..5 {
+        assert_eq!(bind(&through, &locked, "wrong"), 49);
+    }
+    assert_eq!(bind(&through, &locked, "other-erin-pw"), 53);
+    let alias = format!("UID=erin,gateTeamName=blue,{BASE_DN}");
+    assert_eq!(bind(&through, &alias, "other-erin-pw"), 53);
+    let other = format!("uid=erin,gateTeam=Blue,{BASE_DN}");
+    assert_eq!(bind(&through, &other, "erin-pw"), 0);
+}
+
 /// Under numericStringMatch spaces are insignificant (RFC 4518 §2.6.1):
 /// `gateUnit=12 34` is `base_dn = gateUnit=1234,...` for searches and binds
 /// (the previous build refused it with 50), and `gateUnit=12345` is not.
