@@ -161,20 +161,7 @@ impl Policy {
                 refused.unwrap_or_else(|| move_target(dns, entry, new_superior))
             }
             Request::Extended { oid: o, value } => {
-                if o == oid::PASSWORD_MODIFY.as_bytes() {
-                    if let Some(v) = self.refuse_write() {
-                        return v;
-                    }
-                    if !both_legs_encrypted {
-                        return refuse_password_write();
-                    }
-                    return password_modify_target(dns, value);
-                }
-                if o == oid::WHO_AM_I.as_bytes() || o == oid::CANCEL.as_bytes() {
-                    return Verdict::Forward;
-                }
-                // An extended operation ldapgate does not know may write.
-                self.refuse_write().unwrap_or(Verdict::Forward)
+                self.extended(dns, o, value, both_legs_encrypted)
             }
             Request::Unbind | Request::Abandon { .. } => Verdict::Forward,
         }
@@ -229,6 +216,30 @@ impl Policy {
                 format!("bind name is outside base_dn {}", dns.base_dn()),
             )
         }
+    }
+
+    /// An extended operation other than StartTLS.
+    fn extended(
+        &self,
+        dns: &DnScope,
+        o: &[u8],
+        value: Option<&[u8]>,
+        both_legs_encrypted: bool,
+    ) -> Verdict {
+        if o == oid::PASSWORD_MODIFY.as_bytes() {
+            if let Some(v) = self.refuse_write() {
+                return v;
+            }
+            if !both_legs_encrypted {
+                return refuse_password_write();
+            }
+            return password_modify_target(dns, value);
+        }
+        if o == oid::WHO_AM_I.as_bytes() || o == oid::CANCEL.as_bytes() {
+            return Verdict::Forward;
+        }
+        // An extended operation ldapgate does not know may write.
+        self.refuse_write().unwrap_or(Verdict::Forward)
     }
 
     fn refuse_write(&self) -> Option<Verdict> {
