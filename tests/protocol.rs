@@ -468,3 +468,33 @@ fn a_request_pipelined_behind_a_large_search_is_answered_before_it_ends() {
         );
     }
 }
+
+/// A client that pauses reading a large result for longer than
+/// `operation_timeout` is not taken for a dead directory: while the client
+/// holds the answers back, only the client's own stall (`idle_timeout`)
+/// is timed. Every entry and the result arrive after the pause.
+#[test]
+fn a_client_pausing_mid_stream_is_not_a_directory_timeout() {
+    use std::io::Write;
+    use std::time::Duration;
+
+    let slapd = bulk_slapd(8000);
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .directory("operation_timeout = \"1s\"")
+            .server("idle_timeout = \"10s\""),
+    );
+    let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    s.write_all(&bulk_search(2)).unwrap();
+    let mut got: Vec<Message> = (0..100).map_while(|_| read_message(&mut s)).collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    got.extend(read_until_done(&mut s, 2));
+    let entries = got.iter().filter(|m| m.msgid == 2 && m.op == 0x64).count();
+    let done = got.iter().find(|m| m.op != 0x64).copied();
+    assert_eq!(
+        (entries, done.map(|m| (m.msgid, m.code))),
+        (BULK_ENTRIES, Some((2, Some(0)))),
+        "{done:?}\n{}",
+        proxy.log()
+    );
+}

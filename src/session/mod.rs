@@ -257,7 +257,13 @@ impl Session {
                 step = duplex::step(client, cbuf, read_client, to_client), if client_busy => match step {
                     Step::Read(Ok(0)) => return Flow::End(SessionEnd::ClientClosed),
                     Step::Read(Ok(_)) => self.last_client_activity = Instant::now(),
-                    Step::Wrote(Ok(())) => {}
+                    Step::Wrote(Ok(())) => {
+                        if !read_upstream {
+                            // The directory waited on the client, not the
+                            // other way round: its clock restarts.
+                            self.last_upstream_progress = Instant::now();
+                        }
+                    }
                     Step::Read(Err(e)) | Step::Wrote(Err(e)) => {
                         return Flow::End(SessionEnd::ClientError(e.to_string()))
                     }
@@ -299,27 +305,36 @@ impl Session {
     /// keepalive finds a vanished peer on either leg).
     fn deadline(&self) -> Option<(Instant, Deadline)> {
         let limits = &self.ctx.limits;
-        let mut deadlines = Vec::with_capacity(3);
-        if let Some(since) = self.to_client.stalled_since() {
-            deadlines.push((since + limits.idle_timeout, Deadline::ClientStalled));
-        }
-        if let Some(since) = self.to_upstream.stalled_since() {
-            deadlines.push((since + limits.operation_timeout, Deadline::Operation));
-        }
-        if self.inflight.outstanding.is_empty() {
-            deadlines.push((
+        let stalled = self
+            .to_client
+            .stalled_since()
+            .map(|since| (since + limits.idle_timeout, Deadline::ClientStalled));
+        // While the client holds the directory's answers back (the session
+        // stops reading the directory), the directory is not the one
+        // keeping anyone waiting: only the client's stall is timed.
+        let held_back = self.to_client.len() >= MAX_QUEUED;
+        let unread = self
+            .to_upstream
+            .stalled_since()
+            .filter(|_| !held_back)
+            .map(|since| (since + limits.operation_timeout, Deadline::Operation));
+        let waiting = if self.inflight.outstanding.is_empty() {
+            Some((
                 self.last_client_activity + limits.idle_timeout,
                 Deadline::Idle,
-            ));
-        } else if self.inflight.awaits_answer() && self.to_client.len() < MAX_QUEUED {
-            // While the client holds the directory's answers back, the
-            // directory is not the one keeping it waiting.
-            deadlines.push((
+            ))
+        } else if self.inflight.awaits_answer() && !held_back {
+            Some((
                 self.last_upstream_progress + limits.operation_timeout,
                 Deadline::Operation,
-            ));
-        }
-        deadlines.into_iter().min_by_key(|(at, _)| *at)
+            ))
+        } else {
+            None
+        };
+        [stalled, unread, waiting]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
     }
 
     /// Ends the session for a missed deadline, telling the client why.
