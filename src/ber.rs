@@ -110,6 +110,16 @@ pub fn peek_pdu(buf: &[u8], limit: usize) -> Result<PduHeader, FrameError> {
     })
 }
 
+/// The whole length (header and content) of the PDU that starts `buf`,
+/// once its length octets have arrived; None before that or when they are
+/// not a usable length (the framing itself reports those).
+pub fn declared_len(buf: &[u8]) -> Option<usize> {
+    let (content_len, len_bytes) = read_length(buf, 1).ok()?;
+    usize::try_from(content_len)
+        .ok()?
+        .checked_add(1 + len_bytes)
+}
+
 fn check_msgid_prefix(partial: &[u8]) -> Result<(), FrameError> {
     if partial[0] != 0x02 {
         return Err(FrameError::Malformed("message ID is not an INTEGER"));
@@ -274,6 +284,18 @@ mod tests {
     const BIND: &[u8] = &[
         0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
     ];
+
+    #[test]
+    fn the_declared_length_is_known_once_the_length_octets_arrive() {
+        assert_eq!(declared_len(&[0x30]), None);
+        assert_eq!(declared_len(&[0x30, 0x05]), Some(7));
+        assert_eq!(declared_len(&[0x30, 0x83, 0x10]), None);
+        assert_eq!(
+            declared_len(&[0x30, 0x83, 0x10, 0x00, 0x00]),
+            Some(5 + 0x10_0000)
+        );
+        assert_eq!(declared_len(&[0x30, 0x80]), None, "indefinite");
+    }
 
     #[test]
     fn encodes_lengths_and_integers_in_their_shortest_form() {

@@ -26,6 +26,7 @@ use crate::listener::{Admission, BindError, BoundListener, ListenerKind, Serving
 use crate::metrics::http::{MetricsBindError, MetricsServer, Readiness};
 use crate::metrics::metrics;
 use crate::ratelimit::BindLimiter;
+use crate::session::budget::PduBudget;
 use crate::session::policy::{Policy, SharedDnScope, WeakDnScope};
 use crate::session::{SessionContext, SessionLimits};
 use crate::sync::export::Exporter;
@@ -91,6 +92,8 @@ pub struct Running {
     verification: JoinHandle<()>,
     /// One permit per open client connection, across reloads.
     connections: Arc<Semaphore>,
+    /// What unfinished large PDUs may hold in all, across reloads.
+    budget: PduBudget,
     current: Mutex<Current>,
 }
 
@@ -118,7 +121,13 @@ impl Running {
             )
         };
         let mut warnings = needs_restart(&old_config, &config);
-        let built = build(&config, limiter.clone(), self.connections.clone()).await?;
+        let built = build(
+            &config,
+            limiter.clone(),
+            self.connections.clone(),
+            self.budget.clone(),
+        )
+        .await?;
         let new_max = config.server.max_connections;
         if new_max > old_max {
             self.connections.add_permits(new_max - old_max);
@@ -206,6 +215,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     {
         warnings.push("control.listen / control.max_connections changed: restart to apply".into());
     }
+    if old.server.unfinished_pdu_budget != new.server.unfinished_pdu_budget {
+        warnings.push("server.unfinished_pdu_budget changed: restart to apply".into());
+    }
     if old.metrics != new.metrics {
         warnings.push("[metrics] changed: restart to apply".into());
     }
@@ -241,6 +253,7 @@ async fn build(
     config: &Config,
     limiter: Arc<BindLimiter>,
     connections: Arc<Semaphore>,
+    budget: PduBudget,
 ) -> Result<Built, StartError> {
     let pool = UpstreamPool::new(&config.directory)?;
     pool.check_health().await;
@@ -270,8 +283,11 @@ async fn build(
         pool: pool.clone(),
         authenticator: authenticator.clone(),
         starttls: tls_acceptor.clone(),
+        budget,
         limits: SessionLimits {
             client_max_message: config.server.max_message_bytes,
+            before_bind_max_message: config.server.max_message_bytes_before_bind,
+            pdu_timeout: config.server.pdu_timeout,
             upstream_max_message: config.directory.max_message_bytes,
             idle_timeout: config.server.idle_timeout,
             operation_timeout: config.directory.operation_timeout,
@@ -411,8 +427,9 @@ impl DnSchemaReader {
 /// Binds every listener and starts serving.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let connections = Arc::new(Semaphore::new(config.server.max_connections));
+    let budget = PduBudget::new(config.server.unfinished_pdu_budget);
     let limiter = new_limiter(config);
-    let built = build(config, limiter.clone(), connections.clone()).await?;
+    let built = build(config, limiter.clone(), connections.clone(), budget.clone()).await?;
 
     let mut bound = Vec::new();
     for addr in &config.server.ldap_listen {
@@ -476,6 +493,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         schedule,
         verification,
         connections,
+        budget,
         current: Mutex::new(Current {
             config: config.clone(),
             limiter,

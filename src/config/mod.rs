@@ -101,7 +101,17 @@ pub struct ServerConfig {
     pub allowed_clients: Vec<IpNet>,
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// Largest PDU accepted from a client that has bound (bytes).
     pub max_message_bytes: usize,
+    /// Largest PDU accepted from a client that has not bound successfully
+    /// (bytes): all an anonymous client can make ldapgate buffer at once.
+    pub max_message_bytes_before_bind: usize,
+    /// How long a client may take to send one PDU once its first byte
+    /// arrived; then the connection is closed.
+    pub pdu_timeout: Duration,
+    /// Bytes that unfinished PDUs larger than a read buffer may hold across
+    /// all connections together ([`crate::session::budget`]).
+    pub unfinished_pdu_budget: usize,
 }
 
 /// The listener certificate, loaded and checked.
@@ -293,6 +303,31 @@ impl Validator {
                 ),
             }
         }
+        let max_message_bytes = self.range(
+            "server.max_message_bytes",
+            r.max_message_bytes,
+            1024,
+            1 << 30,
+        );
+        // Never more than a bound client may send.
+        let max_message_bytes_before_bind = self
+            .range(
+                "server.max_message_bytes_before_bind",
+                r.max_message_bytes_before_bind,
+                1024,
+                1 << 30,
+            )
+            .min(max_message_bytes);
+        // A PDU of max_message_bytes must fit in the budget, or it could
+        // never be read.
+        let unfinished_pdu_budget = self.range(
+            "server.unfinished_pdu_budget",
+            r.unfinished_pdu_budget,
+            i64::try_from(max_message_bytes)
+                .unwrap_or(1 << 30)
+                .max(1024),
+            1 << 40,
+        );
         Some(ServerConfig {
             ldap_listen,
             ldaps_listen,
@@ -301,12 +336,10 @@ impl Validator {
             allowed_clients,
             max_connections: self.range("server.max_connections", r.max_connections, 1, 1_000_000),
             idle_timeout: self.duration("server.idle_timeout", &r.idle_timeout, false),
-            max_message_bytes: self.range(
-                "server.max_message_bytes",
-                r.max_message_bytes,
-                1024,
-                1 << 30,
-            ),
+            max_message_bytes,
+            max_message_bytes_before_bind,
+            pdu_timeout: self.duration("server.pdu_timeout", &r.pdu_timeout, false),
+            unfinished_pdu_budget,
         })
     }
 }
@@ -341,11 +374,32 @@ mod tests {
         assert_eq!(c.server.max_connections, 10_000);
         assert_eq!(c.server.idle_timeout, Duration::from_secs(900));
         assert_eq!(c.server.max_message_bytes, 1_048_576);
+        assert_eq!(c.server.max_message_bytes_before_bind, 65_536);
+        assert_eq!(c.server.pdu_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.unfinished_pdu_budget, 64 << 20);
         assert_eq!(c.directory.pool_size, 16);
         assert_eq!(c.directory.operation_timeout, Duration::from_secs(10));
         assert_eq!(c.directory.max_message_bytes, 16 * 1024 * 1024);
         assert_eq!(c.directory.kind, DirectoryKind::OpenLdap);
         assert!(!c.directory.every_leg_encrypted());
+    }
+
+    #[test]
+    fn the_unfinished_pdu_budget_holds_one_largest_pdu() {
+        let small_budget = MINIMAL.replace(
+            "[server]",
+            "[server]\nmax_message_bytes = 2097152\nunfinished_pdu_budget = 1048576",
+        );
+        assert_eq!(
+            keys(parse(&small_budget).unwrap_err()),
+            ["server.unfinished_pdu_budget"]
+        );
+        let smaller = MINIMAL.replace("[server]", "[server]\nmax_message_bytes = 32768");
+        let c = parse(&smaller).unwrap();
+        assert_eq!(
+            c.server.max_message_bytes_before_bind, 32768,
+            "never above max_message_bytes"
+        );
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct RawServer {
     pub max_connections: i64,
     pub idle_timeout: String,
     pub max_message_bytes: i64,
+    pub max_message_bytes_before_bind: i64,
+    pub pdu_timeout: String,
+    pub unfinished_pdu_budget: i64,
 }
 
 impl Default for RawServer {
@@ -51,6 +54,9 @@ impl Default for RawServer {
             max_connections: 10_000,
             idle_timeout: "15m".into(),
             max_message_bytes: 1_048_576,
+            max_message_bytes_before_bind: 65_536,
+            pdu_timeout: "30s".into(),
+            unfinished_pdu_budget: 64 * 1_048_576,
         }
     }
 }

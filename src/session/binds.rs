@@ -22,6 +22,8 @@ impl Session {
         if !bind.name.is_empty() || !matches!(bind.auth, BindAuth::Simple(_)) {
             self.needs_reset = true;
         }
+        // RFC 4511 §4.2.1: anonymous until the bind succeeds.
+        self.authenticated = false;
         let ticket = self.admit_bind(bind).await?;
         if ticket.is_some() {
             self.upstream_bound = true;
@@ -90,6 +92,7 @@ impl Session {
         to_upstream: &mut BytesMut,
         to_client: &mut Vec<u8>,
     ) {
+        self.authenticated = false;
         if self.upstream.is_some() && self.upstream_bound {
             self.upstream_bound = false;
             to_upstream.extend(response::anonymous_bind_request(msgid));

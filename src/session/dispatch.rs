@@ -95,6 +95,7 @@ impl Session {
                 }
                 let answer = self.sign_in(&req, msgid, pdu).await;
                 metrics().operation(op, answer.code, received.elapsed());
+                self.authenticated = answer.bound;
                 if answer.bound {
                     to_client.extend(answer.response);
                 } else {

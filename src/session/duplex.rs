@@ -16,7 +16,7 @@ use tokio::time::{timeout, Instant};
 
 /// Bytes queued for a peer beyond which the session stops reading what
 /// would add to them (responses for a client, requests for a directory).
-pub const MAX_QUEUED: usize = 256 * 1024;
+pub const MAX_QUEUED: usize = 32 * 1024;
 
 /// Bytes waiting to be written to one peer.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 //! returns to the pool if it is clean.
 
 mod binds;
+pub mod budget;
 mod dispatch;
 pub mod duplex;
 mod forward;
@@ -31,6 +32,7 @@ use crate::ldap::response;
 use crate::metrics::metrics;
 use crate::stream::LdapStream;
 use crate::upstream::{UpstreamConn, UpstreamPool};
+use budget::{PduBudget, Reservation};
 use duplex::{Outbox, Step, MAX_QUEUED};
 use policy::Policy;
 use responses::{InFlight, Piece, StreamEnd};
@@ -46,12 +48,20 @@ pub struct SessionContext {
     /// Offered through StartTLS when set.
     pub starttls: Option<TlsAcceptor>,
     pub limits: SessionLimits,
+    /// Shared by every session of the daemon: what unfinished large PDUs
+    /// may hold in all.
+    pub budget: PduBudget,
 }
 
 /// Sizes and timeouts a session enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
+    /// Largest PDU from a client that has bound (bytes).
     pub client_max_message: usize,
+    /// Largest PDU from a client that has not bound successfully (bytes).
+    pub before_bind_max_message: usize,
+    /// How long one PDU may take to arrive once its first byte has.
+    pub pdu_timeout: Duration,
     pub upstream_max_message: usize,
     pub idle_timeout: Duration,
     pub operation_timeout: Duration,
@@ -67,6 +77,8 @@ pub enum SessionEnd {
     /// The client broke the protocol; it was told why.
     ProtocolViolation(String),
     IdleTimeout,
+    /// A PDU was not completed within `pdu_timeout`.
+    PduTimeout,
     UpstreamTimeout,
     UpstreamClosed,
     UpstreamError(String),
@@ -84,6 +96,8 @@ enum Flow {
 /// What a session waits for against the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deadline {
+    /// The client started a PDU and has not finished it (`pdu_timeout`).
+    UnfinishedPdu,
     /// The client has nothing outstanding and sends nothing (`idle_timeout`).
     Idle,
     /// The client takes none of its responses (`idle_timeout`).
@@ -160,6 +174,14 @@ struct Session {
     /// Binds by DN whose result came and whose counting is due: the
     /// ticket, the result code and the diagnostic.
     settling: Vec<(BindTicket, i64, String)>,
+    /// A named bind succeeded and no bind failed since: the client may
+    /// send PDUs up to `client_max_message` instead of
+    /// `before_bind_max_message`.
+    authenticated: bool,
+    /// When the first byte of the PDU still arriving came.
+    unfinished_since: Option<Instant>,
+    /// The budget held for the large PDU still arriving.
+    reservation: Option<Reservation>,
 }
 
 impl Session {
@@ -184,6 +206,9 @@ impl Session {
             bind_pending: None,
             upstream_bound: false,
             settling: Vec::new(),
+            authenticated: false,
+            unfinished_since: None,
+            reservation: None,
         }
     }
 
@@ -232,18 +257,22 @@ impl Session {
                 Flow::Continue => {}
                 other => return other,
             }
-            let deadline = self.deadline();
-            reserve_for_read(&mut self.cbuf);
-            if let Some(conn) = self.upstream.as_mut() {
-                reserve_for_read(&mut conn.buf);
-            }
             // Backpressure: a peer that does not take what is queued for it
             // stops the reading that would add to it, never the reading of
             // the other direction (an Abandon must get through).
-            let read_client = self.bind_pending.is_none()
+            let may_read_client = self.bind_pending.is_none()
                 && self.to_upstream.len() < MAX_QUEUED
                 && self.to_client.len() < 2 * MAX_QUEUED;
+            // A large PDU is read on only once the budget holds its length.
+            let unreserved = self.unreserved_pdu();
+            let read_client = may_read_client && unreserved.is_none();
             let read_upstream = self.to_client.len() < MAX_QUEUED;
+            let deadline = self.deadline(may_read_client);
+            self.make_room_for_client();
+            if let Some(conn) = self.upstream.as_mut() {
+                reserve_for_read(&mut conn.buf);
+            }
+            let budget = self.ctx.budget.clone();
             let Session {
                 cbuf,
                 upstream,
@@ -256,7 +285,9 @@ impl Session {
             tokio::select! {
                 step = duplex::step(client, cbuf, read_client, to_client), if client_busy => match step {
                     Step::Read(Ok(0)) => return Flow::End(SessionEnd::ClientClosed),
-                    Step::Read(Ok(_)) => self.last_client_activity = Instant::now(),
+                    // Activity is a whole PDU (drain_client): bytes alone do
+                    // not keep a connection open.
+                    Step::Read(Ok(_)) => {}
                     Step::Wrote(Ok(())) => {
                         if !read_upstream {
                             // The directory waited on the client, not the
@@ -291,6 +322,10 @@ impl Session {
                         return Flow::End(SessionEnd::UpstreamError(e.to_string()));
                     }
                 },
+                reserved = async { budget.reserve(unreserved.unwrap_or(0)).await }, if unreserved.is_some() => {
+                    // Never None: the limits keep a PDU under 4 GiB.
+                    self.reservation = reserved;
+                }
                 _ = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
                     if let Some((_, why)) = deadline {
                         return self.expire(why);
@@ -303,8 +338,14 @@ impl Session {
     /// The first deadline the session must meet and what it is; None when
     /// nothing is timed (a persistent search alone is quiet by design: TCP
     /// keepalive finds a vanished peer on either leg).
-    fn deadline(&self) -> Option<(Instant, Deadline)> {
+    fn deadline(&self, reading: bool) -> Option<(Instant, Deadline)> {
         let limits = &self.ctx.limits;
+        // Only while ldapgate reads: a client held back by backpressure
+        // cannot finish its PDU.
+        let unfinished = self
+            .unfinished_since
+            .filter(|_| reading)
+            .map(|since| (since + limits.pdu_timeout, Deadline::UnfinishedPdu));
         let stalled = self
             .to_client
             .stalled_since()
@@ -331,7 +372,7 @@ impl Session {
         } else {
             None
         };
-        [stalled, unread, waiting]
+        [unfinished, stalled, unread, waiting]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -340,6 +381,13 @@ impl Session {
     /// Ends the session for a missed deadline, telling the client why.
     fn expire(&mut self, why: Deadline) -> Flow {
         match why {
+            Deadline::UnfinishedPdu => {
+                self.notify(
+                    LdapResultCode::Unavailable,
+                    "a request was not completed within server.pdu_timeout",
+                );
+                Flow::End(SessionEnd::PduTimeout)
+            }
             Deadline::Idle => {
                 self.notify(LdapResultCode::Unavailable, "idle timeout");
                 Flow::End(SessionEnd::IdleTimeout)
@@ -369,20 +417,28 @@ impl Session {
             if self.bind_pending.is_some() {
                 break Flow::Continue;
             }
-            let header = match ber::peek_pdu(&self.cbuf, self.ctx.limits.client_max_message) {
+            let header = match ber::peek_pdu(&self.cbuf, self.pdu_limit()) {
                 Ok(h) => h,
                 Err(FrameError::Incomplete) => break Flow::Continue,
                 Err(e) => {
-                    let code = match e {
-                        FrameError::TooLarge { .. } => LdapResultCode::AdminLimitExceeded,
-                        _ => LdapResultCode::ProtocolError,
+                    let (code, key) = match e {
+                        FrameError::TooLarge { .. } if self.authenticated => (
+                            LdapResultCode::AdminLimitExceeded,
+                            " (server.max_message_bytes)",
+                        ),
+                        FrameError::TooLarge { .. } => (
+                            LdapResultCode::AdminLimitExceeded,
+                            " before a successful bind (server.max_message_bytes_before_bind)",
+                        ),
+                        _ => (LdapResultCode::ProtocolError, ""),
                     };
-                    let reason = e.to_string();
+                    let reason = format!("{e}{key}");
                     to_client.extend(response::notice_of_disconnection(code, &reason));
                     break Flow::End(SessionEnd::ProtocolViolation(reason));
                 }
             };
             let pdu = self.cbuf.split_to(header.len).freeze();
+            self.pdu_arrived(header.len);
             match self
                 .handle_request(
                     &pdu,
@@ -406,6 +462,11 @@ impl Session {
             }
         }
         self.to_client.push(&to_client);
+        let unfinished = !self.cbuf.is_empty() && self.bind_pending.is_none();
+        self.unfinished_since = match (unfinished, self.unfinished_since) {
+            (false, _) => None,
+            (true, since) => Some(since.unwrap_or_else(Instant::now)),
+        };
         if let Flow::StartTls = flow {
             if !self.cbuf.is_empty() {
                 // The client sent more after StartTLS, before the handshake:
@@ -438,6 +499,7 @@ impl Session {
                 if let Some((_, ticket)) = self.bind_pending.take() {
                     // RFC 4511 §4.2.1: a failed bind leaves the connection anonymous.
                     self.upstream_bound = code == 0 && ticket.is_some();
+                    self.authenticated = self.upstream_bound;
                     if let Some(ticket) = ticket {
                         self.settling.push((ticket, code, done.diagnostic.clone()));
                     }
