@@ -263,26 +263,12 @@ fn a_pdu_must_be_finished_within_pdu_timeout() {
 /// other clients are served.
 #[test]
 fn clients_that_never_read_hold_little_each() {
-    use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchScope};
     let slapd = Slapd::start();
     let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
     search_works(&proxy);
-    let mut reads = Vec::new();
-    for id in 1..=300 {
-        reads.extend(encode(LdapMsg::new(
-            id,
-            LdapOp::SearchRequest(LdapSearchRequest {
-                base: String::new(),
-                scope: LdapSearchScope::Base,
-                aliases: LdapDerefAliases::Never,
-                sizelimit: 0,
-                timelimit: 0,
-                typesonly: false,
-                filter: LdapFilter::Present("objectClass".into()),
-                attrs: vec!["*".into(), "+".into()],
-            }),
-        )));
-    }
+    let reads: Vec<u8> = (1..=300)
+        .flat_map(|id| root_dse_request(id, &["*", "+"]))
+        .collect();
     let before = rss(proxy.pid());
     let clients: Vec<_> = (0..1000)
         .map(|_| {

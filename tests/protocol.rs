@@ -417,26 +417,11 @@ fn a_cancelled_search_ends_with_canceled() {
 /// against slapd.
 #[test]
 fn a_request_pipelined_behind_a_large_search_is_answered_before_it_ends() {
-    use ldap3_proto::proto::LdapSearchScope;
-    use ldap3_proto::proto::{LdapDerefAliases, LdapFilter, LdapMsg, LdapOp, LdapSearchRequest};
-    use ldapgate::ldap::response::encode;
     use std::io::Write;
 
     let slapd = bulk_slapd(8000);
     let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
-    let root_dse = encode(LdapMsg::new(
-        4,
-        LdapOp::SearchRequest(LdapSearchRequest {
-            base: String::new(),
-            scope: LdapSearchScope::Base,
-            aliases: LdapDerefAliases::Never,
-            sizelimit: 0,
-            timelimit: 0,
-            typesonly: false,
-            filter: LdapFilter::Present("objectClass".into()),
-            attrs: vec!["+".into()],
-        }),
-    ));
+    let root_dse = root_dse_request(4, &["+"]);
     for (leg, addr) in [("direct", slapd.addr()), ("through ldapgate", proxy.addr())] {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(&bulk_search(2)).unwrap();

@@ -1062,6 +1062,24 @@ pub fn search_request_for(
     ))
 }
 
+/// A base-scope SearchRequest PDU for the root DSE asking for `attrs`.
+pub fn root_dse_request(msgid: i32, attrs: &[&str]) -> Vec<u8> {
+    use ldap3_proto::proto::*;
+    ldapgate::ldap::response::encode(LdapMsg::new(
+        msgid,
+        LdapOp::SearchRequest(LdapSearchRequest {
+            base: String::new(),
+            scope: LdapSearchScope::Base,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter: LdapFilter::Present("objectClass".into()),
+            attrs: attrs.iter().map(|a| (*a).into()).collect(),
+        }),
+    ))
+}
+
 /// The next BER TLV on `r`: its tag and content; None at end of stream,
 /// a read timeout or a truncated TLV.
 pub fn next_tlv(r: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
