@@ -130,6 +130,7 @@ impl BoundListener {
             }
             let _ = tcp.set_nodelay(true);
             crate::stream::keep_alive(&tcp);
+            crate::stream::cap_send_buffer(&tcp);
             let Ok(permit) = admission.connections.clone().try_acquire_owned() else {
                 tokio::spawn(refuse_busy(tcp));
                 continue;

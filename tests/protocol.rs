@@ -408,6 +408,51 @@ fn a_cancelled_search_ends_with_canceled() {
     }
 }
 
+/// A Cancel that comes too late for the directory (the search already
+/// sent everything into the socket buffers) must not cost the client any
+/// entry: a search whose result is success has all its entries, through
+/// ldapgate as directly; one that ends canceled (118) may have fewer. (A
+/// stranger found a build that dropped the entries behind the Cancel and
+/// then forwarded the search's success: about 1,970 of 3,002.)
+#[test]
+fn a_cancel_too_late_loses_no_entry_of_a_search_that_succeeds() {
+    use ldap3_proto::proto::{LdapExtendedRequest, LdapMsg, LdapOp};
+    use ldapgate::ldap::response::encode;
+    use std::io::Write;
+
+    let slapd = bulk_slapd(2000);
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let cancel = encode(LdapMsg::new(
+        3,
+        LdapOp::ExtendedRequest(LdapExtendedRequest {
+            name: "1.3.6.1.1.8".into(),
+            value: Some(vec![0x30, 0x03, 0x02, 0x01, 0x02]),
+        }),
+    ));
+    for delay in [50, 300] {
+        for (leg, addr) in [("direct", slapd.addr()), ("through ldapgate", proxy.addr())] {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(&bulk_search(2)).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            s.write_all(&cancel).unwrap();
+            let got = read_until_done(&mut s, 3);
+            let entries = got.iter().filter(|m| m.msgid == 2 && m.op == 0x64).count();
+            let done = got
+                .iter()
+                .find(|m| m.msgid == 2 && m.op == 0x65)
+                .and_then(|m| m.code);
+            match done {
+                Some(0) => assert_eq!(
+                    entries, BULK_ENTRIES,
+                    "{leg}, {delay} ms: success means whole"
+                ),
+                Some(118) => assert!(entries <= BULK_ENTRIES, "{leg}, {delay} ms"),
+                other => panic!("{leg}, {delay} ms: the search ended with {other:?}"),
+            }
+        }
+    }
+}
+
 /// Issue 11, Done: a request pipelined while a large search streams to a
 /// client that is not reading is served without waiting for the stream to
 /// end. The search (ID 2, 24 MB) starts; 200 ms later, its answers piling
@@ -482,4 +527,192 @@ fn a_client_pausing_mid_stream_is_not_a_directory_timeout() {
         "{done:?}\n{}",
         proxy.log()
     );
+}
+
+/// A refreshAndPersist Sync Request (RFC 4533) for `base`, message `msgid`,
+/// encoded by hand (ldap3_proto has no sync control).
+fn persistent_search(msgid: i32, base: &str) -> Vec<u8> {
+    use ldapgate::ber::{int_content, push_tlv};
+    let mut value = Vec::new();
+    push_tlv(&mut value, 0x0a, &[3]); // refreshAndPersist
+    let mut request_value = Vec::new();
+    push_tlv(&mut request_value, 0x30, &value);
+    let mut control = Vec::new();
+    push_tlv(&mut control, 0x04, b"1.3.6.1.4.1.4203.1.9.1.1");
+    push_tlv(&mut control, 0x01, &[0xff]);
+    push_tlv(&mut control, 0x04, &request_value);
+    let mut controls = Vec::new();
+    push_tlv(&mut controls, 0x30, &control);
+    let mut search = Vec::new();
+    push_tlv(&mut search, 0x04, base.as_bytes());
+    push_tlv(&mut search, 0x0a, &[0]); // base
+    push_tlv(&mut search, 0x0a, &[0]);
+    push_tlv(&mut search, 0x02, &[0]);
+    push_tlv(&mut search, 0x02, &[0]);
+    push_tlv(&mut search, 0x01, &[0]);
+    push_tlv(&mut search, 0x87, b"objectClass");
+    push_tlv(&mut search, 0x30, &[]);
+    let mut body = Vec::new();
+    push_tlv(&mut body, 0x02, &int_content(msgid));
+    push_tlv(&mut body, 0x63, &search);
+    push_tlv(&mut body, 0xa0, &controls);
+    let mut pdu = Vec::new();
+    push_tlv(&mut pdu, 0x30, &body);
+    pdu
+}
+
+/// A Who am I? request (RFC 4532), message `msgid`.
+fn who_am_i(msgid: i32) -> Vec<u8> {
+    use ldap3_proto::proto::{LdapExtendedRequest, LdapMsg, LdapOp};
+    ldapgate::ldap::response::encode(LdapMsg::new(
+        msgid,
+        LdapOp::ExtendedRequest(LdapExtendedRequest {
+            name: "1.3.6.1.4.1.4203.1.11.3".into(),
+            value: None,
+        }),
+    ))
+}
+
+/// A persistent search quiet for longer than `operation_timeout` does not
+/// make the next request on its connection look late: the operation timer
+/// starts when that request goes out. (A stranger found the next request
+/// ending the session at once with "did not answer within
+/// operation_timeout", so a persistent search could not even be
+/// cancelled.) The Cancel then ends it as directly: canceled, then success.
+#[test]
+fn a_request_beside_a_quiet_persistent_search_is_answered() {
+    use std::io::Write;
+    use std::time::Duration;
+
+    let slapd = Slapd::start_with_lines_and_ldif(&syncprov(false), "");
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd).directory("operation_timeout = \"2s\""));
+    let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&persistent_search(2, &format!("ou=people,{BASE_DN}")))
+        .unwrap();
+    // The refresh phase ends with a Sync Info message (an intermediate response).
+    while let Some(m) = read_message(&mut s) {
+        assert_eq!(m.msgid, 2, "{m:?}");
+        if m.op == 0x79 {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    s.write_all(&who_am_i(3)).unwrap();
+    let answer = read_message(&mut s).unwrap();
+    assert_eq!(
+        (answer.msgid, answer.op, answer.code),
+        (3, 0x78, Some(0)),
+        "{}",
+        proxy.log()
+    );
+    let cancel = ldapgate::ldap::response::encode(ldap3_proto::proto::LdapMsg::new(
+        4,
+        ldap3_proto::proto::LdapOp::ExtendedRequest(ldap3_proto::proto::LdapExtendedRequest {
+            name: "1.3.6.1.1.8".into(),
+            value: Some(vec![0x30, 0x03, 0x02, 0x01, 0x02]),
+        }),
+    ));
+    s.write_all(&cancel).unwrap();
+    let ends: Vec<_> = (0..2)
+        .filter_map(|_| read_message(&mut s))
+        .map(|m| (m.msgid, m.code))
+        .collect();
+    assert_eq!(ends, [(2, Some(118)), (4, Some(0))]);
+}
+
+/// A persistent search is quiet by design, but not forever on a directory
+/// that hangs (a stopped process still answers TCP keepalive): once the
+/// pool's health checks find the server down, the session is told so and
+/// closed. (Previously it hung as long as the directory did.)
+#[test]
+fn a_persistent_search_on_a_hung_directory_ends() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let slapd = Slapd::start_with_lines_and_ldif(&syncprov(false), "");
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .directory("operation_timeout = \"1s\"\nhealth_check_interval = \"1s\""),
+    );
+    let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(&persistent_search(2, &format!("ou=people,{BASE_DN}")))
+        .unwrap();
+    while let Some(m) = read_message(&mut s) {
+        if m.op == 0x79 {
+            break;
+        }
+    }
+    send_signal(slapd.pid(), "STOP");
+    let stopped = Instant::now();
+    let notice = read_message(&mut s);
+    let waited = stopped.elapsed();
+    send_signal(slapd.pid(), "CONT");
+    assert_eq!(
+        notice.map(|m| (m.msgid, m.code)),
+        Some((0, Some(52))),
+        "a Notice of Disconnection (unavailable) after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+}
+
+/// A client that reads a large result slowly but steadily is neither taken
+/// for a dead directory (`operation_timeout`) nor for an idle client
+/// (`idle_timeout`, which runs from the last answer delivered): it gets
+/// every entry and the result. (A stranger saw such clients cut off
+/// mid-result, and "idle timeout" after the last entry instead of the
+/// result.)
+#[test]
+fn a_slow_steady_reader_gets_the_whole_result() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    let slapd = bulk_slapd(500);
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .directory("operation_timeout = \"1s\"")
+            .server("idle_timeout = \"3s\""),
+    );
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket.connect(&proxy.addr().into()).unwrap();
+    let mut s: std::net::TcpStream = socket.into();
+    s.write_all(&bulk_search(2)).unwrap();
+    // About 1.6 MB at about 250 KB/s: over six seconds.
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 8192];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        if received.len() > 1_000_000 && ends_with_done(&received) {
+            break;
+        }
+    }
+    let mut messages = Vec::new();
+    let mut rest = &received[..];
+    while let Some(m) = read_message(&mut rest) {
+        messages.push(m);
+    }
+    let entries = messages.iter().filter(|m| m.op == 0x64).count();
+    let last = messages.last().copied();
+    assert_eq!(
+        (entries, last.map(|m| (m.msgid, m.op, m.code))),
+        (BULK_ENTRIES, Some((2, 0x65, Some(0)))),
+        "{}",
+        proxy.log()
+    );
+
+    fn ends_with_done(bytes: &[u8]) -> bool {
+        let mut rest = bytes;
+        let mut last = None;
+        while let Some(m) = read_message(&mut rest) {
+            last = Some(m);
+        }
+        last.is_some_and(|m| m.op == 0x65)
+    }
 }

@@ -62,6 +62,11 @@ impl Outbox {
         self.bytes.is_empty() && !self.unflushed
     }
 
+    /// When the peer last took bytes (or bytes were queued for it idle).
+    pub fn last_progress(&self) -> Instant {
+        self.progress
+    }
+
     /// Since when the peer has taken none of the queued bytes; None when
     /// nothing waits for it.
     pub fn stalled_since(&self) -> Option<Instant> {

@@ -8,7 +8,6 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{record, Flow, Session};
-use crate::ber::TlvReader;
 use crate::ldap::request::{self, Request, Scope};
 use crate::ldap::{oid, response};
 
@@ -62,7 +61,7 @@ impl Session {
                     return Flow::Continue;
                 }
             }
-            Request::Extended { oid: o, value } => {
+            Request::Extended { oid: o, .. } => {
                 // An extended operation ldapgate does not know may leave
                 // state on the connection; do not reuse it.
                 if ![oid::WHO_AM_I, oid::PASSWORD_MODIFY, oid::CANCEL]
@@ -71,12 +70,11 @@ impl Session {
                 {
                     self.reusable = false;
                 }
-                if o == oid::CANCEL.as_bytes() {
-                    if let Some(target) = value.and_then(cancel_id) {
-                        self.inflight.cancel(msgid, target);
-                        self.needs_reset = true;
-                    }
-                }
+                // A Cancel (RFC 3909) goes to the directory like any other
+                // request, and everything it answers comes back: the
+                // cancelled search's entries up to its result (canceled, or
+                // success when the Cancel came too late). Dropping them
+                // early would truncate a search that then succeeds.
                 self.inflight.start(msgid, op);
             }
             Request::Search { base, scope } => {
@@ -92,35 +90,5 @@ impl Session {
         }
         to_upstream.extend_from_slice(pdu);
         Flow::Continue
-    }
-}
-
-/// The message ID a Cancel request names (RFC 3909 §2:
-/// `cancelRequestValue ::= SEQUENCE { cancelID MessageID }`); None when the
-/// value is malformed (the directory answers that).
-fn cancel_id(value: &[u8]) -> Option<i32> {
-    let seq = TlvReader::new(value)
-        .expect(0x30, "cancelRequestValue")
-        .ok()?;
-    let id = seq
-        .children()
-        .expect(0x02, "cancelID")
-        .ok()?
-        .as_int()
-        .ok()?;
-    i32::try_from(id).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cancel_id_is_read_from_the_request_value() {
-        assert_eq!(cancel_id(&[0x30, 0x03, 0x02, 0x01, 0x02]), Some(2));
-        assert_eq!(cancel_id(&[0x30, 0x04, 0x02, 0x02, 0x01, 0x00]), Some(256));
-        assert_eq!(cancel_id(&[0x30, 0x03, 0x04, 0x01, 0x02]), None);
-        assert_eq!(cancel_id(&[0x02, 0x01, 0x02]), None);
-        assert_eq!(cancel_id(&[]), None);
     }
 }

@@ -104,7 +104,16 @@ enum Deadline {
     ClientStalled,
     /// The directory neither answers nor takes requests (`operation_timeout`).
     Operation,
+    /// Only persistent searches are outstanding: time to see whether the
+    /// pool's health checks still find the directory server up.
+    Liveness,
 }
+
+/// How often a session with only persistent searches outstanding looks at
+/// its directory server's health: a server that stopped answering (a hung
+/// process still answers TCP keepalive) fails the pool's health checks
+/// (`health_check_interval`, each within `operation_timeout`).
+const LIVENESS_CHECK: Duration = Duration::from_secs(5);
 
 /// At most this long is spent handing the client what is queued for it
 /// (a Notice of Disconnection among it) when a session ends.
@@ -327,8 +336,8 @@ impl Session {
                     self.reservation = reserved;
                 }
                 _ = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
-                    if let Some((_, why)) = deadline {
-                        return self.expire(why);
+                    if let Some(flow) = deadline.and_then(|(_, why)| self.expire(why)) {
+                        return flow;
                     }
                 }
             }
@@ -360,10 +369,18 @@ impl Session {
             .filter(|_| !held_back)
             .map(|since| (since + limits.operation_timeout, Deadline::Operation));
         let waiting = if self.inflight.outstanding.is_empty() {
-            Some((
-                self.last_client_activity + limits.idle_timeout,
-                Deadline::Idle,
-            ))
+            // Idle once everything is delivered: a client still taking a
+            // long result is busy, and timed as ClientStalled meanwhile.
+            self.to_client.is_settled().then(|| {
+                let since = self
+                    .last_client_activity
+                    .max(self.to_client.last_progress());
+                (since + limits.idle_timeout, Deadline::Idle)
+            })
+        } else if self.inflight.outstanding.values().all(|s| s.persistent) {
+            // Only quiet-by-design searches: the directory is watched by
+            // the pool's health checks instead.
+            Some((Instant::now() + LIVENESS_CHECK, Deadline::Liveness))
         } else if self.inflight.awaits_answer() && !held_back {
             Some((
                 self.last_upstream_progress + limits.operation_timeout,
@@ -378,9 +395,26 @@ impl Session {
             .min_by_key(|(at, _)| *at)
     }
 
-    /// Ends the session for a missed deadline, telling the client why.
-    fn expire(&mut self, why: Deadline) -> Flow {
-        match why {
+    /// Ends the session for a missed deadline, telling the client why;
+    /// None when the deadline was a check that found all well.
+    fn expire(&mut self, why: Deadline) -> Option<Flow> {
+        Some(match why {
+            Deadline::Liveness => {
+                let up = self
+                    .upstream
+                    .as_ref()
+                    .and_then(|conn| self.ctx.pool.servers().get(conn.server))
+                    .is_none_or(|server| server.is_up());
+                if up {
+                    return None;
+                }
+                self.reusable = false;
+                self.notify(
+                    LdapResultCode::Unavailable,
+                    "the directory server stopped answering health checks",
+                );
+                Flow::End(SessionEnd::UpstreamTimeout)
+            }
             Deadline::UnfinishedPdu => {
                 self.notify(
                     LdapResultCode::Unavailable,
@@ -406,11 +440,12 @@ impl Session {
                 );
                 Flow::End(SessionEnd::UpstreamTimeout)
             }
-        }
+        })
     }
 
     /// Handles every complete PDU the client has sent.
     async fn drain_client(&mut self, client_tls: bool) -> Flow {
+        let timed_before = self.inflight.awaits_answer();
         let mut to_upstream = BytesMut::new();
         let mut to_client = Vec::new();
         let flow = loop {
@@ -456,8 +491,10 @@ impl Session {
         };
         if !to_upstream.is_empty() && self.upstream.is_some() {
             self.to_upstream.push(&to_upstream);
-            if self.inflight.outstanding.len() == 1 {
-                // The operation timer starts when the first request goes out.
+            if !timed_before && self.inflight.awaits_answer() {
+                // The operation timer starts when the first request the
+                // directory must answer goes out (a quiet persistent search
+                // beside it is no sign of a dead directory).
                 self.last_upstream_progress = Instant::now();
             }
         }

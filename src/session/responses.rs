@@ -50,11 +50,6 @@ pub struct InFlight {
     /// them reaches the client (RFC 4511 §4.11), though the directory may
     /// still be sending what it had under way.
     pub abandoned: HashSet<i32>,
-    /// Searches the client cancelled (RFC 3909), by message ID, with the
-    /// Cancel request's: their entries, references and intermediate
-    /// responses are dropped; their final result (canceled) is forwarded.
-    /// Forgotten at that result, or when the Cancel fails.
-    pub cancelled: HashMap<i32, i32>,
 }
 
 impl InFlight {
@@ -104,19 +99,6 @@ impl InFlight {
                 }
             }
             self.abandoned.insert(msgid);
-        }
-    }
-
-    /// The client sent a Cancel (message `cancel_msgid`) for `target`: if
-    /// that is an outstanding search, nothing more of it but its final
-    /// result reaches the client.
-    pub fn cancel(&mut self, cancel_msgid: i32, target: i32) {
-        if self
-            .outstanding
-            .get(&target)
-            .is_some_and(|s| s.op == "search")
-        {
-            self.cancelled.insert(target, cancel_msgid);
         }
     }
 
@@ -194,19 +176,6 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             }
             routing.pieces.push(Piece::Skip(header.len));
             continue;
-        }
-        if !inflight.cancelled.is_empty() {
-            if tag::is_final_response(header.op_tag) {
-                // The cancelled search's own result, or the Cancel's (a
-                // failed Cancel leaves the search running).
-                inflight.cancelled.remove(&header.msgid);
-                inflight
-                    .cancelled
-                    .retain(|_, cancel| *cancel != header.msgid);
-            } else if inflight.cancelled.contains_key(&header.msgid) {
-                routing.pieces.push(Piece::Skip(header.len));
-                continue;
-            }
         }
         if header.op_tag == tag::SEARCH_RESULT_ENTRY && inflight.root_dse.contains(&header.msgid) {
             let pdu = &buf[pos - header.len..pos];
@@ -310,41 +279,6 @@ mod tests {
             route(&done(2), 1 << 20, &mut inflight).pieces,
             vec![Piece::Forward(done(2).len())]
         );
-    }
-
-    #[test]
-    fn a_cancelled_search_gets_its_final_result_and_nothing_before_it() {
-        let mut inflight = InFlight::default();
-        inflight.start(2, "search");
-        inflight.start(5, "modify");
-        inflight.start(3, "extended");
-        inflight.cancel(3, 2);
-        // A Cancel of something that is not a search streams nothing to drop.
-        inflight.cancel(3, 5);
-        assert_eq!(inflight.cancelled.len(), 1);
-        let mut buf = entry(2);
-        buf.extend(done(2));
-        buf.extend(done(3));
-        let r = route(&buf, 1 << 20, &mut inflight);
-        assert_eq!(
-            r.pieces,
-            vec![
-                Piece::Skip(entry(2).len()),
-                Piece::Forward(2 * done(2).len())
-            ]
-        );
-        assert!(inflight.cancelled.is_empty());
-        // A Cancel that fails (tooLate, cannotCancel) leaves the search
-        // streaming.
-        inflight.start(7, "search");
-        inflight.start(8, "extended");
-        inflight.cancel(8, 7);
-        let failed = result_for(tag::EXTENDED_REQUEST, 8, LdapResultCode::Other, "").unwrap();
-        let mut buf = failed.clone();
-        buf.extend(entry(7));
-        let r = route(&buf, 1 << 20, &mut inflight);
-        assert_eq!(r.pieces, vec![Piece::Forward(buf.len())]);
-        assert!(inflight.cancelled.is_empty());
     }
 
     #[test]
