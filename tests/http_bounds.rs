@@ -445,6 +445,16 @@ fn the_metrics_listener_is_capped_and_still_scraped() {
         body.contains("ldapgate_connections_active{listener=\"metrics\"}"),
         "the scrape counts its own listener"
     );
+    // 936 of the 1000 closed for newer ones, and one for the scrape.
+    let displaced = body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "ldapgate_connection_slots_full_total{closed=\"oldest\",listener=\"metrics\"} ",
+            )
+        })
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(displaced, Some(1000 - METRICS_SLOTS as u64 + 1), "{body}");
 
     let deadline = opened + TIMEOUT_AND_SLACK;
     for p in &mut peers {

@@ -68,3 +68,45 @@ impl Validator {
         d
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, ConfigError};
+
+    const DIRECTORY: &str = "[directory]\nservers = [\"ldap://127.0.0.1:389\"]\nstarttls = false\n\
+                             base_dn = \"dc=example,dc=com\"\n";
+
+    #[test]
+    fn metrics_limits_default_and_every_bad_value_is_named() {
+        let text = format!("{DIRECTORY}[metrics]\nlisten = \"127.0.0.1:9389\"\n");
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let limits = c.metrics.unwrap().limits;
+        assert_eq!(
+            limits,
+            HttpLimits {
+                max_connections: 64,
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+            }
+        );
+        let text = format!(
+            "{DIRECTORY}[metrics]\nlisten = \"127.0.0.1:9389\"\nmax_connections = 0\n\
+             header_timeout = \"0s\"\nbody_timeout = \"2h\"\n"
+        );
+        let Err(ConfigError::Invalid(problems)) = Config::parse(&text, Path::new("t.toml")) else {
+            panic!("accepted");
+        };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "metrics.max_connections",
+                "metrics.header_timeout",
+                "metrics.body_timeout"
+            ]
+        );
+    }
+}

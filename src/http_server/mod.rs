@@ -106,15 +106,21 @@ impl HttpListener {
                 // The guard wait_for returns is not Send; drop it inside.
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
             };
+            let m = metrics();
             let Some((slot, acquired)) = self.slots.acquire() else {
-                debug!(%peer, listener = name, "every connection is serving an admitted caller; new connection closed");
+                m.connection_slots_full_total
+                    .with_label_values(&[name, "new"])
+                    .inc();
+                debug!(%peer, listener = name, "max_connections reached and every connection has completed an authenticated request; new connection closed");
                 continue;
             };
             if acquired == Acquired::Evicted {
+                m.connection_slots_full_total
+                    .with_label_values(&[name, "oldest"])
+                    .inc();
                 debug!(%peer, listener = name, "max_connections reached: the oldest connection without an authenticated request was closed");
             }
             let _ = tcp.set_nodelay(true);
-            let m = metrics();
             m.connections_total.with_label_values(&[name]).inc();
             let active = m.connections_active.with_label_values(&[name]);
             active.inc();
