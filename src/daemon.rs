@@ -210,10 +210,13 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
                 .into(),
         );
     }
-    let control_socket = |c: &Config| c.control.as_ref().map(|c| (c.listen, c.max_connections));
+    let control_socket = |c: &Config| c.control.as_ref().map(|c| (c.listen, c.limits));
     if old.control.is_some() && new.control.is_some() && control_socket(old) != control_socket(new)
     {
-        warnings.push("control.listen / control.max_connections changed: restart to apply".into());
+        warnings.push(
+            "control.listen / max_connections / header_timeout / body_timeout changed: restart to apply"
+                .into(),
+        );
     }
     if old.server.unfinished_pdu_budget != new.server.unfinished_pdu_budget {
         warnings.push("server.unfinished_pdu_budget changed: restart to apply".into());
@@ -439,11 +442,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         bound.push(BoundListener::bind(ListenerKind::Ldaps, *addr).await?);
     }
     let control_server = match &config.control {
-        Some(control) => Some(ControlServer::bind(control.listen, control.max_connections).await?),
+        Some(control) => Some(ControlServer::bind(control.listen, control.limits).await?),
         None => None,
     };
     let metrics_server = match &config.metrics {
-        Some(m) => Some(MetricsServer::bind(m.listen).await?),
+        Some(m) => Some(MetricsServer::bind(m.listen, m.limits).await?),
         None => None,
     };
 

@@ -11,6 +11,8 @@
 //! - [`ratelimit`]: per-address and per-identity bind limits, lockout.
 //! - [`metrics`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoint.
 //! - [`control`]: the HTTPS control channel (`/v1/authenticate`, `/v1/sync/...`).
+//! - [`http_server`]: bounded HTTP/1.1 serving under the control and metrics listeners:
+//!   connection slots, header and body deadlines, size limits.
 //! - [`sync`]: full and incremental pulls, base-DN fingerprint, sync protection.
 //! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
 //! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses,
@@ -28,6 +30,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod fingerprint;
+pub mod http_server;
 pub mod ldap;
 pub mod listener;
 pub mod metrics;

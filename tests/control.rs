@@ -138,54 +138,5 @@ fn rate_limited_logins_get_429_with_retry_after() {
     assert!((1..=30).contains(&after), "{after}");
 }
 
-#[test]
-fn connections_over_control_max_connections_are_closed_at_once() {
-    use std::io::Read;
-    use std::net::TcpStream;
-    use std::time::{Duration, Instant};
-    let slapd = Slapd::start();
-    let proxy = Proxy::start(
-        ProxyConfig::ldaps(&slapd)
-            .service_account(&slapd)
-            .control(TOKEN)
-            .control_setting("max_connections = 4"),
-    );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], proxy.control_port));
-    // The fixture's start-up probe holds a permit until its handshake
-    // fails; let it go first.
-    std::thread::sleep(Duration::from_millis(300));
-    // Four connections that never start their TLS handshake hold every permit.
-    let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    for mut conn in &held {
-        conn.set_nonblocking(true).unwrap();
-        let still_open = matches!(conn.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-        assert!(still_open, "the first four are served");
-    }
-    let mut fifth = TcpStream::connect(addr).unwrap();
-    fifth
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 16];
-    let n = fifth.read(&mut buf).unwrap_or(0);
-    assert_eq!(n, 0, "closed without a byte");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "closed at once, not after the handshake timeout"
-    );
-    // Once they go, the channel serves again.
-    drop(held);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = control_request(&proxy, "POST", "/v1/authenticate", None, Some("{}"));
-        if r.status == 401 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "control channel did not recover: {r:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+// A full control channel closes its oldest connection that has not completed
+// an authenticated request: tests/http_bounds.rs.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::http::{HttpLimits, RawHttpLimits};
 use super::raw::{RawControl, RawRateLimit, RawSignIn};
 use super::{ListenerTls, Validator};
 
@@ -93,9 +94,8 @@ pub struct ControlConfig {
     pub token_sha256: Vec<[u8; 32]>,
     /// When set, clients must present a certificate from this CA.
     pub client_ca_file: Option<PathBuf>,
-    /// Connections open at once, TLS handshakes included; more are closed
-    /// at once.
-    pub max_connections: usize,
+    /// `max_connections`, `header_timeout`, `body_timeout`.
+    pub limits: HttpLimits,
 }
 
 fn is_attribute_name(s: &str) -> bool {
@@ -229,13 +229,20 @@ impl Validator {
                 "no way to authenticate callers: set token_sha256 or client_ca_file",
             );
         }
-        let max_connections = self.range("control.max_connections", r.max_connections, 1, 100_000);
+        let limits = self.http_limits(
+            "control",
+            &RawHttpLimits {
+                max_connections: r.max_connections,
+                header_timeout: &r.header_timeout,
+                body_timeout: &r.body_timeout,
+            },
+        );
         Some(ControlConfig {
             listen: listen?,
             tls: tls?,
             token_sha256,
             client_ca_file,
-            max_connections,
+            limits,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use super::http::{HttpLimits, RawHttpLimits};
 use super::raw::RawMetrics;
 use super::Validator;
 
@@ -10,6 +11,8 @@ use super::Validator;
 pub struct MetricsConfig {
     /// `/metrics`, `/healthz` and `/readyz` are served here.
     pub listen: SocketAddr,
+    /// `max_connections` (default 64), `header_timeout`, `body_timeout`.
+    pub limits: HttpLimits,
 }
 
 impl Validator {
@@ -22,6 +25,16 @@ impl Validator {
             return None;
         };
         let addrs = self.addrs("metrics.listen", std::slice::from_ref(listen));
-        addrs.first().map(|&listen| MetricsConfig { listen })
+        let limits = self.http_limits(
+            "metrics",
+            &RawHttpLimits {
+                max_connections: r.max_connections,
+                header_timeout: &r.header_timeout,
+                body_timeout: &r.body_timeout,
+            },
+        );
+        addrs
+            .first()
+            .map(|&listen| MetricsConfig { listen, limits })
     }
 }

@@ -4,12 +4,14 @@
 
 mod auth;
 mod directory;
+mod http;
 mod metrics;
 mod raw;
 mod sync;
 
 pub use auth::{ControlConfig, Rate, RateLimitConfig, SignInConfig};
 pub use directory::{DirectoryConfig, DirectoryKind, ServiceAccount};
+pub use http::HttpLimits;
 pub use metrics::MetricsConfig;
 use std::fmt;
 use std::net::SocketAddr;

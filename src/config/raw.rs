@@ -23,6 +23,21 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<String>,
+    #[serde(default = "default_metrics_max_connections")]
+    pub max_connections: i64,
+    #[serde(default = "default_http_timeout")]
+    pub header_timeout: String,
+    #[serde(default = "default_http_timeout")]
+    pub body_timeout: String,
+}
+
+fn default_metrics_max_connections() -> i64 {
+    64
+}
+
+/// `header_timeout` and `body_timeout` of both HTTP listeners.
+fn default_http_timeout() -> String {
+    "10s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +194,10 @@ pub struct RawControl {
     pub client_ca_file: Option<String>,
     #[serde(default = "default_control_max_connections")]
     pub max_connections: i64,
+    #[serde(default = "default_http_timeout")]
+    pub header_timeout: String,
+    #[serde(default = "default_http_timeout")]
+    pub body_timeout: String,
 }
 
 fn default_control_max_connections() -> i64 {

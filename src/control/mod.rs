@@ -11,30 +11,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::auth::Authenticator;
-use crate::config::{Config, ControlConfig};
+use crate::config::{Config, ControlConfig, HttpLimits};
+use crate::http_server::{self, HttpListener};
 use crate::sync::export::Exporter;
 use crate::tls::{self, TlsFileError};
 
-/// How long a request's headers may take to arrive.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has from its TCP connection to the end of the TLS
+/// handshake. The handshake's buffers are rustls' own, bounded by its record
+/// size; a connection still handshaking is one the listener may close to
+/// make room (see [`crate::http_server`]).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The client address of a request, put there by the server.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+pub use crate::http_server::ClientAddr;
 
 /// What handlers share.
 pub struct ControlState {
@@ -129,25 +126,23 @@ impl ControlServing {
 
 /// A bound control listener.
 pub struct ControlServer {
-    listener: TcpListener,
+    http: HttpListener,
+    limits: HttpLimits,
     pub addr: SocketAddr,
-    /// One permit per open connection (`control.max_connections`).
-    connections: Arc<Semaphore>,
 }
 
 impl ControlServer {
-    pub async fn bind(listen: SocketAddr, max_connections: usize) -> Result<Self, ControlError> {
-        let listener = TcpListener::bind(listen)
+    pub async fn bind(listen: SocketAddr, limits: HttpLimits) -> Result<Self, ControlError> {
+        let http = HttpListener::bind(listen, "control", &limits)
             .await
             .map_err(|source| ControlError::Bind {
                 addr: listen,
                 source,
             })?;
-        let addr = listener.local_addr().unwrap_or(listen);
         Ok(ControlServer {
-            listener,
-            addr,
-            connections: Arc::new(Semaphore::new(max_connections)),
+            addr: http.addr,
+            http,
+            limits,
         })
     }
 
@@ -156,65 +151,35 @@ impl ControlServer {
     pub async fn serve(
         self,
         serving: watch::Receiver<Arc<ControlServing>>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) {
-        info!(addr = %self.addr, "control channel listening (HTTPS)");
-        loop {
-            let (tcp, peer) = tokio::select! {
-                a = self.listener.accept() => match a {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(error = %e, "control accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                // The guard wait_for returns is not Send; drop it inside.
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
-            };
-            // A flood of connections (or of slow handshakes) is cut at the
-            // cap rather than exhausting file descriptors.
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                debug!(%peer, "control.max_connections reached; connection closed");
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, router) = {
-                let now = serving.borrow();
-                (now.acceptor.clone(), now.router.clone())
-            };
-            tokio::spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "control TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
+        let limits = self.limits;
+        let connection_stop = stop.clone();
+        self.http
+            .serve(stop, move |tcp, peer, admission| {
+                let (acceptor, router) = {
+                    let now = serving.borrow();
+                    (now.acceptor.clone(), now.router.clone())
                 };
-                let service = router.map_request(
-                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(ClientAddr(peer));
-                        req.map(axum::body::Body::new)
-                    },
-                );
-                let mut builder = auto::Builder::new(TokioExecutor::new());
-                // A client that trickles its headers is cut off.
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT);
-                let served = builder
-                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                    .await;
-                if let Err(e) = served {
-                    debug!(%peer, error = %e, "control connection ended with an error");
+                let stop = connection_stop.clone();
+                async move {
+                    let tls =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "control TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "control TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    http_server::serve_connection(tls, router, peer, admission, &limits, stop)
+                        .await;
                 }
-            });
-        }
+            })
+            .await;
     }
 }
 

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -14,49 +15,128 @@ use serde_json::json;
 use super::{ClientAddr, ControlState};
 use crate::auth::outcome::Outcome;
 use crate::auth::Attempt;
+use crate::http_server::{read_body, Admission};
 
 /// Target size of one chunk of a streamed pull.
 const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Request bodies are small; a sign-in never needs more.
-const MAX_BODY: usize = 16 * 1024;
+pub const MAX_BODY: usize = 16 * 1024;
 
+/// Every route, behind [`authorize`] (every path, unknown ones included,
+/// answers 401 to a caller without a valid token).
 pub fn router(state: Arc<ControlState>) -> Router {
     Router::new()
         .route("/v1/authenticate", post(authenticate))
         .route("/v1/sync/full", get(sync_full))
         .route("/v1/sync/changes", get(sync_changes))
         .route("/v1/verify", post(verify))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Checks the bearer token from the header alone, before a byte of the body
+/// is read: a caller without a valid token gets 401 (and the connection is
+/// closed, its body unread). Then reads the body, at most [`MAX_BODY`] bytes
+/// within `control.body_timeout`, and admits the connection: a complete,
+/// authenticated request keeps it from being closed to make room.
+async fn authorize(State(state): State<Arc<ControlState>>, req: Request, next: Next) -> Response {
+    if !state.token_ok(bearer(req.headers())) {
+        return (StatusCode::UNAUTHORIZED, [(header::CONNECTION, "close")]).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(admission) = parts.extensions.get::<Admission>() {
+        admission.admit();
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// The token of an `Authorization: Bearer <token>` field (RFC 6750 §2.1).
+/// The scheme is matched case-insensitively (RFC 9110 §11.1), the spaces
+/// after it may be several (RFC 9110 §11.4: `1*SP`; tabs are taken as
+/// spaces), and whitespace around the field value is not part of the token.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("Bearer") {
+        return None;
+    }
+    let token = token.trim_start_matches([' ', '\t']);
+    (!token.is_empty()).then_some(token)
+}
+
 struct AuthenticateBody {
     login: String,
     password: String,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+/// Why a request body was refused: names the field and what was expected,
+/// never a value (or a key) from the request, which may hold a password.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum BadBody {
+    #[error("Content-Type must be application/json")]
+    ContentType,
+    #[error("body is not valid JSON")]
+    NotJson,
+    #[error("body must be a JSON object with `login` and `password`")]
+    NotObject,
+    #[error("missing field `{0}` (a string)")]
+    Missing(&'static str),
+    #[error("field `{0}` must be a string")]
+    NotString(&'static str),
+    #[error("unknown field: the body holds only `login` and `password`")]
+    UnknownField,
 }
 
-/// Wrong or missing token: 401 and nothing else.
-fn unauthorized() -> Response {
-    StatusCode::UNAUTHORIZED.into_response()
+impl IntoResponse for BadBody {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "bad_request", "detail": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// `{"login": "...", "password": "..."}` and nothing else.
+fn authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<AuthenticateBody, BadBody> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json")
+                || (v.len() > 5 && v[v.len() - 5..].eq_ignore_ascii_case("+json"))
+        });
+    if !json_type {
+        return Err(BadBody::ContentType);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| BadBody::NotJson)?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(BadBody::NotObject);
+    };
+    let mut field = |name: &'static str| match map.remove(name) {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(_) => Err(BadBody::NotString(name)),
+        None => Err(BadBody::Missing(name)),
+    };
+    let login = field("login")?;
+    let password = field("password")?;
+    if !map.is_empty() {
+        return Err(BadBody::UnknownField);
+    }
+    Ok(AuthenticateBody { login, password })
 }
 
 /// `POST /v1/verify`: the checks of `ldapgate verify` as JSON; 200 when
 /// none failed, 503 otherwise (the report says which and why).
-async fn verify(State(state): State<Arc<ControlState>>, headers: HeaderMap) -> Response {
-    if !state.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
+async fn verify(State(state): State<Arc<ControlState>>) -> Response {
     match crate::verify::verify(&state.config).await {
         Ok(report) if report.ok => (StatusCode::OK, Json(report)).into_response(),
         Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),
@@ -88,36 +168,11 @@ async fn authenticate(
     State(state): State<Arc<ControlState>>,
     Extension(ClientAddr(peer)): Extension<ClientAddr>,
     headers: HeaderMap,
-    body: Result<Json<AuthenticateBody>, JsonRejection>,
+    body: Bytes,
 ) -> Response {
-    if !state.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
-    let Json(body) = match body {
+    let body = match authenticate_body(&headers, &body) {
         Ok(b) => b,
-        Err(rejection) => {
-            // serde names the missing or mistyped field; the body text is
-            // never echoed (it may hold a password).
-            let detail = match &rejection {
-                JsonRejection::JsonDataError(e) => e.body_text(),
-                JsonRejection::JsonSyntaxError(_) => "body is not valid JSON".to_owned(),
-                JsonRejection::MissingJsonContentType(_) => {
-                    "Content-Type must be application/json".to_owned()
-                }
-                other => other.body_text(),
-            };
-            let detail = detail
-                .split("at line")
-                .next()
-                .unwrap_or(&detail)
-                .trim()
-                .to_owned();
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": "bad_request", "detail": detail })),
-            )
-                .into_response();
-        }
+        Err(bad) => return bad.into_response(),
     };
     let verdict = state
         .authenticator
@@ -141,11 +196,8 @@ async fn authenticate(
 /// `GET /v1/sync/full`: NDJSON, streamed as pages arrive. A refusal found
 /// before the first line (the base DN moved) is a 409; a failure after it is
 /// the last line, `{"type":"error",...}`, in place of `{"type":"end",...}`.
-async fn sync_full(State(state): State<Arc<ControlState>>, headers: HeaderMap) -> Response {
+async fn sync_full(State(state): State<Arc<ControlState>>) -> Response {
     use crate::sync::export::{end_line, error_line, SyncError};
-    if !state.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
     let exporter = state.exporter.clone();
     let task = tokio::spawn(async move { exporter.full(&tx).await });
@@ -236,14 +288,10 @@ struct ChangesQuery {
 /// sync protection holds it back, the base DN moved, or the cookie is gone.
 async fn sync_changes(
     State(state): State<Arc<ControlState>>,
-    headers: HeaderMap,
     query: Result<axum::extract::Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     use crate::sync::changes::changes;
     use crate::sync::export::SyncError;
-    if !state.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
     let Ok(axum::extract::Query(q)) = query else {
         return (
             StatusCode::BAD_REQUEST,
@@ -272,5 +320,69 @@ async fn sync_changes(
             | SyncError::UnknownCookie(_)),
         ) => (StatusCode::CONFLICT, Json(e.to_json())).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, Json(e.to_json())).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: header::HeaderName, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_spaces_may_be_several() {
+        for (field, token) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER abc", Some("abc")),
+            ("bEaReR abc", Some("abc")),
+            ("Bearer  abc", Some("abc")),
+            ("Bearer\tabc", Some("abc")),
+            ("Bearer abc ", Some("abc")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearerabc", None),
+            ("Basic abc", None),
+            ("Bearers abc", None),
+        ] {
+            assert_eq!(
+                bearer(&with(header::AUTHORIZATION, field)),
+                token,
+                "{field:?}"
+            );
+        }
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field_and_quote_nothing() {
+        let json = with(header::CONTENT_TYPE, "application/json; charset=utf-8");
+        let refuse = |body: &str| authenticate_body(&json, body.as_bytes()).err();
+        assert_eq!(
+            refuse(r#"{"login":"a"}"#),
+            Some(BadBody::Missing("password"))
+        );
+        assert_eq!(
+            refuse(r#"{"login":1,"password":"x"}"#),
+            Some(BadBody::NotString("login"))
+        );
+        assert_eq!(
+            refuse(r#"{"login":"a","password":"b","secret-key":1}"#),
+            Some(BadBody::UnknownField)
+        );
+        assert_eq!(refuse(r#"["a","b"]"#), Some(BadBody::NotObject));
+        assert_eq!(refuse("{\"login\":\"a\""), Some(BadBody::NotJson));
+        assert!(authenticate_body(&json, br#"{"login":"a","password":"b"}"#).is_ok());
+        let text = with(header::CONTENT_TYPE, "text/plain");
+        assert_eq!(
+            authenticate_body(&text, br#"{"login":"a","password":"b"}"#).err(),
+            Some(BadBody::ContentType)
+        );
+        let problem = with(header::CONTENT_TYPE, "application/problem+json");
+        assert!(authenticate_body(&problem, br#"{"login":"a","password":"b"}"#).is_ok());
     }
 }

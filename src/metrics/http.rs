@@ -11,11 +11,11 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
 
 use super::metrics;
+use crate::config::HttpLimits;
+use crate::http_server::{self, HttpListener};
 use crate::upstream::UpstreamPool;
 
 /// The content type of the Prometheus text exposition format.
@@ -49,36 +49,44 @@ pub struct MetricsBindError {
 
 /// A bound metrics listener.
 pub struct MetricsServer {
-    listener: TcpListener,
+    http: HttpListener,
+    limits: HttpLimits,
     pub addr: SocketAddr,
 }
 
 impl MetricsServer {
-    pub async fn bind(addr: SocketAddr) -> Result<Self, MetricsBindError> {
-        let listener = TcpListener::bind(addr)
+    pub async fn bind(addr: SocketAddr, limits: HttpLimits) -> Result<Self, MetricsBindError> {
+        let http = HttpListener::bind(addr, "metrics", &limits)
             .await
             .map_err(|source| MetricsBindError { addr, source })?;
-        let addr = listener.local_addr().unwrap_or(addr);
-        Ok(MetricsServer { listener, addr })
+        Ok(MetricsServer {
+            addr: http.addr,
+            http,
+            limits,
+        })
     }
 
-    /// Serves until `stop` turns true.
-    pub async fn serve(self, readiness: Arc<Readiness>, mut stop: watch::Receiver<bool>) {
-        info!(addr = %self.addr, "metrics listening (HTTP)");
+    /// Serves until `stop` turns true. Nothing here authenticates, so no
+    /// connection is ever admitted: a full listener closes its oldest
+    /// connection for each new one (a scrape takes milliseconds).
+    pub async fn serve(self, readiness: Arc<Readiness>, stop: watch::Receiver<bool>) {
         let router = Router::new()
             .route("/metrics", get(scrape))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready))
             .with_state(readiness);
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(self.listener, router)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::warn!(error = %e, "metrics endpoint stopped");
-        }
+        let limits = self.limits;
+        let connection_stop = stop.clone();
+        self.http
+            .serve(stop, move |tcp, peer, admission| {
+                let router = router.clone();
+                let stop = connection_stop.clone();
+                async move {
+                    http_server::serve_connection(tcp, router, peer, admission, &limits, stop)
+                        .await;
+                }
+            })
+            .await;
     }
 }
 

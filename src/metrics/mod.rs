@@ -44,6 +44,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
     pub build_info: IntGaugeVec,
+    /// HTTP listeners (`control`, `metrics`) that were full when a
+    /// connection arrived, by which connection was closed for it.
+    pub connection_slots_full_total: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -181,6 +184,15 @@ impl Metrics {
             build_info: register!(IntGaugeVec::new(
                 opts("build_info", "1, labelled with the running version."),
                 &["version"]
+            )),
+            connection_slots_full_total: register!(IntCounterVec::new(
+                opts(
+                    "connection_slots_full_total",
+                    "Connections that arrived at a full HTTP listener, by the connection \
+                     closed for them: `oldest` (the oldest without an authenticated request) \
+                     or `new` (every open one had completed an authenticated request)."
+                ),
+                &["listener", "closed"]
             )),
             registry,
             names,
