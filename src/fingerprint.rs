@@ -1,13 +1,10 @@
 //! `ldapgate fingerprint`: connect to a server and show its certificate in
 //! the forms `directory.pins` accepts, so an operator can pin it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_rustls::TlsConnector;
-
 use crate::stream::LdapStream;
-use crate::tls::{self, verifier::Trust, CertFingerprints, PinnedCertVerifier};
+use crate::tls::{verifier::Trust, CertFingerprints, ChainExpiry, DirectoryTls};
 use crate::upstream::endpoint::{Endpoint, EndpointError, Scheme};
 use crate::upstream::pool::UpstreamServer;
 use crate::upstream::{UpstreamConn, UpstreamError};
@@ -32,6 +29,9 @@ pub enum FingerprintError {
 pub struct ServerCertificates {
     pub server: Endpoint,
     pub chain: Vec<CertFingerprints>,
+    /// The certificate of the served chain that expires first: nothing
+    /// that relies on this chain works after it.
+    pub expiry: Option<ChainExpiry>,
 }
 
 /// Parses `HOST:PORT` (TLS from the first byte, or StartTLS when asked) or
@@ -64,14 +64,14 @@ pub async fn fetch(
     starttls: bool,
     limit: Duration,
 ) -> Result<ServerCertificates, FingerprintError> {
-    let verifier = PinnedCertVerifier::new(Trust::FingerprintOnly, tls::provider())?;
-    let connector = TlsConnector::from(tls::client_config(Arc::new(verifier))?);
-    let server = UpstreamServer::new(endpoint.clone(), starttls, connector, 0).map_err(|e| {
-        FingerprintError::Target {
-            target: endpoint.to_string(),
-            reason: e.to_string(),
-        }
-    })?;
+    let directory_tls = DirectoryTls::new(Trust::FingerprintOnly)?;
+    let server =
+        UpstreamServer::new(endpoint.clone(), starttls, directory_tls, 0).map_err(|e| {
+            FingerprintError::Target {
+                target: endpoint.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
     let conn = UpstreamConn::connect(&server, 0, limit, limit, 1 << 20).await?;
     let name = endpoint.to_string();
     let LdapStream::ClientTls(tls) = &conn.stream else {
@@ -96,6 +96,7 @@ pub async fn fetch(
     Ok(ServerCertificates {
         server: endpoint,
         chain,
+        expiry: conn.chain_expiry.clone(),
     })
 }
 
@@ -113,8 +114,14 @@ impl ServerCertificates {
         }
         for (i, ca) in self.chain.iter().enumerate().skip(1) {
             out.push_str(&format!(
-                "chain[{i}]:   {} (spki {})\n",
-                ca.subject, ca.spki
+                "chain[{i}]:   {} (spki {}, not_after {})\n",
+                ca.subject, ca.spki, ca.not_after
+            ));
+        }
+        if let Some(expiry) = &self.expiry {
+            out.push_str(&format!(
+                "expires:    {}: the earliest notAfter of the served chain, {expiry}\n",
+                expiry.not_after
             ));
         }
         out

@@ -20,8 +20,7 @@ use crate::ldap::response::{self, ResultSummary};
 use crate::ldap::tag;
 use crate::metrics::metrics;
 use crate::stream::LdapStream;
-use crate::tls::pin::expiry_of;
-use crate::tls::PinMismatch;
+use crate::tls::{ChainExpiry, PinMismatch};
 
 /// Message ID ldapgate uses for its own requests on an upstream connection.
 /// They are only sent while no client operation is outstanding, so any ID
@@ -36,6 +35,9 @@ pub struct UpstreamConn {
     /// Index of the server in the pool.
     pub server: usize,
     pub idle_since: Instant,
+    /// When the certificate chain the server presented stops verifying
+    /// (None on a plain leg, or when a certificate does not parse).
+    pub chain_expiry: Option<ChainExpiry>,
     /// Counts this connection among its server's open ones while it lives.
     _open: OpenCount,
 }
@@ -131,15 +133,19 @@ impl UpstreamConn {
             }
             Scheme::Ldap => false,
         };
+        let mut chain_expiry = None;
         let stream = if tls {
-            let handshake = server.tls.connect(server.server_name.clone(), tcp);
+            let handshake = server
+                .tls
+                .connector
+                .connect(server.server_name.clone(), tcp);
             match timeout(connect_timeout, handshake).await {
                 Ok(Ok(s)) => {
-                    let stream = LdapStream::ClientTls(Box::new(s));
-                    if let Some(not_after) = stream.peer_leaf().and_then(expiry_of) {
-                        metrics().certificate_expiry(&name, not_after);
+                    chain_expiry = expiry_in_force(server, &s);
+                    if let Some(expiry) = &chain_expiry {
+                        metrics().certificate_expiry(&name, expiry.not_after_unix);
                     }
-                    stream
+                    LdapStream::ClientTls(Box::new(s))
                 }
                 Ok(Err(e)) => return Err(tls_error(name, e)),
                 Err(_) => {
@@ -158,6 +164,7 @@ impl UpstreamConn {
             buf,
             server: index,
             idle_since: Instant::now(),
+            chain_expiry,
             _open: OpenCount::new(&server.open),
         })
     }
@@ -207,6 +214,28 @@ impl UpstreamConn {
         match self.stream.read(&mut probe).now_or_never() {
             None => true,
             Some(Ok(_)) | Some(Err(_)) => false,
+        }
+    }
+}
+
+/// The earliest expiry of the chain `server`'s verifier relied on to accept
+/// the certificate of the handshake `tls` just completed.
+fn expiry_in_force(
+    server: &UpstreamServer,
+    tls: &tokio_rustls::client::TlsStream<TcpStream>,
+) -> Option<ChainExpiry> {
+    let served = tls.get_ref().1.peer_certificates()?;
+    let chain = server
+        .tls
+        .verifier
+        .chain_in_force(served, rustls_pki_types::UnixTime::now());
+    match ChainExpiry::of(&chain) {
+        Ok(expiry) => expiry,
+        Err(e) => {
+            // Unreachable in practice: the verifier parsed these to accept
+            // them. Pins alone do not parse intermediates, though.
+            tracing::debug!(server = %server.endpoint, error = %e, "certificate expiry unknown");
+            None
         }
     }
 }
