@@ -3,6 +3,8 @@
 
 pub mod expiry;
 pub mod pin;
+pub mod probe;
+pub mod suites;
 pub mod verifier;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use thiserror::Error;
 
 pub use expiry::ChainExpiry;
 pub use pin::{CertFingerprints, Pin};
+pub use suites::Incompatibility;
 pub use verifier::{PinMismatch, PinnedCertVerifier};
 
 /// A TLS file that could not be used.
