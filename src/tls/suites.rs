@@ -156,6 +156,15 @@ where
     survey
 }
 
+/// "TLS 1.0" rather than rustls' `TLSv1_0`.
+fn version_name(version: ProtocolVersion) -> String {
+    match u16::from(version) {
+        0x0300 => "SSL 3.0".into(),
+        v @ 0x0301..=0x0304 => format!("TLS 1.{}", (v & 0xff) - 1),
+        v => format!("version 0x{v:04X}"),
+    }
+}
+
 fn is_tls12_or_later(version: ProtocolVersion) -> bool {
     u16::from(version) >= u16::from(ProtocolVersion::TLSv1_2)
 }
@@ -233,18 +242,30 @@ impl fmt::Display for Incompatibility {
         if let Some(version) = version {
             write!(
                 f,
-                "the server speaks at most {version:?} and ldapgate requires TLS 1.2 or 1.3 \
+                "the server speaks at most {} and ldapgate requires TLS 1.2 or 1.3 \
                  ({}); enable TLS 1.2 on the directory (see README, \"Cipher suites\")",
+                version_name(version),
                 self.refusal
             )
         } else if self.no_common_suite() {
             write!(f, "no cipher suite in common ({}): ", self.refusal)?;
             self.write_offers(f)?;
-            f.write_str(
-                ". Enable an ECDHE suite with AES-GCM on the directory \
-                 (Windows: TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 and \
-                 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 in the SSL Cipher Suite Order policy, \
-                 or an ECDSA certificate; OpenLDAP: olcTLSCipherSuite); see README, \"Cipher suites\"",
+            // The suites to enable are those for the server's key type.
+            let ecdsa = self
+                .survey
+                .accepted
+                .iter()
+                .any(|s| name(*s).contains("_ECDSA_"));
+            let (key, or) = match ecdsa {
+                true => ("ECDSA", ""),
+                false => ("RSA", ", or an ECDSA certificate"),
+            };
+            write!(
+                f,
+                ". Enable an ECDHE suite with AES-GCM on the directory (Windows: \
+                 TLS_ECDHE_{key}_WITH_AES_256_GCM_SHA384 and TLS_ECDHE_{key}_WITH_AES_128_GCM_SHA256 \
+                 in the SSL Cipher Suite Order policy{or}; OpenLDAP: olcTLSCipherSuite); \
+                 see README, \"Cipher suites\""
             )
         } else {
             write!(f, "the handshake was refused ({}) although ", self.refusal)?;

@@ -295,12 +295,20 @@ fn refusal(e: &std::io::Error) -> Option<String> {
     let tls = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    if let Some(rustls::Error::AlertReceived(alert)) = tls {
-        let refused = matches!(
-            alert,
-            HandshakeFailure | InsufficientSecurity | ProtocolVersion | IllegalParameter
-        );
-        return refused.then(|| format!("it answered ldapgate's ClientHello with alert {alert:?}"));
+    match tls {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            let refused = matches!(
+                alert,
+                HandshakeFailure | InsufficientSecurity | ProtocolVersion | IllegalParameter
+            );
+            return refused
+                .then(|| format!("it answered ldapgate's ClientHello with alert {alert:?}"));
+        }
+        // It answered with what rustls will not speak (an old version).
+        Some(rustls::Error::PeerIncompatible(why)) => {
+            return Some(format!("its answer is incompatible with rustls: {why:?}"));
+        }
+        _ => {}
     }
     (tls.is_none() && probe::is_reset(e))
         .then(|| "it closed the connection on ldapgate's ClientHello".to_owned())
