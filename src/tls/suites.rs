@@ -277,3 +277,89 @@ impl fmt::Display for Incompatibility {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(version: ProtocolVersion, accepted: &[CipherSuite]) -> Incompatibility {
+        let survey = Survey {
+            version: Some(version),
+            accepted: accepted.to_vec(),
+            chain: Vec::new(),
+            last: Some("alert HandshakeFailure".into()),
+        };
+        Incompatibility::diagnose("closed".into(), survey).unwrap()
+    }
+
+    #[test]
+    fn nothing_learnt_is_no_diagnosis() {
+        assert!(Incompatibility::diagnose("closed".into(), Survey::default()).is_none());
+    }
+
+    #[test]
+    fn a_suite_mismatch_names_both_sides_and_what_to_enable_for_the_key_type() {
+        let rsa = found(
+            ProtocolVersion::TLSv1_2,
+            &[
+                CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
+                CipherSuite::TLS_DHE_RSA_WITH_AES_256_GCM_SHA384,
+                CipherSuite::TLS_RSA_WITH_AES_256_GCM_SHA384,
+            ],
+        );
+        assert!(rsa.no_common_suite());
+        let text = rsa.to_string();
+        for part in [
+            "no cipher suite in common (closed)",
+            "ldapgate (rustls) offers TLS13_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384 (CBC mode)",
+            "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384 (finite-field DHE key exchange)",
+            "TLS_RSA_WITH_AES_256_GCM_SHA384 (RSA key exchange) and no other",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 and",
+            "or an ECDSA certificate",
+        ] {
+            assert!(text.contains(part), "`{part}` in {text}");
+        }
+        let ecdsa = found(
+            ProtocolVersion::TLSv1_2,
+            &[CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA],
+        )
+        .to_string();
+        assert!(
+            ecdsa.contains("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 in"),
+            "{ecdsa}"
+        );
+        assert!(!ecdsa.contains("or an ECDSA certificate"), "{ecdsa}");
+    }
+
+    #[test]
+    fn an_old_version_or_a_common_suite_is_not_called_a_suite_mismatch() {
+        let old = found(
+            ProtocolVersion::TLSv1_0,
+            &[CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA],
+        )
+        .to_string();
+        assert!(old.contains("at most TLS 1.0"), "{old}");
+        assert!(!old.contains("no cipher suite in common"), "{old}");
+        let common = found(
+            ProtocolVersion::TLSv1_2,
+            &[CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256],
+        );
+        assert!(!common.no_common_suite());
+        assert!(common.to_string().contains("the cause is elsewhere"));
+    }
+
+    #[test]
+    fn every_legacy_suite_is_one_rustls_lacks_and_is_explained() {
+        let ours = offered();
+        for suite in LEGACY {
+            assert!(!ours.contains(suite), "{}", name(*suite));
+            assert_ne!(
+                why_unsupported(*suite),
+                "not implemented",
+                "{}",
+                name(*suite)
+            );
+        }
+    }
+}
