@@ -233,7 +233,8 @@ fn new_limiter(config: &Config) -> Arc<BindLimiter> {
     limiter
 }
 
-/// Records when the certificates ldapgate presents expire.
+/// Records when the certificate chains ldapgate presents expire: the
+/// earliest `notAfter` of each file, which holds the chain served as it is.
 fn record_own_certificates(config: &Config) {
     let own = [
         ("listener", config.server.tls.as_ref().map(|t| &t.cert)),
@@ -242,9 +243,9 @@ fn record_own_certificates(config: &Config) {
     for (name, path) in own {
         let expiry = path
             .and_then(|p| tls::load_certs(p).ok())
-            .and_then(|chain| chain.first().and_then(|c| tls::pin::expiry_of(c)));
-        if let Some(not_after) = expiry {
-            metrics().certificate_expiry(name, not_after);
+            .and_then(|chain| tls::ChainExpiry::of(&chain).ok().flatten());
+        if let Some(expiry) = expiry {
+            metrics().certificate_expiry(name, expiry.not_after_unix);
         }
     }
 }

@@ -1,13 +1,13 @@
 //! `ldapgate fingerprint`: connect to a server and show its certificate in
 //! the forms `directory.pins` accepts, so an operator can pin it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_rustls::TlsConnector;
-
 use crate::stream::LdapStream;
-use crate::tls::{self, verifier::Trust, CertFingerprints, PinnedCertVerifier};
+use rustls_pki_types::CertificateDer;
+
+use crate::tls::pin::CertParseError;
+use crate::tls::{verifier::Trust, CertFingerprints, ChainExpiry, DirectoryTls};
 use crate::upstream::endpoint::{Endpoint, EndpointError, Scheme};
 use crate::upstream::pool::UpstreamServer;
 use crate::upstream::{UpstreamConn, UpstreamError};
@@ -32,6 +32,13 @@ pub enum FingerprintError {
 pub struct ServerCertificates {
     pub server: Endpoint,
     pub chain: Vec<CertFingerprints>,
+    /// The certificate of the served chain that expires first: nothing
+    /// that relies on this chain works after it.
+    pub expiry: Option<ChainExpiry>,
+    /// Why ldapgate cannot connect to this server although the certificate
+    /// could be read (with a diagnostic ClientHello): fix this before
+    /// pinning helps.
+    pub unusable: Option<String>,
 }
 
 /// Parses `HOST:PORT` (TLS from the first byte, or StartTLS when asked) or
@@ -64,16 +71,32 @@ pub async fn fetch(
     starttls: bool,
     limit: Duration,
 ) -> Result<ServerCertificates, FingerprintError> {
-    let verifier = PinnedCertVerifier::new(Trust::FingerprintOnly, tls::provider())?;
-    let connector = TlsConnector::from(tls::client_config(Arc::new(verifier))?);
-    let server = UpstreamServer::new(endpoint.clone(), starttls, connector, 0).map_err(|e| {
-        FingerprintError::Target {
-            target: endpoint.to_string(),
-            reason: e.to_string(),
-        }
-    })?;
-    let conn = UpstreamConn::connect(&server, 0, limit, limit, 1 << 20).await?;
+    let directory_tls = DirectoryTls::new(Trust::FingerprintOnly)?;
+    let server =
+        UpstreamServer::new(endpoint.clone(), starttls, directory_tls, 0).map_err(|e| {
+            FingerprintError::Target {
+                target: endpoint.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
     let name = endpoint.to_string();
+    let conn = match UpstreamConn::connect(&server, 0, limit, limit, 1 << 20).await {
+        Ok(conn) => conn,
+        // ldapgate cannot speak this server's TLS, but a diagnostic
+        // ClientHello read the certificate it presents: show it, with why
+        // it cannot be used yet.
+        Err(UpstreamError::TlsIncompatible { found, .. }) if !found.survey.chain.is_empty() => {
+            let served = &found.survey.chain;
+            let expiry = ChainExpiry::of(served).map_err(|e| bad_certificate(&name, e))?;
+            return Ok(ServerCertificates {
+                server: endpoint,
+                chain: fingerprints(&name, served)?,
+                expiry,
+                unusable: Some(found.to_string()),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let LdapStream::ClientTls(tls) = &conn.stream else {
         return Err(FingerprintError::NoCertificate { server: name });
     };
@@ -85,18 +108,31 @@ pub async fn fetch(
         .ok_or_else(|| FingerprintError::NoCertificate {
             server: name.clone(),
         })?;
-    let chain = certs
+    Ok(ServerCertificates {
+        server: endpoint,
+        chain: fingerprints(&name, certs)?,
+        expiry: conn.chain_expiry.clone(),
+        unusable: None,
+    })
+}
+
+/// Both fingerprints and the details of each certificate of `chain`.
+fn fingerprints(
+    server: &str,
+    chain: &[CertificateDer<'_>],
+) -> Result<Vec<CertFingerprints>, FingerprintError> {
+    chain
         .iter()
         .map(|c| CertFingerprints::of(c))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| FingerprintError::BadCertificate {
-            server: name,
-            reason: e.to_string(),
-        })?;
-    Ok(ServerCertificates {
-        server: endpoint,
-        chain,
-    })
+        .map_err(|e| bad_certificate(server, e))
+}
+
+fn bad_certificate(server: &str, e: CertParseError) -> FingerprintError {
+    FingerprintError::BadCertificate {
+        server: server.to_owned(),
+        reason: e.to_string(),
+    }
 }
 
 impl ServerCertificates {
@@ -113,8 +149,19 @@ impl ServerCertificates {
         }
         for (i, ca) in self.chain.iter().enumerate().skip(1) {
             out.push_str(&format!(
-                "chain[{i}]:   {} (spki {})\n",
-                ca.subject, ca.spki
+                "chain[{i}]:   {} (spki {}, not_after {})\n",
+                ca.subject, ca.spki, ca.not_after
+            ));
+        }
+        if let Some(expiry) = &self.expiry {
+            out.push_str(&format!(
+                "expires:    {}: the earliest notAfter of the served chain, {expiry}\n",
+                expiry.not_after
+            ));
+        }
+        if let Some(why) = &self.unusable {
+            out.push_str(&format!(
+                "usable:     no, ldapgate cannot connect to it yet: {why}\n"
             ));
         }
         out

@@ -18,7 +18,8 @@
 //! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses,
 //!   subschema attribute types and their equality matching rules.
 //! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover.
-//! - [`tls`]: rustls setup, certificate pins and the verifier enforcing them.
+//! - [`tls`]: rustls setup, certificate pins and the verifier enforcing them,
+//!   chain expiry, and the diagnosis of a directory with no cipher suite in common.
 //! - [`verify`]: `ldapgate verify` and `POST /v1/verify`, the checks before switching over.
 //! - [`fingerprint`]: `ldapgate fingerprint`, reading a server's certificate to pin it.
 

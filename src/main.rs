@@ -279,6 +279,12 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             };
             match fingerprint::fetch(endpoint, starttls, timeout).await {
+                // The certificate was read, but ldapgate cannot use the
+                // server as it is: the pins are shown, the exit says so.
+                Ok(certs) if certs.unusable.is_some() => {
+                    print!("{}", certs.report());
+                    ExitCode::from(EXIT_CHECK_FAILED)
+                }
                 Ok(certs) => {
                     print!("{}", certs.report());
                     ExitCode::SUCCESS

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::sync::export::{Exporter, SyncError};
-use crate::tls::pin::expiry_of;
+use crate::tls::ChainExpiry;
 use crate::upstream::endpoint::Scheme;
 use crate::upstream::pool::UpstreamServer;
 use crate::upstream::service::ServiceConnections;
@@ -194,14 +194,14 @@ impl ServerChecks<'_> {
             Scheme::Ldaps => "LDAPS",
             Scheme::Ldap => "StartTLS",
         };
-        let Some(leaf) = conn.stream.peer_leaf() else {
+        if conn.stream.peer_leaf().is_none() {
             self.push(
                 "tls",
                 Status::Warn,
                 "plain LDAP: the leg to this server is not encrypted (directory.starttls = false)",
             );
             return self.skip_rest(&["pin", "expiry"], "no TLS");
-        };
+        }
         let trust = if d.ca_file.is_some() {
             "chain verified against directory.ca_file"
         } else if d.pins.is_empty() {
@@ -219,30 +219,11 @@ impl ServerChecks<'_> {
                 "the certificate matches a configured pin",
             );
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        match expiry_of(leaf) {
-            None => self.push("expiry", Status::Fail, "the certificate does not parse"),
-            Some(t) if t <= now => self.push(
-                "expiry",
-                Status::Fail,
-                format!("the certificate expired {} days ago", (now - t) / 86400),
-            ),
-            Some(t) if t - now < EXPIRY_WARNING.as_secs() as i64 => self.push(
-                "expiry",
-                Status::Warn,
-                format!(
-                    "the certificate expires in {} days: renew it (and its pin)",
-                    (t - now) / 86400
-                ),
-            ),
-            Some(t) => self.push(
-                "expiry",
-                Status::Ok,
-                format!("the certificate expires in {} days", (t - now) / 86400),
-            ),
-        }
+        let (status, detail) = expiry_check(
+            conn.chain_expiry.as_ref(),
+            d.ca_file.is_some() || d.pins.is_empty(),
+        );
+        self.push("expiry", status, detail);
     }
 
     async fn bind_and_base(&mut self, conn: &mut UpstreamConn) {
@@ -321,4 +302,53 @@ impl ServerChecks<'_> {
             ),
         }
     }
+}
+
+/// The expiry check: when the chain a connection relied on stops verifying,
+/// naming the certificate that expires first. `chained` tells whether that
+/// chain is the path verified to a CA (else: every certificate served, as
+/// with pins alone).
+fn expiry_check(expiry: Option<&ChainExpiry>, chained: bool) -> (Status, String) {
+    let Some(e) = expiry else {
+        return (
+            Status::Fail,
+            "a certificate of the served chain does not parse".into(),
+        );
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let chain = if chained {
+        "verified chain"
+    } else {
+        "served chain"
+    };
+    let which = format!(
+        "{e} has the earliest notAfter of the {chain}, {}",
+        e.not_after
+    );
+    let left = e.not_after_unix - now;
+    if left <= 0 {
+        let ago = (now - e.not_after_unix) / 86_400;
+        return (
+            Status::Fail,
+            format!("the chain expired {ago} days ago: {which}"),
+        );
+    }
+    let days = e.days_left(now);
+    if left < EXPIRY_WARNING.as_secs() as i64 {
+        let advice = if e.is_leaf() {
+            "renew it (and its pin)"
+        } else {
+            "renew it and have the directory serve the new one with its certificate"
+        };
+        return (
+            Status::Warn,
+            format!("the chain expires in {days} days: {which}; {advice}"),
+        );
+    }
+    (
+        Status::Ok,
+        format!("the chain expires in {days} days: {which}"),
+    )
 }

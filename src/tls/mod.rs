@@ -1,7 +1,10 @@
 //! TLS for both legs, by rustls: certificate pins and the verifier that
 //! enforces them, PEM loading, and the configs for listeners and upstreams.
 
+pub mod expiry;
 pub mod pin;
+pub mod probe;
+pub mod suites;
 pub mod verifier;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +16,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
+pub use expiry::ChainExpiry;
 pub use pin::{CertFingerprints, Pin};
+pub use suites::Incompatibility;
 pub use verifier::{PinMismatch, PinnedCertVerifier};
 
 /// A TLS file that could not be used.
@@ -116,6 +121,27 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFi
         .with_single_cert(chain, key_der)
         .map_err(|e| bad_pair(e.to_string()))?;
     Ok(Arc::new(config))
+}
+
+/// TLS towards a directory server: the connector, and the verifier it
+/// checks certificates with, kept to tell which certificates a verified
+/// chain holds (for its expiry).
+#[derive(Clone)]
+pub struct DirectoryTls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub verifier: Arc<PinnedCertVerifier>,
+}
+
+impl DirectoryTls {
+    /// Connector and verifier enforcing `trust`.
+    pub fn new(trust: verifier::Trust) -> Result<Self, rustls::Error> {
+        let verifier = Arc::new(PinnedCertVerifier::new(trust, provider())?);
+        let connector = tokio_rustls::TlsConnector::from(client_config(verifier.clone())?);
+        Ok(DirectoryTls {
+            connector,
+            verifier,
+        })
+    }
 }
 
 /// A client configuration that verifies with `verifier`.

@@ -117,6 +117,13 @@ pub struct CertFingerprints {
 #[error("certificate is not valid X.509: {0}")]
 pub struct CertParseError(String);
 
+impl CertParseError {
+    /// The certificate at `position` of a chain (0 = leaf) does not parse.
+    pub fn at(position: usize, reason: String) -> Self {
+        CertParseError(format!("chain[{position}]: {reason}"))
+    }
+}
+
 impl CertFingerprints {
     /// Computes both fingerprints of a DER certificate.
     pub fn of(der: &[u8]) -> Result<Self, CertParseError> {

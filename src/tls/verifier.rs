@@ -64,28 +64,79 @@ pub enum Trust {
 #[derive(Debug)]
 pub struct PinnedCertVerifier {
     chain: Option<Arc<WebPkiServerVerifier>>,
+    /// The roots `chain` verifies against, kept to rebuild the verified
+    /// path for [`Self::chain_in_force`].
+    roots: Option<Arc<RootCertStore>>,
     pins: Vec<Pin>,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedCertVerifier {
     pub fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self, rustls::Error> {
-        let chain_verifier = |roots: RootCertStore| {
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| rustls::Error::General(format!("CA bundle: {e}")))
-        };
-        let (chain, pins) = match trust {
-            Trust::Roots(roots) => (Some(chain_verifier(roots)?), Vec::new()),
+        let (roots, pins) = match trust {
+            Trust::Roots(roots) => (Some(Arc::new(roots)), Vec::new()),
             Trust::Pins(pins) => (None, pins),
-            Trust::RootsAndPins(roots, pins) => (Some(chain_verifier(roots)?), pins),
+            Trust::RootsAndPins(roots, pins) => (Some(Arc::new(roots)), pins),
             Trust::FingerprintOnly => (None, Vec::new()),
         };
+        let chain = roots
+            .as_ref()
+            .map(|roots| {
+                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| rustls::Error::General(format!("CA bundle: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             chain,
+            roots,
             pins,
             provider,
         })
+    }
+
+    /// The certificates whose validity this verifier's decision rests on,
+    /// leaf first, for a `served` chain it accepted at `now`.
+    ///
+    /// With a CA bundle that is the path webpki builds from the leaf through
+    /// the served intermediates to a trust anchor: certificates a server
+    /// sends that are not on the path do not count, and neither does the
+    /// anchor, which webpki takes as given (RFC 5280 §6.1.1 (d): trust
+    /// anchor information, not a certificate whose validity is checked).
+    /// With pins alone (or for a fingerprint), nothing is chained, so every
+    /// certificate served counts.
+    pub fn chain_in_force(
+        &self,
+        served: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Vec<CertificateDer<'static>> {
+        let all_served = || served.iter().map(|c| c.clone().into_owned()).collect();
+        let (Some(roots), Some((leaf, intermediates))) = (&self.roots, served.split_first()) else {
+            return all_served();
+        };
+        let Ok(end_entity) = webpki::EndEntityCert::try_from(leaf) else {
+            return all_served();
+        };
+        let path = end_entity.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        );
+        match path {
+            Ok(path) => std::iter::once(leaf.clone().into_owned())
+                .chain(
+                    path.intermediate_certificates()
+                        .map(|c| c.der().into_owned()),
+                )
+                .collect(),
+            // Accepted a moment ago, refused now: a certificate expired in
+            // between. The served chain holds it, so its date is reported.
+            Err(_) => all_served(),
+        }
     }
 }
 

@@ -20,8 +20,7 @@ use crate::ldap::response::{self, ResultSummary};
 use crate::ldap::tag;
 use crate::metrics::metrics;
 use crate::stream::LdapStream;
-use crate::tls::pin::expiry_of;
-use crate::tls::PinMismatch;
+use crate::tls::{probe, suites, ChainExpiry, Incompatibility, PinMismatch};
 
 /// Message ID ldapgate uses for its own requests on an upstream connection.
 /// They are only sent while no client operation is outstanding, so any ID
@@ -36,6 +35,9 @@ pub struct UpstreamConn {
     /// Index of the server in the pool.
     pub server: usize,
     pub idle_since: Instant,
+    /// When the certificate chain the server presented stops verifying
+    /// (None on a plain leg, or when a certificate does not parse).
+    pub chain_expiry: Option<ChainExpiry>,
     /// Counts this connection among its server's open ones while it lives.
     _open: OpenCount,
 }
@@ -64,7 +66,8 @@ impl UpstreamConn {
 
     /// Connects to `server`: TCP (within `connect_timeout`), then TLS from the
     /// first byte for `ldaps://`, or a StartTLS exchange for `ldap://` when
-    /// configured; the TLS handshake has its own `connect_timeout`.
+    /// configured; the TLS handshake has its own `connect_timeout`. A
+    /// handshake the server refuses is diagnosed (see [`handshake_refused`]).
     pub async fn connect(
         server: &UpstreamServer,
         index: usize,
@@ -72,76 +75,28 @@ impl UpstreamConn {
         operation_timeout: Duration,
         max_message_bytes: usize,
     ) -> Result<UpstreamConn, UpstreamError> {
+        let limits = Limits {
+            connect_timeout,
+            operation_timeout,
+            max_message_bytes,
+        };
         let name = server.endpoint.to_string();
-        let authority = server.endpoint.authority();
-        let mut tcp = match timeout(connect_timeout, TcpStream::connect(&authority)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(source)) => {
-                return Err(UpstreamError::Connect {
-                    server: name,
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(UpstreamError::Timeout {
-                    server: name,
-                    stage: "TCP connect",
-                    after: connect_timeout,
-                })
-            }
-        };
-        // Without TCP_NODELAY each small request waits for a delayed ACK.
-        tcp.set_nodelay(true).map_err(|source| UpstreamError::Io {
-            server: name.clone(),
-            stage: "setting TCP_NODELAY",
-            source,
-        })?;
-        crate::stream::keep_alive(&tcp);
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        let tls = match server.endpoint.scheme {
-            Scheme::Ldaps => true,
-            Scheme::Ldap if server.starttls => {
-                let request = response::start_tls_request(OWN_MSGID);
-                let reply = exchange(
-                    &mut tcp,
-                    &mut buf,
-                    &request,
-                    OWN_MSGID,
-                    operation_timeout,
-                    max_message_bytes,
-                )
-                .await
-                .map_err(|e| e.at(&name, "StartTLS"))?;
-                if reply.code != 0 {
-                    return Err(UpstreamError::StartTlsRefused {
-                        server: name,
-                        code: reply.code,
-                        diagnostic: reply.diagnostic,
-                    });
-                }
-                if !buf.is_empty() {
-                    // Plaintext after the StartTLS response must not be read
-                    // as if it had come over TLS.
-                    return Err(UpstreamError::Protocol {
-                        server: name,
-                        what: "data after the StartTLS response, before the TLS handshake".into(),
-                    });
-                }
-                true
-            }
-            Scheme::Ldap => false,
-        };
+        let (tcp, buf, tls) = open(server, limits).await?;
+        let mut chain_expiry = None;
         let stream = if tls {
-            let handshake = server.tls.connect(server.server_name.clone(), tcp);
+            let handshake = server
+                .tls
+                .connector
+                .connect(server.server_name.clone(), tcp);
             match timeout(connect_timeout, handshake).await {
                 Ok(Ok(s)) => {
-                    let stream = LdapStream::ClientTls(Box::new(s));
-                    if let Some(not_after) = stream.peer_leaf().and_then(expiry_of) {
-                        metrics().certificate_expiry(&name, not_after);
+                    chain_expiry = expiry_in_force(server, &s);
+                    if let Some(expiry) = &chain_expiry {
+                        metrics().certificate_expiry(&name, expiry.not_after_unix);
                     }
-                    stream
+                    LdapStream::ClientTls(Box::new(s))
                 }
-                Ok(Err(e)) => return Err(tls_error(name, e)),
+                Ok(Err(e)) => return Err(handshake_refused(server, limits, e).await),
                 Err(_) => {
                     return Err(UpstreamError::Timeout {
                         server: name,
@@ -158,6 +113,7 @@ impl UpstreamConn {
             buf,
             server: index,
             idle_since: Instant::now(),
+            chain_expiry,
             _open: OpenCount::new(&server.open),
         })
     }
@@ -207,6 +163,175 @@ impl UpstreamConn {
         match self.stream.read(&mut probe).now_or_never() {
             None => true,
             Some(Ok(_)) | Some(Err(_)) => false,
+        }
+    }
+}
+
+/// Timeouts and limits of one connection attempt.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    connect_timeout: Duration,
+    operation_timeout: Duration,
+    max_message_bytes: usize,
+}
+
+/// TCP to `server` (within `connect_timeout`), then the StartTLS exchange
+/// when configured: the stream, the bytes read on it, and whether a TLS
+/// handshake comes next.
+async fn open(
+    server: &UpstreamServer,
+    limits: Limits,
+) -> Result<(TcpStream, BytesMut, bool), UpstreamError> {
+    let name = server.endpoint.to_string();
+    let authority = server.endpoint.authority();
+    let mut tcp = match timeout(limits.connect_timeout, TcpStream::connect(&authority)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(source)) => {
+            return Err(UpstreamError::Connect {
+                server: name,
+                source,
+            })
+        }
+        Err(_) => {
+            return Err(UpstreamError::Timeout {
+                server: name,
+                stage: "TCP connect",
+                after: limits.connect_timeout,
+            })
+        }
+    };
+    // Without TCP_NODELAY each small request waits for a delayed ACK.
+    tcp.set_nodelay(true).map_err(|source| UpstreamError::Io {
+        server: name.clone(),
+        stage: "setting TCP_NODELAY",
+        source,
+    })?;
+    crate::stream::keep_alive(&tcp);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let tls = match server.endpoint.scheme {
+        Scheme::Ldaps => true,
+        Scheme::Ldap if server.starttls => {
+            let request = response::start_tls_request(OWN_MSGID);
+            let reply = exchange(
+                &mut tcp,
+                &mut buf,
+                &request,
+                OWN_MSGID,
+                limits.operation_timeout,
+                limits.max_message_bytes,
+            )
+            .await
+            .map_err(|e| e.at(&name, "StartTLS"))?;
+            if reply.code != 0 {
+                return Err(UpstreamError::StartTlsRefused {
+                    server: name,
+                    code: reply.code,
+                    diagnostic: reply.diagnostic,
+                });
+            }
+            if !buf.is_empty() {
+                // Plaintext after the StartTLS response must not be read
+                // as if it had come over TLS.
+                return Err(UpstreamError::Protocol {
+                    server: name,
+                    what: "data after the StartTLS response, before the TLS handshake".into(),
+                });
+            }
+            true
+        }
+        Scheme::Ldap => false,
+    };
+    Ok((tcp, buf, tls))
+}
+
+/// The error for a TLS handshake with `server` that failed with `e`. When
+/// the server refused it (a handshake_failure-like alert, or a closed
+/// connection, which is how SChannel says it), diagnostic ClientHellos on
+/// new connections ask which suites it accepts instead, so that the error
+/// names the cause (no suite in common, an old TLS version) and carries the
+/// certificate the server presents.
+async fn handshake_refused(
+    server: &UpstreamServer,
+    limits: Limits,
+    e: std::io::Error,
+) -> UpstreamError {
+    let name = server.endpoint.to_string();
+    let Some(refusal) = refusal(&e) else {
+        return tls_error(name, e);
+    };
+    let host = match &server.server_name {
+        rustls_pki_types::ServerName::DnsName(dns) => Some(dns.as_ref()),
+        _ => None,
+    };
+    let reopen = || async move {
+        open(server, limits)
+            .await
+            .map(|(tcp, _, _)| tcp)
+            .map_err(|e| e.to_string())
+    };
+    let survey = suites::survey(reopen, host, limits.connect_timeout).await;
+    let last = survey.last.clone().unwrap_or_default();
+    match Incompatibility::diagnose(refusal, survey) {
+        Some(found) => UpstreamError::TlsIncompatible {
+            server: name,
+            found: Box::new(found),
+        },
+        None => UpstreamError::Tls {
+            server: name,
+            reason: format!(
+                "{e}; offered older cipher suites and TLS 1.2 in a diagnostic ClientHello, \
+                 the server refused that too ({last})"
+            ),
+        },
+    }
+}
+
+/// How the server refused a handshake, when that may be for want of a
+/// common cipher suite or TLS version; None for other failures.
+fn refusal(e: &std::io::Error) -> Option<String> {
+    use rustls::AlertDescription::{
+        HandshakeFailure, IllegalParameter, InsufficientSecurity, ProtocolVersion,
+    };
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            let refused = matches!(
+                alert,
+                HandshakeFailure | InsufficientSecurity | ProtocolVersion | IllegalParameter
+            );
+            return refused
+                .then(|| format!("it answered ldapgate's ClientHello with alert {alert:?}"));
+        }
+        // It answered with what rustls will not speak (an old version).
+        Some(rustls::Error::PeerIncompatible(why)) => {
+            return Some(format!("its answer is incompatible with rustls: {why:?}"));
+        }
+        _ => {}
+    }
+    (tls.is_none() && probe::is_reset(e))
+        .then(|| "it closed the connection on ldapgate's ClientHello".to_owned())
+}
+
+/// The earliest expiry of the chain `server`'s verifier relied on to accept
+/// the certificate of the handshake `tls` just completed.
+fn expiry_in_force(
+    server: &UpstreamServer,
+    tls: &tokio_rustls::client::TlsStream<TcpStream>,
+) -> Option<ChainExpiry> {
+    let served = tls.get_ref().1.peer_certificates()?;
+    let chain = server
+        .tls
+        .verifier
+        .chain_in_force(served, rustls_pki_types::UnixTime::now());
+    match ChainExpiry::of(&chain) {
+        Ok(expiry) => expiry,
+        Err(e) => {
+            // Unreachable in practice: the verifier parsed these to accept
+            // them. Pins alone do not parse intermediates, though.
+            tracing::debug!(server = %server.endpoint, error = %e, "certificate expiry unknown");
+            None
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::tls::PinMismatch;
+use crate::tls::{Incompatibility, PinMismatch};
 
 pub use connection::UpstreamConn;
 pub use endpoint::Endpoint;
@@ -35,6 +35,13 @@ pub enum UpstreamError {
     },
     #[error("{server}: TLS handshake failed: {reason}")]
     Tls { server: String, reason: String },
+    /// The server refused the handshake and accepts only what rustls
+    /// cannot speak; the diagnosis says what and carries its certificate.
+    #[error("{server}: TLS handshake failed: {found}")]
+    TlsIncompatible {
+        server: String,
+        found: Box<Incompatibility>,
+    },
     #[error("{server}: {mismatch}; add the pin if this certificate is expected")]
     PinMismatch {
         server: String,

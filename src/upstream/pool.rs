@@ -13,14 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
 use super::connection::UpstreamConn;
 use super::endpoint::Endpoint;
 use super::{NoServerAvailable, UpstreamError};
 use crate::config::DirectoryConfig;
-use crate::tls::{self, verifier::Trust, PinnedCertVerifier, TlsFileError};
+use crate::tls::{self, verifier::Trust, DirectoryTls, TlsFileError};
 
 /// How long an idle pooled connection is kept. Directories drop idle
 /// connections on their own schedule (AD after 15 minutes by default); a
@@ -77,7 +76,7 @@ impl ConnStash {
 pub struct UpstreamServer {
     pub endpoint: Endpoint,
     pub starttls: bool,
-    pub tls: TlsConnector,
+    pub tls: DirectoryTls,
     pub server_name: ServerName<'static>,
     up: AtomicBool,
     idle: ConnStash,
@@ -90,7 +89,7 @@ impl UpstreamServer {
     pub fn new(
         endpoint: Endpoint,
         starttls: bool,
-        tls: TlsConnector,
+        tls: DirectoryTls,
         max_idle: usize,
     ) -> Result<Self, super::endpoint::EndpointError> {
         Ok(UpstreamServer {
@@ -165,8 +164,7 @@ impl UpstreamPool {
             (None, false) => Trust::Pins(cfg.pins.clone()),
             (None, true) => Trust::Roots(tls::native_roots()),
         };
-        let verifier = Arc::new(PinnedCertVerifier::new(trust, tls::provider())?);
-        let connector = TlsConnector::from(tls::client_config(verifier)?);
+        let directory_tls = DirectoryTls::new(trust)?;
         let servers = cfg
             .servers
             .iter()
@@ -174,7 +172,7 @@ impl UpstreamPool {
                 Ok(UpstreamServer::new(
                     endpoint.clone(),
                     cfg.starttls,
-                    connector.clone(),
+                    directory_tls.clone(),
                     cfg.pool_size,
                 )?)
             })

@@ -7,10 +7,13 @@
 
 pub mod pulls;
 pub mod samba;
+pub mod tls_peers;
 
 // Not every test crate pulls.
 #[allow(unused_imports)]
 pub use pulls::*;
+#[allow(unused_imports)]
+pub use tls_peers::*;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -96,27 +99,77 @@ impl Certs {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().unwrap();
+        let cert = Certs::server_params(name).signed_by(&key, &issuer).unwrap();
+        Certs::write(dir, name, &ca, &[&cert], &key)
+    }
+
+    /// A server certificate's parameters: `CN={name}.test`, for
+    /// `localhost` and 127.0.0.1.
+    fn server_params(name: &str) -> rcgen::CertificateParams {
         let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("{name}.test"));
-        let cert = params.signed_by(&key, &issuer).unwrap();
+            .push(rcgen::DnType::CommonName, format!("{name}.test"));
+        params
+    }
+
+    /// Writes `{name}-ca.pem` (the root), `{name}.pem` (`served`, leaf
+    /// first) and `{name}.key` under `dir`.
+    fn write(
+        dir: &Path,
+        name: &str,
+        root: &rcgen::Certificate,
+        served: &[&rcgen::Certificate],
+        key: &rcgen::KeyPair,
+    ) -> Certs {
         std::fs::create_dir_all(dir).unwrap();
         let ca_pem = dir.join(format!("{name}-ca.pem"));
         let cert_pem = dir.join(format!("{name}.pem"));
         let key_pem = dir.join(format!("{name}.key"));
-        std::fs::write(&ca_pem, ca.pem()).unwrap();
-        std::fs::write(&cert_pem, cert.pem()).unwrap();
+        std::fs::write(&ca_pem, root.pem()).unwrap();
+        let chain: String = served.iter().map(|c| c.pem()).collect();
+        std::fs::write(&cert_pem, chain).unwrap();
         std::fs::write(&key_pem, key.serialize_pem()).unwrap();
         Certs {
             dir: dir.to_owned(),
             ca_pem,
             cert_pem,
             key_pem,
-            ca_der: ca.der().to_vec(),
-            cert_der: cert.der().to_vec(),
+            ca_der: root.der().to_vec(),
+            cert_der: served[0].der().to_vec(),
         }
+    }
+
+    /// A root CA (10 years) → an intermediate CA (`intermediate_days`) → a
+    /// server certificate for `localhost`/127.0.0.1 (`leaf_days`), as a
+    /// directory serves them: `cert_pem` holds the leaf then the
+    /// intermediate, `ca_pem` the root alone. Subjects: `{name} root CA`,
+    /// `{name} intermediate CA`, `{name}.test`.
+    pub fn generate_chain(dir: &Path, name: &str, intermediate_days: i64, leaf_days: i64) -> Certs {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let until = |days: i64| time::OffsetDateTime::now_utc() + time::Duration::days(days);
+        let ca_params = |cn: String, days: i64| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.not_after = until(days);
+            p
+        };
+        let root_key = KeyPair::generate().unwrap();
+        let root_params = ca_params(format!("{name} root CA"), 3650);
+        let root = root_params.self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(root_params, root_key);
+        let mid_key = KeyPair::generate().unwrap();
+        let mid_params = ca_params(format!("{name} intermediate CA"), intermediate_days);
+        let mid = mid_params.signed_by(&mid_key, &root_issuer).unwrap();
+        let mid_issuer = Issuer::new(mid_params, mid_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = Certs::server_params(name);
+        params.not_after = until(leaf_days);
+        let cert = params.signed_by(&key, &mid_issuer).unwrap();
+        Certs::write(dir, name, &root, &[&cert, &mid], &key)
     }
 
     /// A rustls client config trusting this CA (for the `ldap3` crate).
@@ -257,10 +310,28 @@ impl Slapd {
         Self::start_full(false, schema, "", extra_ldif)
     }
 
+    /// Serving `certs` (made with [`Certs::generate`] or
+    /// [`Certs::generate_chain`] under `dir`) with extra global `slapd.conf`
+    /// lines, e.g. `TLSCipherSuite` (a GnuTLS priority string).
+    pub fn start_with_tls(dir: tempfile::TempDir, certs: Certs, global_lines: &str) -> Slapd {
+        Self::start_in(dir, Some(certs), false, global_lines, "", "")
+    }
+
     fn start_full(ppolicy: bool, schema: &str, database_lines: &str, extra_ldif: &str) -> Slapd {
-        let slapadd = require_program("slapadd", "slapd ldap-utils");
         let dir = tempfile::tempdir().unwrap();
-        let certs = Certs::generate(&dir.path().join("tls"), "slapd");
+        Self::start_in(dir, None, ppolicy, schema, database_lines, extra_ldif)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        certs: Option<Certs>,
+        ppolicy: bool,
+        schema: &str,
+        database_lines: &str,
+        extra_ldif: &str,
+    ) -> Slapd {
+        let slapadd = require_program("slapadd", "slapd ldap-utils");
+        let certs = certs.unwrap_or_else(|| Certs::generate(&dir.path().join("tls"), "slapd"));
         let db = dir.path().join("db");
         std::fs::create_dir_all(&db).unwrap();
         let conf = dir.path().join("slapd.conf");
