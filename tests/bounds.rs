@@ -184,7 +184,8 @@ fn unfinished_pdus_of_bound_clients_are_held_within_the_budget_and_returned() {
 /// "5s"`, 50 clients each sending one byte every 2 s held every slot for
 /// as long as they liked (any byte reset the idle timer), and ldapsearch
 /// was refused throughout. Bytes are not activity: a whole PDU is. The
-/// slots come back within the idle timeout and ldapsearch is served.
+/// slots come back at the idle timeout and ldapsearch is served (within
+/// 15 s, for a loaded machine).
 #[test]
 fn trickling_clients_do_not_keep_their_slots() {
     let slapd = Slapd::start();
@@ -214,8 +215,37 @@ fn trickling_clients_do_not_keep_their_slots() {
     let mut notice = Vec::new();
     let _ = busy.read_to_end(&mut notice);
     assert!(String::from_utf8_lossy(&notice).contains("max_connections"));
-    std::thread::sleep(Duration::from_secs(7).saturating_sub(start.elapsed()));
-    search_works(&proxy);
+    // Within the idle timeout (and some slack for a loaded machine), a
+    // search finds a slot again.
+    let served = loop {
+        let out = ldap_tool(
+            "ldapsearch",
+            &proxy.certs.ca_pem,
+            &[
+                "-x",
+                "-LLL",
+                "-H",
+                &proxy.ldap_url(),
+                "-b",
+                BASE_DN,
+                "(uid=bob)",
+                "uid",
+            ],
+            None,
+        );
+        if out.status.success() {
+            break Some(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        served.is_some(),
+        "no slot came back within 15 s: {}",
+        proxy.log()
+    );
     for t in tricklers {
         t.join().unwrap();
     }

@@ -716,3 +716,76 @@ fn a_slow_steady_reader_gets_the_whole_result() {
         last.is_some_and(|m| m.op == 0x65)
     }
 }
+
+/// An alias inside base_dn that points outside it does not open the rest
+/// of the directory: a search that dereferences aliases (`ldapsearch -a
+/// always`, the default of python ldap3 and JNDI) gets what is within
+/// base_dn and nothing the alias leads to outside, while directly slapd
+/// answers the aliased entry. (A stranger read `ou=policies` through a
+/// proxy whose base_dn was `ou=people`.)
+#[test]
+fn aliases_do_not_lead_outside_base_dn() {
+    let slapd = Slapd::start();
+    slapd.modify(&format!(
+        "dn: ou=toGroups,ou=people,{BASE_DN}\nchangetype: add\nobjectClass: alias\n\
+         objectClass: extensibleObject\nou: toGroups\naliasedObjectName: ou=groups,{BASE_DN}\n\n\
+         dn: ou=toBob,ou=people,{BASE_DN}\nchangetype: add\nobjectClass: alias\n\
+         objectClass: extensibleObject\nou: toBob\n\
+         aliasedObjectName: uid=bob,ou=people,{BASE_DN}\n"
+    ));
+    let people = format!("ou=people,{BASE_DN}");
+    let proxy = Proxy::start(ProxyConfig::with_directory(format!(
+        "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{people}\"\n",
+        slapd.ldaps_url(),
+        slapd.certs.ca_pem.display()
+    )));
+    let search = |url: &str, base: &str, scope: &str| {
+        let out = ldap_tool(
+            "ldapsearch",
+            &proxy.certs.ca_pem,
+            &[
+                "-x",
+                "-LLL",
+                "-H",
+                url,
+                "-a",
+                "always",
+                "-s",
+                scope,
+                "-b",
+                base,
+                "(objectClass=*)",
+                "1.1",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", show(&out));
+        let mut dns: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("dn: ").map(str::to_owned))
+            .collect();
+        dns.sort();
+        dns
+    };
+    let to_groups = format!("ou=toGroups,{people}");
+    assert_eq!(
+        search(&slapd.ldap_url(), &to_groups, "base"),
+        [format!("ou=groups,{BASE_DN}")]
+    );
+    assert!(search(&proxy.ldap_url(), &to_groups, "base").is_empty());
+    // A subtree search keeps everything within base_dn, the aliased bob
+    // included, and loses only what lies outside.
+    let direct = search(&slapd.ldap_url(), &people, "sub");
+    let through = search(&proxy.ldap_url(), &people, "sub");
+    assert!(
+        direct.contains(&format!("ou=groups,{BASE_DN}")),
+        "{direct:?}"
+    );
+    let within: Vec<_> = direct
+        .iter()
+        .filter(|dn| dn.ends_with(&people))
+        .cloned()
+        .collect();
+    assert_eq!(through, within);
+    assert!(through.contains(&format!("uid=bob,{people}")));
+}

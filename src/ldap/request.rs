@@ -62,6 +62,9 @@ pub enum Request<'a> {
     Search {
         base: &'a [u8],
         scope: Scope,
+        /// derefAliases is not neverDerefAliases (RFC 4511 §4.5.1.3): the
+        /// directory may answer entries an alias points to, anywhere.
+        derefs_aliases: bool,
     },
     Modify {
         object: &'a [u8],
@@ -132,7 +135,12 @@ pub fn parse(pdu: &[u8]) -> Result<Request<'_>, RequestError> {
                 2 => Scope::Subtree,
                 other => Scope::Other(other),
             };
-            Request::Search { base, scope }
+            let deref = r.expect(0x0a, "derefAliases is not ENUMERATED")?.as_int()?;
+            Request::Search {
+                base,
+                scope,
+                derefs_aliases: deref != 0,
+            }
         }
         tag::MODIFY_REQUEST => {
             let mut r = op.children();
@@ -472,7 +480,8 @@ mod tests {
             parse(&pdu).unwrap(),
             Request::Search {
                 base: b"ou=people,dc=example,dc=com",
-                scope: Scope::OneLevel
+                scope: Scope::OneLevel,
+                derefs_aliases: false,
             }
         );
         // Same search with a filter holding non-UTF-8 bytes, patched by hand:
@@ -490,7 +499,8 @@ mod tests {
             parse(&raw).unwrap(),
             Request::Search {
                 base: b"",
-                scope: Scope::Subtree
+                scope: Scope::Subtree,
+                derefs_aliases: false,
             }
         );
     }

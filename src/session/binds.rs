@@ -34,6 +34,8 @@ impl Session {
         // still come are forwarded; none is waited for.
         if !self.inflight.outstanding.is_empty() {
             self.inflight.outstanding.clear();
+            self.inflight.scoped.clear();
+            self.inflight.root_dse.clear();
             self.needs_reset = true;
         }
         self.inflight.start(msgid, "bind");

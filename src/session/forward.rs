@@ -77,9 +77,17 @@ impl Session {
                 // early would truncate a search that then succeeds.
                 self.inflight.start(msgid, op);
             }
-            Request::Search { base, scope } => {
+            Request::Search {
+                base,
+                scope,
+                derefs_aliases,
+            } => {
                 if base.is_empty() && scope == Scope::Base {
                     self.inflight.root_dse.insert(msgid);
+                } else if derefs_aliases {
+                    // An alias below base_dn may lead anywhere: what it
+                    // leads to outside base_dn is dropped from the answer.
+                    self.inflight.scoped.insert(msgid);
                 }
                 let persistent = request::is_persistent_search(pdu);
                 self.inflight.start_as(msgid, op, persistent);

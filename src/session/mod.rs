@@ -522,7 +522,9 @@ impl Session {
         let Some(conn) = self.upstream.as_mut() else {
             return Flow::Continue;
         };
-        let routing = responses::route(&conn.buf, limit, &mut self.inflight);
+        let scope = self.ctx.policy.dn_scope.current();
+        let in_scope = |dn: &[u8]| scope.holds(dn);
+        let routing = responses::route(&conn.buf, limit, &mut self.inflight, &in_scope);
         for done in &routing.finished {
             // A response whose code cannot be read is forwarded as it is;
             // it counts as "other".

@@ -124,7 +124,7 @@ impl Policy {
                 )
             }
             Request::Bind(bind) => self.bind(dns, bind.name, bind.auth),
-            Request::Search { base, scope } => {
+            Request::Search { base, scope, .. } => {
                 // Clients read the root DSE and the subschema entry on connect.
                 let dn = match dns.parse(base) {
                     Ok(dn) => dn,

@@ -46,6 +46,9 @@ pub struct InFlight {
     /// ([`root_dse::rewrite`]), and what this listener serves.
     pub root_dse: HashSet<i32>,
     pub served: Served,
+    /// Searches that dereference aliases, whose entries are checked to be
+    /// within base_dn (RFC 4511 §4.5.1.3: an alias may point anywhere).
+    pub scoped: HashSet<i32>,
     /// Message IDs the client abandoned while outstanding: nothing more of
     /// them reaches the client (RFC 4511 §4.11), though the directory may
     /// still be sending what it had under way.
@@ -89,6 +92,8 @@ impl InFlight {
     /// The client abandoned `msgid`: if it was outstanding, its further
     /// responses are dropped.
     pub fn abandon(&mut self, msgid: i32) {
+        self.scoped.remove(&msgid);
+        self.root_dse.remove(&msgid);
         if self.outstanding.remove(&msgid).is_some() {
             // The directory sends nothing more for most abandoned searches,
             // so IDs would stay: bounded, forgetting one at random (most
@@ -151,8 +156,14 @@ impl Routing {
 }
 
 /// Routes every complete PDU in `buf`, updating `inflight`. Bytes of an
-/// incomplete PDU at the end are left for the next read.
-pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
+/// incomplete PDU at the end are left for the next read. `in_scope` says
+/// whether an entry's DN (as the directory wrote it) is within base_dn.
+pub fn route(
+    buf: &[u8],
+    limit: usize,
+    inflight: &mut InFlight,
+    in_scope: &dyn Fn(&[u8]) -> bool,
+) -> Routing {
     let mut routing = Routing::default();
     let mut pos = 0;
     while pos < buf.len() {
@@ -177,6 +188,13 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
             routing.pieces.push(Piece::Skip(header.len));
             continue;
         }
+        if header.op_tag == tag::SEARCH_RESULT_ENTRY
+            && inflight.scoped.contains(&header.msgid)
+            && !entry_name(&buf[pos - header.len..pos]).is_some_and(in_scope)
+        {
+            routing.pieces.push(Piece::Skip(header.len));
+            continue;
+        }
         if header.op_tag == tag::SEARCH_RESULT_ENTRY && inflight.root_dse.contains(&header.msgid) {
             let pdu = &buf[pos - header.len..pos];
             if let Some(own) = root_dse::rewrite(pdu, inflight.served, limit) {
@@ -187,6 +205,7 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
         }
         if tag::is_final_response(header.op_tag) {
             inflight.root_dse.remove(&header.msgid);
+            inflight.scoped.remove(&header.msgid);
             let started = inflight.outstanding.remove(&header.msgid);
             if let Some(own) = inflight.substitutes.remove(&header.msgid) {
                 routing.pieces.push(Piece::Skip(header.len));
@@ -218,6 +237,12 @@ pub fn route(buf: &[u8], limit: usize, inflight: &mut InFlight) -> Routing {
     routing
 }
 
+/// The objectName of a SearchResultEntry PDU.
+fn entry_name(pdu: &[u8]) -> Option<&[u8]> {
+    let (_, op, _) = ber::message_parts(pdu).ok()?;
+    Some(op.children().expect(0x04, "objectName").ok()?.value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,7 +267,7 @@ mod tests {
         let mut inflight = InFlight::default();
         inflight.start(2, "search");
         inflight.start(4, "search");
-        let first = route(&entry(2), 1 << 20, &mut inflight);
+        let first = route(&entry(2), 1 << 20, &mut inflight, &|_| true);
         assert_eq!(first.pieces, vec![Piece::Forward(entry(2).len())]);
         inflight.abandon(2);
         // An abandon of an ID not outstanding changes nothing.
@@ -251,7 +276,7 @@ mod tests {
         buf.extend(entry(4));
         buf.extend(done(2));
         buf.extend(done(4));
-        let r = route(&buf, 1 << 20, &mut inflight);
+        let r = route(&buf, 1 << 20, &mut inflight, &|_| true);
         let (e, d) = (entry(2).len(), done(2).len());
         assert_eq!(
             r.pieces,
@@ -276,9 +301,32 @@ mod tests {
         inflight.abandon(2);
         inflight.start(2, "search");
         assert_eq!(
-            route(&done(2), 1 << 20, &mut inflight).pieces,
+            route(&done(2), 1 << 20, &mut inflight, &|_| true).pieces,
             vec![Piece::Forward(done(2).len())]
         );
+    }
+
+    #[test]
+    fn entries_outside_base_dn_are_dropped_from_searches_that_dereference() {
+        let mut inflight = InFlight::default();
+        inflight.start(2, "search");
+        inflight.start(3, "search");
+        inflight.scoped.insert(2);
+        let outside = |dn: &[u8]| dn != b"cn=x";
+        let mut buf = entry(2);
+        buf.extend(entry(3));
+        buf.extend(done(2));
+        let r = route(&buf, 1 << 20, &mut inflight, &outside);
+        let e = entry(2).len();
+        assert_eq!(
+            r.pieces,
+            vec![Piece::Skip(e), Piece::Forward(e + done(2).len())],
+            "only the dereferencing search is checked"
+        );
+        assert!(inflight.scoped.is_empty());
+        inflight.scoped.insert(3);
+        inflight.abandon(3);
+        assert!(inflight.scoped.is_empty(), "forgotten with the search");
     }
 
     #[test]
@@ -288,7 +336,7 @@ mod tests {
         let mut buf = entry(2);
         buf.extend(entry(2));
         buf.extend(done(2));
-        let r = route(&buf, 1 << 20, &mut inflight);
+        let r = route(&buf, 1 << 20, &mut inflight, &|_| true);
         assert_eq!(r.pieces, vec![Piece::Forward(buf.len())]);
         assert_eq!(r.end, None);
         assert!(inflight.is_idle());
@@ -303,14 +351,14 @@ mod tests {
         buf.extend(
             result_for(tag::BIND_REQUEST, 3, LdapResultCode::InvalidCredentials, "").unwrap(),
         );
-        let r = route(&buf, 1 << 20, &mut inflight);
+        let r = route(&buf, 1 << 20, &mut inflight, &|_| true);
         let finished: Vec<_> = r.finished.iter().map(|f| (f.started.op, f.code)).collect();
         assert_eq!(
             finished,
             vec![("bind", Some(49))],
             "the search is still running"
         );
-        let r = route(&done(2), 1 << 20, &mut inflight);
+        let r = route(&done(2), 1 << 20, &mut inflight, &|_| true);
         let finished: Vec<_> = r.finished.iter().map(|f| (f.started.op, f.code)).collect();
         assert_eq!(finished, vec![("search", Some(0))]);
         assert!(inflight.is_idle());
@@ -323,7 +371,7 @@ mod tests {
         let mut buf = entry(2);
         let first = buf.len();
         buf.extend(&done(2)[..5]);
-        let r = route(&buf, 1 << 20, &mut inflight);
+        let r = route(&buf, 1 << 20, &mut inflight, &|_| true);
         assert_eq!(r.pieces, vec![Piece::Forward(first)]);
         assert!(
             inflight.outstanding.contains_key(&2),
@@ -348,7 +396,7 @@ mod tests {
         let mut buf = entry(2);
         buf.extend(&upstream_bind);
         buf.extend(done(2));
-        let r = route(&buf, 1 << 20, &mut inflight);
+        let r = route(&buf, 1 << 20, &mut inflight, &|_| true);
         assert_eq!(
             r.pieces,
             vec![
@@ -369,7 +417,7 @@ mod tests {
         let mut buf = entry(5);
         buf.extend(&notice);
         buf.extend(done(5));
-        let r = route(&buf, 1 << 20, &mut inflight);
+        let r = route(&buf, 1 << 20, &mut inflight, &|_| true);
         assert_eq!(
             r.pieces,
             vec![Piece::Forward(entry(5).len() + notice.len())]
@@ -382,10 +430,10 @@ mod tests {
         let mut inflight = InFlight::default();
         let mut buf = entry(2);
         buf.extend([0x30, 0x84, 0x7f, 0, 0, 0]);
-        let r = route(&buf, 1 << 20, &mut inflight);
+        let r = route(&buf, 1 << 20, &mut inflight, &|_| true);
         assert_eq!(r.pieces, vec![Piece::Forward(entry(2).len())]);
         assert!(matches!(r.end, Some(StreamEnd::Malformed(m)) if m.contains("exceeds the limit")));
-        let r = route(b"HTTP/1.1 400", 1 << 20, &mut inflight);
+        let r = route(b"HTTP/1.1 400", 1 << 20, &mut inflight, &|_| true);
         assert!(matches!(r.end, Some(StreamEnd::Malformed(_))));
     }
 }

@@ -54,6 +54,27 @@ impl DnScope {
         dn.is_within(&self.base_dn)
     }
 
+    /// True when the DN an entry of the directory's answer names (its
+    /// objectName, as the directory wrote it) is `base_dn` or below it.
+    /// The directory writes its own DNs consistently, so the common case
+    /// is the configured text at the end, after a separator; anything else
+    /// is parsed and compared by the schema.
+    pub fn holds(&self, dn: &[u8]) -> bool {
+        let base = self.base_dn.as_str().as_bytes();
+        if let Some(head) = dn.strip_suffix(base) {
+            // The configured text exactly, after an unescaped comma: a
+            // comma is a separator when an even number of backslashes
+            // precede it.
+            let separated = head.strip_suffix(b",").is_some_and(|before| {
+                before.iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+            });
+            if head.is_empty() || separated {
+                return true;
+            }
+        }
+        self.parse(dn).is_ok_and(|dn| self.contains(&dn))
+    }
+
     /// True when `dn` (from [`Self::parse`]) names the service account.
     pub fn is_service_account(&self, dn: &Dn) -> bool {
         self.service_dn.as_ref() == Some(dn)

@@ -109,6 +109,7 @@ fn searches_are_scoped_but_root_dse_and_schema_stay_readable() {
     let search = |base: &'static str, scope| Request::Search {
         base: base.as_bytes(),
         scope,
+        derefs_aliases: false,
     };
     assert_eq!(p.decide(&search("", Scope::Base), false), Verdict::Forward);
     assert_eq!(
@@ -294,6 +295,7 @@ fn a_schema_read_later_decides_scope_from_then_on() {
     let search = |base: &'static str| Request::Search {
         base: base.as_bytes(),
         scope: Scope::Subtree,
+        derefs_aliases: true,
     };
     let alias = search("gateTeamName=Blue,dc=example,dc=com");
     let other_case = search("gateTeam=blue,dc=example,dc=com");
@@ -368,4 +370,30 @@ fn numeric_string_values_compare_without_spaces() {
         code(p.decide(&req, false)),
         Some(LdapResultCode::InsufficentAccessRights)
     );
+}
+
+#[test]
+fn entries_answered_are_held_by_base_dn_however_written() {
+    let scope = policy().dn_scope.current();
+    for inside in [
+        "ou=people,dc=example,dc=com",
+        "uid=alice,ou=people,dc=example,dc=com",
+        "uid=a\\\\,ou=people,dc=example,dc=com",
+        "UID=Alice, OU=People, DC=Example, DC=Com",
+        "uid=alice,organizationalUnitName=people,dc=example,dc=com",
+    ] {
+        assert!(scope.holds(inside.as_bytes()), "{inside}");
+    }
+    for outside in [
+        "cn=admin,dc=example,dc=com",
+        "dc=example,dc=com",
+        "",
+        "uid=x,ou=peoplex,dc=example,dc=com",
+        "uid=x,xou=people,dc=example,dc=com",
+        // The comma before the base is escaped: one RDN value, not a parent.
+        "cn=a\\,ou=people,dc=example,dc=com",
+        "not a dn",
+    ] {
+        assert!(!scope.holds(outside.as_bytes()), "{outside}");
+    }
 }
