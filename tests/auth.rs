@@ -490,6 +490,23 @@ async fn a_bind_by_sign_in_id_answers_as_the_directory_with_its_policy_control()
         );
         assert!(direct.2.is_empty(), "{direct:?}");
     }
+    // A critical password policy request is served (ldapgate asks the
+    // directory for the control), not refused as an unknown critical control.
+    let critical = ldap3::controls::RawControl {
+        crit: true,
+        ..ppolicy_request()
+    };
+    let direct = direct_bind_with(
+        &slapd.ldaps_url(),
+        &dn("pp-expired"),
+        "pp-expired-pw",
+        vec![critical.clone()],
+    )
+    .await;
+    assert_eq!(
+        through("pp-expired", "pp-expired-pw", vec![critical]).await,
+        direct
+    );
     // The pwdReset account is bound and restricted to a password change by
     // slapd itself, through ldapgate as directly.
     let mut ldap = connect(&proxy.ldap_url(), None, false).await;

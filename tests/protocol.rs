@@ -408,6 +408,45 @@ fn a_cancelled_search_ends_with_canceled() {
     }
 }
 
+/// An Abandon carrying a critical control the directory does not know is
+/// not performed (RFC 4511 §4.1.11): slapd goes on with the search, and so
+/// does ldapgate, which drops nothing of it (it used to drop the rest).
+#[test]
+fn an_abandon_with_a_critical_unknown_control_abandons_nothing() {
+    use ldapgate::ber::{int_content, push_tlv};
+    use std::io::Write;
+
+    let slapd = bulk_slapd(2000);
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let abandon = {
+        let mut control = Vec::new();
+        push_tlv(&mut control, 0x04, b"1.2.3.4.5.6.7");
+        push_tlv(&mut control, 0x01, &[0xff]);
+        let mut controls = Vec::new();
+        push_tlv(&mut controls, 0x30, &control);
+        let mut body = Vec::new();
+        push_tlv(&mut body, 0x02, &int_content(3));
+        push_tlv(&mut body, 0x50, &int_content(2));
+        push_tlv(&mut body, 0xa0, &controls);
+        let mut pdu = Vec::new();
+        push_tlv(&mut pdu, 0x30, &body);
+        pdu
+    };
+    for (leg, addr) in [("direct", slapd.addr()), ("through ldapgate", proxy.addr())] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&bulk_search(2)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.write_all(&abandon).unwrap();
+        let got = read_until_done(&mut s, 2);
+        let entries = got.iter().filter(|m| m.msgid == 2 && m.op == 0x64).count();
+        let done = got
+            .iter()
+            .find(|m| m.msgid == 2 && m.op == 0x65)
+            .and_then(|m| m.code);
+        assert_eq!((entries, done), (BULK_ENTRIES, Some(0)), "{leg}");
+    }
+}
+
 /// A Cancel that comes too late for the directory (the search already
 /// sent everything into the socket buffers) must not cost the client any
 /// entry: a search whose result is success has all its entries, through

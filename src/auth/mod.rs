@@ -211,21 +211,31 @@ impl Authenticator {
     }
 
     /// What a login that names no entry answers: the directory's answer to
-    /// a wrong password, learned from the last one or, before any, asked
-    /// for a DN that names no entry with a random password. None (ldapgate's
-    /// own answer) when the directory cannot be asked.
+    /// a wrong password (learned from the last one). A bind to a DN that
+    /// names no entry, with a random password, is made for every such
+    /// login as a wrong password's bind is, so that neither the answer nor
+    /// its time tells the two apart; before any wrong password was seen,
+    /// that bind's own answer serves. None (ldapgate's own answer) when the
+    /// directory cannot be asked.
     async fn wrong_password_reply(&self) -> Option<bytes::Bytes> {
-        if let Some(known) = self.wrong_password.known() {
-            return Some(known);
+        let probed = match wrong_password::random_password() {
+            Some(password) => {
+                let mut facts = AuditFacts::default();
+                let bound = self
+                    .directory_bind(self.wrong_password.probe_dn(), &password, &mut facts)
+                    .await;
+                bound.ok().map(|(reply, conn)| {
+                    self.bind_conns.put(conn);
+                    reply
+                })
+            }
+            None => None,
+        };
+        match (self.wrong_password.known(), probed) {
+            (Some(known), _) => Some(known),
+            (None, Some(reply)) if reply.code == 49 => Some(self.wrong_password.learn(&reply.pdu)),
+            _ => None,
         }
-        let password = wrong_password::random_password()?;
-        let mut facts = AuditFacts::default();
-        let (reply, conn) = self
-            .directory_bind(self.wrong_password.probe_dn(), &password, &mut facts)
-            .await
-            .ok()?;
-        self.bind_conns.put(conn);
-        (reply.code == 49).then(|| self.wrong_password.learn(&reply.pdu))
     }
 
     /// One simple bind on a connection of the bind pool, within the limit

@@ -257,8 +257,9 @@ fn bind(op: Tlv<'_>) -> Result<BindRequest<'_>, FrameError> {
 /// §4.1.11: `Control ::= SEQUENCE { controlType LDAPOID, criticality
 /// BOOLEAN DEFAULT FALSE, controlValue OCTET STRING OPTIONAL }`), for
 /// operations ldapgate performs itself and so must refuse with
-/// unavailableCriticalExtension. Malformed controls count as critical.
-pub fn first_critical_control(pdu: &[u8]) -> Option<&[u8]> {
+/// unavailableCriticalExtension; those of a type in `supported` are
+/// served and skipped. Malformed controls count as critical.
+pub fn first_critical_control<'a>(pdu: &'a [u8], supported: &[&str]) -> Option<&'a [u8]> {
     let (_, _, controls) = ber::message_parts(pdu).ok()?;
     let mut controls = controls?.children();
     while !controls.is_empty() {
@@ -273,7 +274,7 @@ pub fn first_critical_control(pdu: &[u8]) -> Option<&[u8]> {
             Ok(t) if t.tag == 0x01 => t.value.iter().any(|b| *b != 0),
             _ => false,
         };
-        if critical {
+        if critical && !supported.iter().any(|s| s.as_bytes() == oid.value) {
             return Some(oid.value);
         }
     }
@@ -456,18 +457,25 @@ mod tests {
             criticality,
             value: None,
         };
-        assert_eq!(first_critical_control(&bind_with(vec![])), None);
+        assert_eq!(first_critical_control(&bind_with(vec![]), &[]), None);
         assert_eq!(
-            first_critical_control(&bind_with(vec![control("1.2.3", false)])),
+            first_critical_control(&bind_with(vec![control("1.2.3", false)]), &[]),
             None
         );
         assert_eq!(
-            first_critical_control(&bind_with(vec![
-                control("1.2.3", false),
-                control("1.2.3.4", true)
-            ])),
+            first_critical_control(
+                &bind_with(vec![control("1.2.3", false), control("1.2.3.4", true)]),
+                &[]
+            ),
             Some(&b"1.2.3.4"[..])
         );
+        let both = bind_with(vec![control("1.2.3", true), control("1.2.3.4", true)]);
+        assert_eq!(
+            first_critical_control(&both, &["1.2.3"]),
+            Some(&b"1.2.3.4"[..]),
+            "a supported critical control is skipped, not the rest"
+        );
+        assert_eq!(first_critical_control(&both, &["1.2.3.4", "1.2.3"]), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tracing::debug;
 
 use super::policy::Verdict;
 use super::{record, violation, Flow, Session, SessionEnd};
+use crate::auth::outcome::PPOLICY_OID;
 use crate::ldap::request;
 use crate::ldap::response;
 use crate::metrics::metrics;
@@ -81,9 +82,10 @@ impl Session {
                 Flow::Continue
             }
             Verdict::ResolveBind => {
-                if let Some(oid) = request::first_critical_control(pdu) {
-                    // ldapgate performs this bind itself and implements no
-                    // bind control (RFC 4511 §4.1.11).
+                // ldapgate performs this bind itself (RFC 4511 §4.1.11); of
+                // bind controls it serves the password policy request, by
+                // asking the directory for it.
+                if let Some(oid) = request::first_critical_control(pdu, &[PPOLICY_OID]) {
                     let code = LdapResultCode::UnavailableCriticalExtension;
                     let message = format!(
                         "critical control {} is not supported on a bind by sign-in ID",

@@ -48,7 +48,11 @@ impl Session {
         }
         match *req {
             Request::Abandon { msgid: target } => {
-                if let Ok(target) = i32::try_from(target) {
+                // An Abandon with a critical control is not performed by a
+                // directory that does not know the control (RFC 4511
+                // §4.1.11): nothing is dropped here either.
+                let performed = request::first_critical_control(pdu, &[]).is_none();
+                if let (Ok(target), true) = (i32::try_from(target), performed) {
                     self.inflight.abandon(target);
                 }
                 self.needs_reset = true;
