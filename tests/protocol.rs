@@ -188,10 +188,16 @@ async fn dns_spelled_with_aliases_and_oids_are_in_scope() {
     let bind_dn = "userid=alice,organizationalUnitName=people,domainComponent=example,dc=com";
     let result = ldap.simple_bind(bind_dn, "alice-pw").await.unwrap();
     assert_eq!(result.rc, 0, "{result:?}");
+    let quoted = "uid=alice,ou=people,dc=\"example\",dc=com";
+    let result = ldap.simple_bind(quoted, "alice-pw").await.unwrap();
+    assert_eq!(result.rc, 0, "{quoted}: {result:?}");
     for base in [
         "ou=people,domainComponent=example,dc=com",
         "2.5.4.11=people,0.9.2342.19200300.100.1.25=example,dc=com",
         "organizationalUnitName=People, DC=Example,DC=COM",
+        // RFC 1779's quoted values, which slapd accepts.
+        "ou=people,dc=\"example\",dc=com",
+        "ou=\"people\";dc=\"example\";dc=\"com\"",
     ] {
         let result = ldap
             .search(base, ldap3::Scope::Subtree, "(uid=alice)", vec!["uid"])

@@ -207,8 +207,14 @@ impl Dn {
 /// `seps`) that are not escaped with a backslash.
 fn unescaped<'a>(s: &'a str, seps: &'a [char]) -> impl Iterator<Item = (usize, char)> + 'a {
     let mut escaped = false;
+    // RFC 1779 (LDAPv2) quoted values, which directories still accept:
+    // `cn="Smith, J"`. Separators inside the quotes are part of the value.
+    let mut quoted = false;
     s.char_indices().filter(move |(_, c)| {
-        let separates = !escaped && seps.contains(c);
+        let separates = !escaped && !quoted && seps.contains(c);
+        if !escaped && *c == '"' {
+            quoted = !quoted;
+        }
         escaped = !escaped && *c == '\\';
         separates
     })
@@ -314,6 +320,22 @@ pub(super) fn bare_type(attr: &str) -> String {
 /// Resolves RFC 4514 escapes; unescaped spaces at either end are dropped,
 /// escaped ones kept.
 fn unescape(raw: &str) -> Option<String> {
+    let trimmed = raw.trim_matches(' ');
+    if let Some(inner) = trimmed
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .filter(|inner| inner.bytes().rev().take_while(|b| *b == b'\\').count() % 2 == 0)
+    {
+        // A quoted value (RFC 1779 §2.3): everything between the quotes
+        // counts, spaces included; backslash escapes still apply.
+        return unescape_bytes(inner, false);
+    }
+    unescape_bytes(raw, true)
+}
+
+/// Resolves backslash escapes; with `trim`, unescaped spaces at either end
+/// are dropped.
+fn unescape_bytes(raw: &str, trim: bool) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out: Vec<(u8, bool)> = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -336,11 +358,11 @@ fn unescape(raw: &str) -> Option<String> {
     }
     let start = out
         .iter()
-        .position(|(b, esc)| *esc || *b != b' ')
+        .position(|(b, esc)| !trim || *esc || *b != b' ')
         .unwrap_or(out.len());
     let end = out
         .iter()
-        .rposition(|(b, esc)| *esc || *b != b' ')
+        .rposition(|(b, esc)| !trim || *esc || *b != b' ')
         .map_or(start, |p| p + 1);
     let raw: Vec<u8> = out[start..end.max(start)].iter().map(|(b, _)| *b).collect();
     String::from_utf8(raw).ok()
@@ -374,6 +396,22 @@ mod tests {
 
     fn dn(s: &str) -> Dn {
         Dn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn quoted_values_are_values() {
+        assert_eq!(
+            dn("ou=people,dc=\"example\",dc=com"),
+            dn("ou=people,dc=example,dc=com")
+        );
+        assert_eq!(dn("cn=\"Smith, J\",dc=com"), dn("cn=Smith\\, J,dc=com"));
+        assert_eq!(dn("cn=\"Smith, J\",dc=com").depth(), 2);
+        assert_eq!(dn("cn=\"a+b;c\",dc=com"), dn("cn=a\\+b\\;c,dc=com"));
+        assert_eq!(
+            dn("cn=\"say \\\"hi\\\"\",dc=com"),
+            dn("cn=say \\\"hi\\\",dc=com")
+        );
+        assert_eq!(parent_text("cn=\"a,b\",dc=com"), Some("dc=com"));
     }
 
     #[test]

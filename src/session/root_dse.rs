@@ -45,9 +45,13 @@ pub fn rewrite(pdu: &[u8], served: Served, max: usize) -> Option<Vec<u8>> {
         return None;
     }
     let before = entry.attributes.clone();
-    entry
-        .attributes
-        .retain(|a| !a.atype.eq_ignore_ascii_case("supportedSASLMechanisms"));
+    // No SASL bind is served; nor is a read of the directory's
+    // configuration or monitor trees, which lie outside any base_dn.
+    entry.attributes.retain(|a| {
+        !["supportedSASLMechanisms", "configContext", "monitorContext"]
+            .iter()
+            .any(|gone| a.atype.eq_ignore_ascii_case(gone))
+    });
     // An attribute the directory sent without values (typesOnly) is left
     // as it is.
     let extensions = entry
@@ -125,6 +129,8 @@ mod tests {
         let pdu = root_dse(&[
             ("namingContexts", &["dc=example,dc=com"]),
             ("supportedSASLMechanisms", &["PLAIN", "LOGIN"]),
+            ("configContext", &["cn=config"]),
+            ("monitorContext", &["cn=Monitor"]),
             (
                 "supportedExtension",
                 &[oid::WHO_AM_I, PASSWD, oid::START_TLS, "1.2.3.4"],
