@@ -42,6 +42,9 @@ impl Default for Outbox {
 impl Outbox {
     /// Queues `bytes` after what is queued.
     pub fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         if self.bytes.is_empty() {
             self.progress = Instant::now();
         }
@@ -179,6 +182,18 @@ mod tests {
         out.drain(&mut near, Duration::from_secs(5)).await.unwrap();
         assert!(out.is_settled() && out.stalled_since().is_none());
         assert_eq!(reader.await.unwrap().unwrap(), vec![7; 1000]);
+    }
+
+    #[test]
+    fn queuing_nothing_is_no_progress() {
+        let mut out = Outbox::default();
+        let since = out.last_progress();
+        std::thread::sleep(Duration::from_millis(5));
+        out.push(&[]);
+        assert_eq!(out.last_progress(), since, "an empty push is no activity");
+        assert!(out.is_settled());
+        out.push(b"x");
+        assert!(out.last_progress() > since);
     }
 
     #[tokio::test]
