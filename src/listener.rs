@@ -142,6 +142,7 @@ impl BoundListener {
             };
             let handshake_timeout = admission.tls_handshake_timeout;
             let active = ActiveConnection::open(self.kind);
+            let shutdown = stop.clone();
             sessions.spawn(async move {
                 let _active = active;
                 let stream = match ldaps {
@@ -160,7 +161,7 @@ impl BoundListener {
                         }
                     }
                 };
-                session::serve(ctx, stream, peer).await;
+                session::serve(ctx, stream, peer, shutdown).await;
                 drop(permit);
             });
         }

@@ -274,6 +274,37 @@ async fn sigterm_lets_a_search_in_flight_finish_then_exits_0() {
     assert!(proxy.log().contains("stopped"), "{}", proxy.log());
 }
 
+/// On SIGTERM an idle LDAP client is told at once, in a Notice of
+/// Disconnection (RFC 4511 §4.4.1), and ldapgate exits without waiting out
+/// the 30 s drain for it (clients keep idle pooled connections, so every
+/// stop used to take 31 s and end with a bare close).
+#[test]
+fn sigterm_tells_idle_clients_and_exits_at_once() {
+    use std::io::{Read, Write};
+    let slapd = Slapd::start();
+    let mut proxy = Proxy::start(ProxyConfig::ldaps(&slapd));
+    let mut idle = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    idle.write_all(&ldapgate::ldap::response::anonymous_bind_request(1))
+        .unwrap();
+    let mut bound = [0u8; 14];
+    idle.read_exact(&mut bound).unwrap();
+    let started = std::time::Instant::now();
+    send_signal(proxy.pid(), "TERM");
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut notice = Vec::new();
+    let _ = idle.read_to_end(&mut notice);
+    let told = started.elapsed();
+    assert!(
+        String::from_utf8_lossy(&notice).contains("shutting down"),
+        "a Notice of Disconnection: {notice:?}"
+    );
+    let status = proxy
+        .wait_exit(Duration::from_secs(5))
+        .expect("ldapgate exits at once");
+    assert!(status.success(), "{status}");
+    assert!(told < Duration::from_secs(3), "told after {told:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_certificate_and_pins_for_new_sessions_only() {
     let slapd = Slapd::start();

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use ldap3_proto::proto::LdapResultCode;
+use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
@@ -77,6 +78,8 @@ pub enum SessionEnd {
     /// The client broke the protocol; it was told why.
     ProtocolViolation(String),
     IdleTimeout,
+    /// ldapgate is stopping; the client was told.
+    Shutdown,
     /// A PDU was not completed within `pdu_timeout`.
     PduTimeout,
     UpstreamTimeout,
@@ -120,10 +123,20 @@ const LIVENESS_CHECK: Duration = Duration::from_secs(5);
 const FAREWELL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Serves one client connection to its end.
-pub async fn serve(ctx: Arc<SessionContext>, stream: LdapStream, peer: SocketAddr) -> SessionEnd {
+///
+/// When `shutdown` turns true the session reads no more requests, lets
+/// what is in flight finish (persistent searches excepted: they never
+/// would), then tells the client in a Notice of Disconnection (RFC 4511
+/// §4.4.1) and closes.
+pub async fn serve(
+    ctx: Arc<SessionContext>,
+    stream: LdapStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> SessionEnd {
     // StartTLS upgrades a plain connection only.
     let plain = matches!(stream, LdapStream::Plain(_));
-    let mut session = Session::new(ctx, peer, plain);
+    let mut session = Session::new(ctx, peer, plain, shutdown);
     let mut client = stream;
     let end = loop {
         match session.run(&mut client).await {
@@ -191,10 +204,20 @@ struct Session {
     unfinished_since: Option<Instant>,
     /// The budget held for the large PDU still arriving.
     reservation: Option<Reservation>,
+    /// Turns true when ldapgate stops.
+    shutdown: watch::Receiver<bool>,
+    /// ldapgate is stopping: no more requests are read, and the session
+    /// ends once nothing it must wait for is in flight.
+    draining: bool,
 }
 
 impl Session {
-    fn new(ctx: Arc<SessionContext>, peer: SocketAddr, plain: bool) -> Self {
+    fn new(
+        ctx: Arc<SessionContext>,
+        peer: SocketAddr,
+        plain: bool,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let now = Instant::now();
         let served = Served {
             starttls: plain && ctx.starttls.is_some(),
@@ -218,6 +241,8 @@ impl Session {
             authenticated: false,
             unfinished_since: None,
             reservation: None,
+            shutdown,
+            draining: false,
         }
     }
 
@@ -266,10 +291,15 @@ impl Session {
                 Flow::Continue => {}
                 other => return other,
             }
+            if self.draining && !self.inflight.awaits_answer() {
+                self.notify(LdapResultCode::Unavailable, "ldapgate is shutting down");
+                return Flow::End(SessionEnd::Shutdown);
+            }
             // Backpressure: a peer that does not take what is queued for it
             // stops the reading that would add to it, never the reading of
             // the other direction (an Abandon must get through).
-            let may_read_client = self.bind_pending.is_none()
+            let may_read_client = !self.draining
+                && self.bind_pending.is_none()
                 && self.to_upstream.len() < MAX_QUEUED
                 && self.to_client.len() < 2 * MAX_QUEUED;
             // A large PDU is read on only once the budget holds its length.
@@ -282,11 +312,13 @@ impl Session {
                 reserve_for_read(&mut conn.buf);
             }
             let budget = self.ctx.budget.clone();
+            let draining = self.draining;
             let Session {
                 cbuf,
                 upstream,
                 to_client,
                 to_upstream,
+                shutdown,
                 ..
             } = self;
             let client_busy = read_client || !to_client.is_settled();
@@ -331,6 +363,10 @@ impl Session {
                         return Flow::End(SessionEnd::UpstreamError(e.to_string()));
                     }
                 },
+                // The guard wait_for returns is not Send: dropped inside.
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !draining => {
+                    self.draining = true;
+                }
                 reserved = async { budget.reserve(unreserved.unwrap_or(0)).await }, if unreserved.is_some() => {
                     // Never None: the limits keep a PDU under 4 GiB.
                     self.reservation = reserved;
