@@ -1,3 +1,7 @@
+# How fuzz/corpus was first seeded (kept for reference; the corpus has been
+# minimised since): python3 gen.py DIR, run in a directory holding req/, the
+# PDUs capture.py recorded from libldap's tools (ldapsearch, ldapwhoami,
+# ldapmodify, ldapdelete, ldapcompare, ldappasswd, ldapexop) pointed at it.
 import os, glob, hashlib, sys
 root = sys.argv[1]
 def tlv(tag, content):
@@ -59,7 +63,7 @@ for login in [b'alice', b'*)(uid=*', b'a\\2a\x00(objectClass=*)', '张三@exampl
     for k in (0, 1):
         put('filter', bytes([k]) + login + b'\x00' + b'\xa0\x1f\xa3\x0e\x04\x03uid\x04\x07alice\x00\x87\x0bobjectClass')
         put('filter', bytes([k + 4]) + login)
-cfgs = [open('/work/wt-fuzz/config/ldapgate.toml','rb').read(),
+cfgs = [open(os.path.join(os.path.dirname(__file__), '../../config/ldapgate.toml'),'rb').read(),
  b'[server]\nldap_listen = ["127.0.0.1:1389"]\n[directory]\nservers = ["ldap://127.0.0.1:389"]\nstarttls = false\nbase_dn = "dc=example,dc=com"\n',
  b'[server]\nldaps_listen = ["127.0.0.1:1636"]\ntls_cert = "c.pem"\ntls_key = "k.pem"\nrequire_tls = true\nidle_timeout = "5x"\nmax_connections = 0\n[directory]\nkind = "ad"\nservers = ["ldaps://dc1:636", "ftp://x"]\npins = ["sha256/AAAA", "sha256:00:11"]\nbase_dn = "cn=a,,dc=x"\n[ratelimit]\nbinds_per_ip = "50/q"\n[control]\nlisten = "127.0.0.1:8443"\ntoken_sha256 = ["zz"]\n[sync]\nchange_tracking = "maybe"\nmax_account_deletes = -1\n[unknown]\nx = 1\n']
 for c in cfgs: put('config', c)
