@@ -124,7 +124,10 @@ fn check_msgid_prefix(partial: &[u8]) -> Result<(), FrameError> {
     if partial[0] != 0x02 {
         return Err(FrameError::Malformed("message ID is not an INTEGER"));
     }
-    if partial[1] == 0 || partial[1] > 4 {
+    // A short-form length of 1 to 4, or a long form (0x81..=0x84) whose
+    // value the whole PDU's reading checks: BER allows `02 81 01 05`, and
+    // the verdict must not depend on how the stream was cut.
+    if !matches!(partial[1], 1..=4 | 0x81..=0x84) {
         return Err(FrameError::Malformed("message ID length out of range"));
     }
     Ok(())
@@ -343,6 +346,23 @@ mod tests {
         for cut in 0..BIND.len() {
             assert_eq!(
                 peek_pdu(&BIND[..cut], 1024),
+                Err(FrameError::Incomplete),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_form_message_id_length_is_incomplete_until_the_pdu_is_whole() {
+        // Found by fuzz/fuzz_targets/pdu.rs: an unbind whose message ID
+        // length is in the long form framed whole, but its first four
+        // bytes alone were rejected as malformed.
+        let unbind = [0x30, 0x06, 0x02, 0x81, 0x01, 0x05, 0x42, 0x00];
+        let h = peek_pdu(&unbind, 1024).unwrap();
+        assert_eq!((h.len, h.msgid, h.op_tag), (8, 5, 0x42));
+        for cut in 0..unbind.len() {
+            assert_eq!(
+                peek_pdu(&unbind[..cut], 1024),
                 Err(FrameError::Incomplete),
                 "cut at {cut}"
             );
