@@ -91,7 +91,8 @@ fn signin(kind: DirectoryKind, login: &str) {
         request::parse(&pdu),
         Ok(Request::Search {
             base: BASE.as_bytes(),
-            scope: Scope::Subtree
+            scope: Scope::Subtree,
+            derefs_aliases: false,
         })
     );
     let mut buf = BytesMut::from(&pdu[..]);
@@ -135,7 +136,8 @@ fn forwarded(filter: &[u8], which: usize) {
         req,
         Request::Search {
             base: base.as_bytes(),
-            scope: Scope::Subtree
+            scope: Scope::Subtree,
+            derefs_aliases: false,
         }
     );
     let plain = request::parse(&plain).unwrap();

@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let pdu = &pdu[..header.len];
-    let _ = request::first_critical_control(pdu);
+    let _ = request::first_critical_control(pdu, &["1.3.6.1.4.1.42.2.27.8.5.1"]);
     let _ = request::is_persistent_search(pdu);
     let _ = request::has_control(pdu, oid::SYNC_REQUEST);
     let Ok(req) = request::parse(pdu) else {

@@ -1,10 +1,10 @@
 //! Response routing: `route` over a buffer of directory responses with an
-//! `InFlight` set up from the input (outstanding, abandoned, cancelled,
-//! substituted and root DSE operations), and `read_result` / `readdressed`
-//! on every PDU it passes.
+//! `InFlight` set up from the input (outstanding, abandoned, substituted,
+//! root DSE and alias-dereferencing operations), and `read_result` /
+//! `readdressed` on every PDU it passes.
 #![no_main]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use ldap3_proto::proto::LdapResultCode;
 use ldapgate::ber::{self, PduHeader};
@@ -15,13 +15,25 @@ use libfuzzer_sys::fuzz_target;
 const LIMITS: [usize; 4] = [16, 300, 65536, 1 << 20];
 const OPS: [&str; 4] = ["search", "bind", "modify", "extended"];
 
+/// Whether an entry's DN is within base_dn, for searches that dereference
+/// aliases: any fixed rule serves the model.
+fn in_scope(dn: &[u8]) -> bool {
+    dn.len() % 2 == 0
+}
+
+/// The objectName of a SearchResultEntry PDU.
+fn entry_name(pdu: &[u8]) -> Option<&[u8]> {
+    let (_, op, _) = ber::message_parts(pdu).ok()?;
+    Some(op.children().expect(0x04, "objectName").ok()?.value)
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((setup, buf)) = setup(data) else {
         return;
     };
     let (mut inflight, limit, new_id) = setup;
     let before = Snapshot::of(&inflight);
-    let routing = route(buf, limit, &mut inflight);
+    let routing = route(buf, limit, &mut inflight, &in_scope);
 
     // Pieces cover whole PDUs from the front of the buffer, no more.
     let mut pos = 0;
@@ -71,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         Some(StreamEnd::Malformed(_)) => assert!(ber::peek_pdu(rest, limit).is_err()),
     }
     assert!(pdus.iter().all(|(h, _)| h.msgid != 0) || routing.end == Some(StreamEnd::Unsolicited));
-    before.model(&pdus, &inflight);
+    before.model(buf, &pdus, &inflight);
 
     // Every operation finished had been outstanding, and is no longer.
     let mut seen = HashSet::new();
@@ -116,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // What is left is routed the same on the next read.
-    let again = route(rest, limit, &mut inflight);
+    let again = route(rest, limit, &mut inflight, &in_scope);
     if routing.end.is_none() {
         assert!(again.pieces.is_empty() && again.end.is_none());
     }
@@ -139,7 +151,9 @@ fn setup(data: &[u8]) -> Option<((InFlight, usize, i32), &[u8])> {
             0..=2 => inflight.start(a, OPS[usize::from(b as u8) % OPS.len()]),
             3 => inflight.start_as(a, "search", true),
             4 => inflight.abandon(a),
-            5 => inflight.cancel(b, a),
+            5 => {
+                inflight.scoped.insert(a);
+            }
             6 => {
                 let code = if b == 0 {
                     LdapResultCode::InvalidCredentials
@@ -165,7 +179,7 @@ struct Snapshot {
     outstanding: HashSet<i32>,
     substitutes: HashSet<i32>,
     abandoned: HashSet<i32>,
-    cancelled: HashMap<i32, i32>,
+    scoped: HashSet<i32>,
     root_dse: HashSet<i32>,
 }
 
@@ -175,19 +189,23 @@ impl Snapshot {
             outstanding: i.outstanding.keys().copied().collect(),
             substitutes: i.substitutes.keys().copied().collect(),
             abandoned: i.abandoned.clone(),
-            cancelled: i.cancelled.clone(),
+            scoped: i.scoped.clone(),
             root_dse: i.root_dse.clone(),
         }
     }
 
-    /// Nothing of an abandoned operation, and nothing but the result of a
-    /// cancelled search, reaches the client; a substituted final response
-    /// never does; anything else does (a root DSE entry perhaps rewritten).
-    fn model(&self, pdus: &[(PduHeader, bool)], after: &InFlight) {
+    /// Nothing of an abandoned operation, no entry outside base_dn of a
+    /// search that dereferences aliases, and no substituted final response
+    /// reaches the client; anything else does (a root DSE entry perhaps
+    /// rewritten).
+    fn model(&self, buf: &[u8], pdus: &[(PduHeader, bool)], after: &InFlight) {
         let mut abandoned = self.abandoned.clone();
-        let mut cancelled = self.cancelled.clone();
+        let mut scoped = self.scoped.clone();
         let mut substitutes = self.substitutes.clone();
+        let mut at = 0;
         for (h, forwarded) in pdus {
+            let pdu = &buf[at..at + h.len];
+            at += h.len;
             let final_ = tag::is_final_response(h.op_tag);
             if h.msgid == 0 {
                 assert!(forwarded);
@@ -203,22 +221,25 @@ impl Snapshot {
                 }
                 continue;
             }
+            if h.op_tag == tag::SEARCH_RESULT_ENTRY
+                && scoped.contains(&h.msgid)
+                && !entry_name(pdu).is_some_and(in_scope)
+            {
+                assert!(!forwarded, "an entry outside base_dn went through");
+                continue;
+            }
             if final_ {
-                cancelled.remove(&h.msgid);
-                cancelled.retain(|_, c| *c != h.msgid);
+                scoped.remove(&h.msgid);
                 if substitutes.remove(&h.msgid) {
                     assert!(!forwarded, "a substituted response went through");
                     continue;
                 }
-            } else if cancelled.contains_key(&h.msgid) {
-                assert!(!forwarded, "an entry of a cancelled search went through");
-                continue;
             }
             let rewritten =
                 h.op_tag == tag::SEARCH_RESULT_ENTRY && self.root_dse.contains(&h.msgid);
             assert!(*forwarded || rewritten, "{h:?} was dropped");
         }
         assert_eq!(abandoned, after.abandoned);
-        assert_eq!(cancelled, after.cancelled);
+        assert_eq!(scoped, after.scoped);
     }
 }

@@ -161,8 +161,10 @@ impl Dn {
                 rdn.iter()
                     .map(|a| {
                         let mut value = String::with_capacity(a.value.len());
-                        for c in a.value.chars() {
-                            if matches!(c, '\\' | ',' | '+' | '=') {
+                        for (i, c) in a.value.chars().enumerate() {
+                            // A leading quote would open an RFC 1779 quoted
+                            // value when the key is read back.
+                            if matches!(c, '\\' | ',' | '+' | '=') || (i == 0 && c == '"') {
                                 value.push('\\');
                             }
                             value.push(c);
@@ -208,14 +210,32 @@ impl Dn {
 fn unescaped<'a>(s: &'a str, seps: &'a [char]) -> impl Iterator<Item = (usize, char)> + 'a {
     let mut escaped = false;
     // RFC 1779 (LDAPv2) quoted values, which directories still accept:
-    // `cn="Smith, J"`. Separators inside the quotes are part of the value.
+    // `cn="Smith, J"`. A quote opens one only where a value starts;
+    // separators inside are part of the value.
     let mut quoted = false;
+    let mut in_value = false;
+    let mut value_start = false;
     s.char_indices().filter(move |(_, c)| {
-        let separates = !escaped && !quoted && seps.contains(c);
-        if !escaped && *c == '"' {
-            quoted = !quoted;
+        let c = *c;
+        let separates = !escaped && !quoted && seps.contains(&c);
+        if !escaped {
+            if quoted {
+                quoted = c != '"';
+            } else if value_start && c == '"' {
+                quoted = true;
+            } else if [',', ';', '+'].contains(&c) {
+                in_value = false;
+            } else if c == '=' && !in_value {
+                in_value = true;
+                value_start = true;
+                escaped = false;
+                return separates;
+            }
         }
-        escaped = !escaped && *c == '\\';
+        if c != ' ' {
+            value_start = false;
+        }
+        escaped = !escaped && c == '\\';
         separates
     })
 }
@@ -412,6 +432,14 @@ mod tests {
             dn("cn=say \\\"hi\\\",dc=com")
         );
         assert_eq!(parent_text("cn=\"a,b\",dc=com"), Some("dc=com"));
+        // A quote inside a value is a character, not the start of one.
+        assert_eq!(dn("cn=a\"b,dc=com").depth(), 2);
+        assert_eq!(dn("cn=a=\"b,dc=com").depth(), 2);
+        let quote_first = dn("cn=\\\"a,dc=com");
+        assert_eq!(Dn::parse(&quote_first.key()).unwrap(), quote_first);
+        // Found by the dn fuzz target: a value ending in an escaped quote.
+        let found = dn("OID.25.4.3=a\\2?cb\\\",domainComponn=\u{5f20}\u{4e08}");
+        assert_eq!(Dn::parse(&found.key()).unwrap(), found);
     }
 
     #[test]
