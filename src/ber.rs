@@ -120,6 +120,19 @@ pub fn declared_len(buf: &[u8]) -> Option<usize> {
         .checked_add(1 + len_bytes)
 }
 
+/// True when `buf`, after the whole PDUs at its front, ends in part of one
+/// (whatever their size: limits are the framing's business).
+pub fn unfinished_tail(buf: &[u8]) -> bool {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        match declared_len(rest) {
+            Some(len) if len <= rest.len() => rest = &rest[len..],
+            _ => return true,
+        }
+    }
+    false
+}
+
 fn check_msgid_prefix(partial: &[u8]) -> Result<(), FrameError> {
     if partial[0] != 0x02 {
         return Err(FrameError::Malformed("message ID is not an INTEGER"));
@@ -287,6 +300,16 @@ mod tests {
     const BIND: &[u8] = &[
         0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
     ];
+
+    #[test]
+    fn an_unfinished_tail_is_found_behind_whole_pdus() {
+        let whole = [0x30, 0x03, 0x02, 0x01, 0x01];
+        assert!(!unfinished_tail(&[]));
+        assert!(!unfinished_tail(&whole));
+        assert!(!unfinished_tail(&[whole, whole].concat()));
+        assert!(unfinished_tail(&[&whole[..], &whole[..3]].concat()));
+        assert!(unfinished_tail(&[0x30]));
+    }
 
     #[test]
     fn the_declared_length_is_known_once_the_length_octets_arrive() {

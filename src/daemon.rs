@@ -292,6 +292,7 @@ async fn build(
             client_max_message: config.server.max_message_bytes,
             before_bind_max_message: config.server.max_message_bytes_before_bind,
             pdu_timeout: config.server.pdu_timeout,
+            send_timeout: config.server.send_timeout,
             upstream_max_message: config.directory.max_message_bytes,
             idle_timeout: config.server.idle_timeout,
             operation_timeout: config.directory.operation_timeout,

@@ -291,9 +291,9 @@ fn an_oversized_search_entry_from_the_directory_is_refused() {
 }
 
 #[tokio::test]
-async fn a_client_that_stops_reading_is_cut_off_after_idle_timeout() {
+async fn a_client_that_stops_reading_is_cut_off_after_send_timeout() {
     let slapd = Slapd::start();
-    let mut proxy = Proxy::start(ProxyConfig::ldaps(&slapd).server("idle_timeout = \"2s\""));
+    let mut proxy = Proxy::start(ProxyConfig::ldaps(&slapd).server("send_timeout = \"2s\""));
     // A 1 MiB entry, added directly to slapd.
     let mut ldap = connect(&slapd.ldap_url(), None, false).await;
     ldap.simple_bind(ADMIN_DN, ADMIN_PW)

@@ -320,3 +320,90 @@ fn clients_that_never_read_hold_little_each() {
         per_connection / 1024
     );
 }
+
+/// A client that reads none of its answers cannot keep an unfinished PDU,
+/// or its share of the budget, open past `pdu_timeout`: not while its bind
+/// waits behind those answers, nor while ldapgate, held back, reads it no
+/// more. (A stranger kept one open until `idle_timeout` so: a bulk search
+/// left unread, then a bind and the start of a 60 KB PDU.)
+#[test]
+fn an_unfinished_pdu_behind_unread_answers_still_meets_pdu_timeout() {
+    let slapd = bulk_slapd(2000);
+    let proxy = Proxy::start(
+        ProxyConfig::ldaps(&slapd)
+            .server("pdu_timeout = \"2s\"\nsend_timeout = \"1h\"\nidle_timeout = \"1h\""),
+    );
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    // All at once, so that ldapgate reads them before the answers pile up.
+    let mut burst = bulk_search(2);
+    burst.extend(ldapgate::ldap::response::anonymous_bind_request(3));
+    burst.extend(&unfinished_pdu(60_000)[..106]);
+    s.write_all(&burst).unwrap();
+    let started = Instant::now();
+    while !proxy.log().contains("PduTimeout") && started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "still open after {waited:?}: {}",
+        proxy.log()
+    );
+}
+
+/// Anonymous clients that pipeline searches and read nothing tie up the
+/// directory's workers (slapd blocks writing their results); they are cut
+/// at `send_timeout` and their directory connections closed, so the
+/// directory serves again. (A stranger's 18 such connections made slapd
+/// unreachable for `idle_timeout`, 15 minutes.)
+#[test]
+fn clients_that_read_none_of_their_answers_release_the_directory() {
+    let slapd = bulk_slapd(2000);
+    let proxy = Proxy::start(ProxyConfig::ldaps(&slapd).server("send_timeout = \"3s\""));
+    let searches: Vec<u8> = (2..42).flat_map(bulk_search).collect();
+    let stallers: Vec<_> = (0..18)
+        .map(|_| {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            socket.connect(&proxy.addr().into()).unwrap();
+            let mut s: TcpStream = socket.into();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.write_all(&searches);
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let served = loop {
+        let out = ldap_tool(
+            "ldapsearch",
+            &proxy.certs.ca_pem,
+            &[
+                "-x",
+                "-LLL",
+                "-o",
+                "nettimeout=5",
+                "-H",
+                &proxy.ldap_url(),
+                "-b",
+                BASE_DN,
+                "(uid=bob)",
+                "uid",
+            ],
+            None,
+        );
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("uid: bob") {
+            break Some(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    drop(stallers);
+    assert!(served.is_some(), "not served within 30 s: {}", proxy.log());
+    assert!(
+        proxy.log().contains("send_timeout"),
+        "the stallers were cut"
+    );
+}

@@ -228,33 +228,6 @@ async fn dns_spelled_with_aliases_and_oids_are_in_scope() {
     assert_eq!(result.1.rc, 50, "{result:?}");
 }
 
-/// A slapd holding `ou=bulk` with 3,001 entries of about `size` bytes: a
-/// search of it streams for a while. 2 KB (6 MB in all) is the issue's
-/// input; 8 KB (24 MB) is more than the socket buffers of both legs hold
-/// on loopback (up to 4 MB a sending side each, as the kernel grows them).
-fn bulk_slapd(size: usize) -> Slapd {
-    let mut ldif = format!("dn: ou=bulk,{BASE_DN}\nobjectClass: organizationalUnit\nou: bulk\n\n");
-    let filler = "x".repeat(size);
-    for i in 0..BULK_ENTRIES {
-        ldif.push_str(&format!(
-            "dn: cn=b{i},ou=bulk,{BASE_DN}\nobjectClass: organizationalRole\ncn: b{i}\n\
-             description: {filler}\n\n"
-        ));
-    }
-    Slapd::start_with_extra_ldif(&ldif)
-}
-
-const BULK_ENTRIES: usize = 3001;
-
-/// A search of every bulk entry, message `msgid`.
-fn bulk_search(msgid: i32) -> Vec<u8> {
-    search_request_for(
-        msgid,
-        &format!("ou=bulk,{BASE_DN}"),
-        ldap3_proto::proto::LdapFilter::Present("cn".into()),
-    )
-}
-
 /// A search for bob, message `msgid`.
 fn bob_search(msgid: i32) -> Vec<u8> {
     search_request_for(

@@ -111,6 +111,10 @@ pub struct ServerConfig {
     /// How long a client may take to send one PDU once its first byte
     /// arrived; then the connection is closed.
     pub pdu_timeout: Duration,
+    /// How long answers may wait for a client that takes none of them;
+    /// then the session ends and its directory connection is closed, which
+    /// frees what the directory had blocked writing to it.
+    pub send_timeout: Duration,
     /// Bytes that unfinished PDUs larger than a read buffer may hold across
     /// all connections together ([`crate::session::budget`]).
     pub unfinished_pdu_budget: usize,
@@ -341,6 +345,7 @@ impl Validator {
             max_message_bytes,
             max_message_bytes_before_bind,
             pdu_timeout: self.duration("server.pdu_timeout", &r.pdu_timeout, false),
+            send_timeout: self.duration("server.send_timeout", &r.send_timeout, false),
             unfinished_pdu_budget,
         })
     }
@@ -378,6 +383,7 @@ mod tests {
         assert_eq!(c.server.max_message_bytes, 1_048_576);
         assert_eq!(c.server.max_message_bytes_before_bind, 65_536);
         assert_eq!(c.server.pdu_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.send_timeout, Duration::from_secs(30));
         assert_eq!(c.server.unfinished_pdu_budget, 64 << 20);
         assert_eq!(c.directory.pool_size, 16);
         assert_eq!(c.directory.operation_timeout, Duration::from_secs(10));

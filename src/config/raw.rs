@@ -54,6 +54,7 @@ pub struct RawServer {
     pub max_message_bytes: i64,
     pub max_message_bytes_before_bind: i64,
     pub pdu_timeout: String,
+    pub send_timeout: String,
     pub unfinished_pdu_budget: i64,
 }
 
@@ -71,6 +72,7 @@ impl Default for RawServer {
             max_message_bytes: 1_048_576,
             max_message_bytes_before_bind: 65_536,
             pdu_timeout: "30s".into(),
+            send_timeout: "30s".into(),
             unfinished_pdu_budget: 64 * 1_048_576,
         }
     }

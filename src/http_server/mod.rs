@@ -121,6 +121,7 @@ impl HttpListener {
                 debug!(%peer, listener = name, "max_connections reached: the oldest connection without an authenticated request was closed");
             }
             let _ = tcp.set_nodelay(true);
+            crate::stream::cap_send_buffer(&tcp);
             m.connections_total.with_label_values(&[name]).inc();
             let active = m.connections_active.with_label_values(&[name]);
             active.inc();

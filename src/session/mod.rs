@@ -8,6 +8,7 @@
 
 mod binds;
 pub mod budget;
+mod deadline;
 mod dispatch;
 pub mod duplex;
 mod forward;
@@ -63,6 +64,8 @@ pub struct SessionLimits {
     pub before_bind_max_message: usize,
     /// How long one PDU may take to arrive once its first byte has.
     pub pdu_timeout: Duration,
+    /// How long answers may wait with none taken by the client.
+    pub send_timeout: Duration,
     pub upstream_max_message: usize,
     pub idle_timeout: Duration,
     pub operation_timeout: Duration,
@@ -95,28 +98,6 @@ enum Flow {
     StartTls,
     End(SessionEnd),
 }
-
-/// What a session waits for against the clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deadline {
-    /// The client started a PDU and has not finished it (`pdu_timeout`).
-    UnfinishedPdu,
-    /// The client has nothing outstanding and sends nothing (`idle_timeout`).
-    Idle,
-    /// The client takes none of its responses (`idle_timeout`).
-    ClientStalled,
-    /// The directory neither answers nor takes requests (`operation_timeout`).
-    Operation,
-    /// Only persistent searches are outstanding: time to see whether the
-    /// pool's health checks still find the directory server up.
-    Liveness,
-}
-
-/// How often a session with only persistent searches outstanding looks at
-/// its directory server's health: a server that stopped answering (a hung
-/// process still answers TCP keepalive) fails the pool's health checks
-/// (`health_check_interval`, each within `operation_timeout`).
-const LIVENESS_CHECK: Duration = Duration::from_secs(5);
 
 /// At most this long is spent handing the client what is queued for it
 /// (a Notice of Disconnection among it) when a session ends.
@@ -302,11 +283,12 @@ impl Session {
                 && self.bind_pending.is_none()
                 && self.to_upstream.len() < MAX_QUEUED
                 && self.to_client.len() < 2 * MAX_QUEUED;
-            // A large PDU is read on only once the budget holds its length.
-            let unreserved = self.unreserved_pdu();
+            // A large PDU is read on only once the budget holds its length,
+            // asked for only while the client is being read.
+            let unreserved = self.unreserved_pdu().filter(|_| may_read_client);
             let read_client = may_read_client && unreserved.is_none();
             let read_upstream = self.to_client.len() < MAX_QUEUED;
-            let deadline = self.deadline(may_read_client);
+            let deadline = self.deadline();
             self.make_room_for_client();
             if let Some(conn) = self.upstream.as_mut() {
                 reserve_for_read(&mut conn.buf);
@@ -380,105 +362,6 @@ impl Session {
         }
     }
 
-    /// The first deadline the session must meet and what it is; None when
-    /// nothing is timed (a persistent search alone is quiet by design: TCP
-    /// keepalive finds a vanished peer on either leg).
-    fn deadline(&self, reading: bool) -> Option<(Instant, Deadline)> {
-        let limits = &self.ctx.limits;
-        // Only while ldapgate reads: a client held back by backpressure
-        // cannot finish its PDU.
-        let unfinished = self
-            .unfinished_since
-            .filter(|_| reading)
-            .map(|since| (since + limits.pdu_timeout, Deadline::UnfinishedPdu));
-        let stalled = self
-            .to_client
-            .stalled_since()
-            .map(|since| (since + limits.idle_timeout, Deadline::ClientStalled));
-        // While the client holds the directory's answers back (the session
-        // stops reading the directory), the directory is not the one
-        // keeping anyone waiting: only the client's stall is timed.
-        let held_back = self.to_client.len() >= MAX_QUEUED;
-        let unread = self
-            .to_upstream
-            .stalled_since()
-            .filter(|_| !held_back)
-            .map(|since| (since + limits.operation_timeout, Deadline::Operation));
-        let waiting = if self.inflight.outstanding.is_empty() {
-            // Idle once everything is delivered: a client still taking a
-            // long result is busy, and timed as ClientStalled meanwhile.
-            self.to_client.is_settled().then(|| {
-                let since = self
-                    .last_client_activity
-                    .max(self.to_client.last_progress());
-                (since + limits.idle_timeout, Deadline::Idle)
-            })
-        } else if self.inflight.outstanding.values().all(|s| s.persistent) {
-            // Only quiet-by-design searches: the directory is watched by
-            // the pool's health checks instead.
-            Some((Instant::now() + LIVENESS_CHECK, Deadline::Liveness))
-        } else if self.inflight.awaits_answer() && !held_back {
-            Some((
-                self.last_upstream_progress + limits.operation_timeout,
-                Deadline::Operation,
-            ))
-        } else {
-            None
-        };
-        [unfinished, stalled, unread, waiting]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(at, _)| *at)
-    }
-
-    /// Ends the session for a missed deadline, telling the client why;
-    /// None when the deadline was a check that found all well.
-    fn expire(&mut self, why: Deadline) -> Option<Flow> {
-        Some(match why {
-            Deadline::Liveness => {
-                let up = self
-                    .upstream
-                    .as_ref()
-                    .and_then(|conn| self.ctx.pool.servers().get(conn.server))
-                    .is_none_or(|server| server.is_up());
-                if up {
-                    return None;
-                }
-                self.reusable = false;
-                self.notify(
-                    LdapResultCode::Unavailable,
-                    "the directory server stopped answering health checks",
-                );
-                Flow::End(SessionEnd::UpstreamTimeout)
-            }
-            Deadline::UnfinishedPdu => {
-                self.notify(
-                    LdapResultCode::Unavailable,
-                    "a request was not completed within server.pdu_timeout",
-                );
-                Flow::End(SessionEnd::PduTimeout)
-            }
-            Deadline::Idle => {
-                self.notify(LdapResultCode::Unavailable, "idle timeout");
-                Flow::End(SessionEnd::IdleTimeout)
-            }
-            Deadline::ClientStalled => {
-                self.reusable = false;
-                Flow::End(SessionEnd::ClientError(
-                    "client stopped reading responses (idle_timeout)".into(),
-                ))
-            }
-            Deadline::Operation => {
-                self.reusable = false;
-                self.notify(
-                    LdapResultCode::Unavailable,
-                    "the directory did not answer within operation_timeout",
-                );
-                Flow::End(SessionEnd::UpstreamTimeout)
-            }
-        })
-    }
-
     /// Handles every complete PDU the client has sent.
     async fn drain_client(&mut self, client_tls: bool) -> Flow {
         let timed_before = self.inflight.awaits_answer();
@@ -535,7 +418,7 @@ impl Session {
             }
         }
         self.to_client.push(&to_client);
-        let unfinished = !self.cbuf.is_empty() && self.bind_pending.is_none();
+        let unfinished = ber::unfinished_tail(&self.cbuf);
         self.unfinished_since = match (unfinished, self.unfinished_since) {
             (false, _) => None,
             (true, since) => Some(since.unwrap_or_else(Instant::now)),

@@ -1133,6 +1133,33 @@ pub fn search_request_for(
     ))
 }
 
+/// A slapd holding `ou=bulk` with 3,001 entries of about `size` bytes: a
+/// search of it streams for a while. 2 KB (6 MB in all) is the issue's
+/// input; 8 KB (24 MB) is more than the socket buffers of both legs hold
+/// on loopback (up to 4 MB a sending side each, as the kernel grows them).
+pub fn bulk_slapd(size: usize) -> Slapd {
+    let mut ldif = format!("dn: ou=bulk,{BASE_DN}\nobjectClass: organizationalUnit\nou: bulk\n\n");
+    let filler = "x".repeat(size);
+    for i in 0..BULK_ENTRIES {
+        ldif.push_str(&format!(
+            "dn: cn=b{i},ou=bulk,{BASE_DN}\nobjectClass: organizationalRole\ncn: b{i}\n\
+             description: {filler}\n\n"
+        ));
+    }
+    Slapd::start_with_extra_ldif(&ldif)
+}
+
+pub const BULK_ENTRIES: usize = 3001;
+
+/// A search of every bulk entry, message `msgid`.
+pub fn bulk_search(msgid: i32) -> Vec<u8> {
+    search_request_for(
+        msgid,
+        &format!("ou=bulk,{BASE_DN}"),
+        ldap3_proto::proto::LdapFilter::Present("cn".into()),
+    )
+}
+
 /// A base-scope SearchRequest PDU for the root DSE asking for `attrs`.
 pub fn root_dse_request(msgid: i32, attrs: &[&str]) -> Vec<u8> {
     use ldap3_proto::proto::*;
