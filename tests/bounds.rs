@@ -76,13 +76,16 @@ fn flood(addr: std::net::SocketAddr, n: usize, total: usize, bind: bool) -> Vec<
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
-fn search_works(proxy: &Proxy) {
-    let out = ldap_tool(
+/// ldapsearch for bob through `proxy` (giving up on a connection after 5 s).
+fn search_bob(proxy: &Proxy) -> std::process::Output {
+    ldap_tool(
         "ldapsearch",
         &proxy.certs.ca_pem,
         &[
             "-x",
             "-LLL",
+            "-o",
+            "nettimeout=5",
             "-H",
             &proxy.ldap_url(),
             "-b",
@@ -91,13 +94,30 @@ fn search_works(proxy: &Proxy) {
             "uid",
         ],
         None,
-    );
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("uid: bob"),
-        "{}\n{}",
-        show(&out),
-        proxy.log()
-    );
+    )
+}
+
+fn found_bob(out: &std::process::Output) -> bool {
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("uid: bob")
+}
+
+fn search_works(proxy: &Proxy) {
+    let out = search_bob(proxy);
+    assert!(found_bob(&out), "{}\n{}", show(&out), proxy.log());
+}
+
+/// How long after `start` an ldapsearch for bob through `proxy` first
+/// succeeds, trying every half second up to `limit`; None if it never does.
+fn served_within(proxy: &Proxy, start: Instant, limit: Duration) -> Option<Duration> {
+    loop {
+        if found_bob(&search_bob(proxy)) {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The input: 1,000 connections that never bound each send a
@@ -208,39 +228,21 @@ fn trickling_clients_do_not_keep_their_slots() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    // Every slot is taken now.
-    let mut busy = TcpStream::connect(addr).unwrap();
-    busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut notice = Vec::new();
-    let _ = busy.read_to_end(&mut notice);
-    assert!(String::from_utf8_lossy(&notice).contains("max_connections"));
+    // Every slot is taken once ldapgate has accepted them all.
+    let all_taken = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut probe = TcpStream::connect(addr).unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut notice = Vec::new();
+        let _ = probe.read_to_end(&mut notice);
+        String::from_utf8_lossy(&notice).contains("max_connections")
+    });
+    assert!(all_taken, "the tricklers never held every slot");
     // Within the idle timeout (and some slack for a loaded machine), a
     // search finds a slot again.
-    let served = loop {
-        let out = ldap_tool(
-            "ldapsearch",
-            &proxy.certs.ca_pem,
-            &[
-                "-x",
-                "-LLL",
-                "-H",
-                &proxy.ldap_url(),
-                "-b",
-                BASE_DN,
-                "(uid=bob)",
-                "uid",
-            ],
-            None,
-        );
-        if out.status.success() {
-            break Some(start.elapsed());
-        }
-        if start.elapsed() > Duration::from_secs(15) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let served = served_within(&proxy, start, Duration::from_secs(15));
     assert!(
         served.is_some(),
         "no slot came back within 15 s: {}",
@@ -373,33 +375,7 @@ fn clients_that_read_none_of_their_answers_release_the_directory() {
             s
         })
         .collect();
-    let started = Instant::now();
-    let served = loop {
-        let out = ldap_tool(
-            "ldapsearch",
-            &proxy.certs.ca_pem,
-            &[
-                "-x",
-                "-LLL",
-                "-o",
-                "nettimeout=5",
-                "-H",
-                &proxy.ldap_url(),
-                "-b",
-                BASE_DN,
-                "(uid=bob)",
-                "uid",
-            ],
-            None,
-        );
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("uid: bob") {
-            break Some(started.elapsed());
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let served = served_within(&proxy, Instant::now(), Duration::from_secs(30));
     drop(stallers);
     assert!(served.is_some(), "not served within 30 s: {}", proxy.log());
     assert!(
