@@ -441,8 +441,10 @@ impl Session {
         let Some(conn) = self.upstream.as_mut() else {
             return Flow::Continue;
         };
-        let scope = self.ctx.policy.dn_scope.current();
-        let in_scope = |dn: &[u8]| scope.holds(dn);
+        // Only searches that dereference aliases have their entries checked:
+        // the scope is fetched for them alone, not on every read.
+        let scope = (!self.inflight.scoped.is_empty()).then(|| self.ctx.policy.dn_scope.current());
+        let in_scope = |dn: &[u8]| scope.as_ref().is_some_and(|s| s.holds(dn));
         let routing = responses::route(&conn.buf, limit, &mut self.inflight, &in_scope);
         for done in &routing.finished {
             // A response whose code cannot be read is forwarded as it is;
