@@ -819,8 +819,6 @@ fn ad_moves_of_ous_and_containers_follow_through_usn_tracking() {
 /// and delivers the change made later, as AD does directly.
 #[test]
 fn ad_change_notification_outlives_operation_timeout() {
-    use std::io::{BufRead, BufReader};
-    use std::sync::mpsc;
     use std::time::Duration;
 
     let samba = samba();
@@ -830,36 +828,17 @@ fn ad_change_notification_outlives_operation_timeout() {
             .directory("operation_timeout = \"2s\"")
             .server("idle_timeout = \"2s\""),
     );
-    let mut search = Command::new(require_program("ldapsearch", "ldap-utils"))
-        .args([
-            "-x",
-            "-LLL",
-            "-H",
-            &proxy.ldap_url(),
-            "-D",
-            AD_ADMIN_DN,
-            "-w",
-            AD_ADMIN_PW,
-        ])
-        .args(["-b", &ad_dn("ntf1"), "-s", "base", "-E", "!serverNotif"])
-        .args(["(objectClass=*)", "description"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = search.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut search = RunningLines::spawn(
+        Command::new(require_program("ldapsearch", "ldap-utils"))
+            .args(["-x", "-LLL", "-H", &proxy.ldap_url()])
+            .args(["-D", AD_ADMIN_DN, "-w", AD_ADMIN_PW])
+            .args(["-b", &ad_dn("ntf1"), "-s", "base", "-E", "!serverNotif"])
+            .args(["(objectClass=*)", "description"]),
+    );
     // Quiet for twice operation_timeout and idle_timeout.
     std::thread::sleep(Duration::from_secs(4));
     assert!(
-        search.try_wait().unwrap().is_none(),
+        search.running(),
         "the search ended while quiet: {}",
         proxy.log()
     );
@@ -867,12 +846,8 @@ fn ad_change_notification_outlives_operation_timeout() {
         "dn: {}\nchangetype: modify\nreplace: description\ndescription: notified-later\n",
         ad_dn("ntf1")
     ));
-    let delivered = (0..100).any(|_| {
-        rx.recv_timeout(Duration::from_millis(100))
-            .is_ok_and(|line| line.contains("notified-later"))
-    });
-    let _ = search.kill();
-    let out = search.wait_with_output().unwrap();
+    let delivered = search.sees("notified-later");
+    let out = search.stop();
     assert!(
         delivered,
         "the change made later arrived: {}\n{}",

@@ -42,20 +42,12 @@ fn verify_config(slapd: &Slapd, directory: &str) -> PathBuf {
 
 /// The `expiry` line `ldapgate verify` prints for `server`: (status, detail).
 fn expiry_line(config: &Path, server: &str) -> (String, String) {
-    let out = Command::new(ldapgate_binary())
-        .args(["verify", "-c"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| {
-            let mut parts = l.split_whitespace();
-            let status = parts.next()?;
-            (parts.next()? == server && parts.next()? == "expiry")
-                .then(|| (status.to_owned(), parts.collect::<Vec<_>>().join(" ")))
-        })
-        .unwrap_or_else(|| panic!("no expiry line for {server}:\n{}", show(&out)))
+    let (_, lines, output) = verify(config);
+    lines
+        .into_iter()
+        .find(|(_, s, check, _)| s == server && check == "expiry")
+        .map(|(status, _, _, detail)| (status, detail))
+        .unwrap_or_else(|| panic!("no expiry line for {server}:\n{output}"))
 }
 
 /// `verify`'s expiry line for `slapd`'s LDAPS port, trusting its root.

@@ -128,9 +128,7 @@ async fn a_sasl_bind_gets_auth_method_not_supported() {
 /// unavailable after `operation_timeout` of silence).
 #[test]
 fn a_persistent_search_outlives_operation_timeout() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    use std::sync::mpsc;
+    use std::process::Command;
     use std::time::Duration;
 
     let slapd = Slapd::start_with_lines_and_ldif(&syncprov(false), "");
@@ -139,26 +137,15 @@ fn a_persistent_search_outlives_operation_timeout() {
             .directory("operation_timeout = \"2s\"")
             .server("idle_timeout = \"2s\""),
     );
-    let mut search = Command::new(require_program("ldapsearch", "ldap-utils"))
-        .args(["-x", "-LLL", "-H", &proxy.ldap_url(), "-b", BASE_DN])
-        .args(["-E", "!sync=rp", "(uid=late*)", "uid"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = search.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut search = RunningLines::spawn(
+        Command::new(require_program("ldapsearch", "ldap-utils"))
+            .args(["-x", "-LLL", "-H", &proxy.ldap_url(), "-b", BASE_DN])
+            .args(["-E", "!sync=rp", "(uid=late*)", "uid"]),
+    );
     // Quiet for twice operation_timeout and idle_timeout.
     std::thread::sleep(Duration::from_secs(4));
     assert!(
-        search.try_wait().unwrap().is_none(),
+        search.running(),
         "the search ended while quiet: {}",
         proxy.log()
     );
@@ -166,12 +153,8 @@ fn a_persistent_search_outlives_operation_timeout() {
         "dn: uid=late1,ou=people,{BASE_DN}\nchangetype: add\nobjectClass: inetOrgPerson\n\
          uid: late1\ncn: Late\nsn: Late\n"
     ));
-    let delivered = (0..100).any(|_| {
-        rx.recv_timeout(Duration::from_millis(100))
-            .is_ok_and(|line| line.contains("uid=late1"))
-    });
-    let _ = search.kill();
-    let _ = search.wait();
+    let delivered = search.sees("uid=late1");
+    search.stop();
     assert!(delivered, "the entry added later arrived: {}", proxy.log());
 }
 

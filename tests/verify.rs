@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 /// A configuration for `slapd` with `directory` lines after `servers`.
 fn config(slapd: &Slapd, servers: &str, directory: &str) -> PathBuf {
@@ -30,31 +29,7 @@ fn config(slapd: &Slapd, servers: &str, directory: &str) -> PathBuf {
     path
 }
 
-/// One report line: (status, server, check, detail).
-type Line = (String, String, String, String);
-
-/// `ldapgate verify`: exit code, report lines, and the output for messages.
-fn verify(config: &Path) -> (i32, Vec<Line>, String) {
-    let out = Command::new(ldapgate_binary())
-        .args(["verify", "-c"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines = text
-        .lines()
-        .map(|l| {
-            let mut parts = l.split_whitespace();
-            let mut next = || parts.next().unwrap_or_default().to_owned();
-            let (status, server, check) = (next(), next(), next());
-            let detail = parts.collect::<Vec<_>>().join(" ");
-            (status, server, check, detail)
-        })
-        .collect();
-    (out.status.code().unwrap_or(-1), lines, show(&out))
-}
-
-fn status_of<'a>(lines: &'a [Line], server: &str, check: &str) -> (&'a str, &'a str) {
+fn status_of<'a>(lines: &'a [VerifyLine], server: &str, check: &str) -> (&'a str, &'a str) {
     lines
         .iter()
         .find(|(_, s, c, _)| s == server && c == check)

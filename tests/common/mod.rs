@@ -18,7 +18,7 @@ pub use tls_peers::*;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1193,6 +1193,82 @@ pub fn next_tlv(r: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
     let mut content = vec![0u8; len];
     r.read_exact(&mut content).ok()?;
     Some((head[0], content))
+}
+
+/// One report line: (status, server, check, detail).
+pub type VerifyLine = (String, String, String, String);
+
+/// `ldapgate verify`: exit code, report lines, and the output for messages.
+pub fn verify(config: &Path) -> (i32, Vec<VerifyLine>, String) {
+    let out = Command::new(ldapgate_binary())
+        .args(["verify", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines = text
+        .lines()
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let mut next = || parts.next().unwrap_or_default().to_owned();
+            let (status, server, check) = (next(), next(), next());
+            let detail = parts.collect::<Vec<_>>().join(" ");
+            (status, server, check, detail)
+        })
+        .collect();
+    (out.status.code().unwrap_or(-1), lines, show(&out))
+}
+
+/// A command left running whose standard output is read line by line on a
+/// thread of its own: for searches that stay open (persistent searches).
+pub struct RunningLines {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl RunningLines {
+    /// Starts `command` with its standard output and error captured.
+    pub fn spawn(command: &mut Command) -> RunningLines {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        RunningLines { child, lines }
+    }
+
+    /// True while the command has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// True when a line containing `needle` arrives within ten seconds.
+    pub fn sees(&self, needle: &str) -> bool {
+        (0..100).any(|_| {
+            self.lines
+                .recv_timeout(Duration::from_millis(100))
+                .is_ok_and(|line| line.contains(needle))
+        })
+    }
+
+    /// Kills the command; what it wrote to standard error, for messages.
+    pub fn stop(mut self) -> Output {
+        let _ = self.child.kill();
+        self.child.wait_with_output().unwrap()
+    }
 }
 
 /// Sends signal `name` ("HUP", "TERM", "STOP", "CONT") to process `pid`.
