@@ -73,7 +73,7 @@ pub async fn fetch(
 ) -> Result<ServerCertificates, FingerprintError> {
     let directory_tls = DirectoryTls::new(Trust::FingerprintOnly)?;
     let server =
-        UpstreamServer::new(endpoint.clone(), starttls, directory_tls, 0).map_err(|e| {
+        UpstreamServer::new(endpoint.clone(), starttls, directory_tls, 0, None).map_err(|e| {
             FingerprintError::Target {
                 target: endpoint.to_string(),
                 reason: e.to_string(),
@@ -136,6 +136,42 @@ fn bad_certificate(server: &str, e: CertParseError) -> FingerprintError {
 }
 
 impl ServerCertificates {
+    /// The report as JSON, for `GET /v1/fingerprint`: the same facts as
+    /// [`ServerCertificates::report`], each certificate of the chain leaf
+    /// first, with both pin forms `directory.pins` accepts.
+    pub fn to_json(&self) -> serde_json::Value {
+        let chain: Vec<serde_json::Value> = self
+            .chain
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "subject": c.subject,
+                    "issuer": c.issuer,
+                    "sans": c.sans,
+                    "not_after": c.not_after,
+                    "not_after_unix": c.not_after_unix,
+                    "pin_spki": c.spki.to_string(),
+                    "pin_leaf": c.leaf.to_string(),
+                })
+            })
+            .collect();
+        let expires = self.expiry.as_ref().map(|e| {
+            serde_json::json!({
+                "not_after": e.not_after,
+                "not_after_unix": e.not_after_unix,
+                "subject": e.subject,
+                "position": e.position,
+            })
+        });
+        serde_json::json!({
+            "server": self.server.to_string(),
+            "chain": chain,
+            "expires": expires,
+            "usable": self.unusable.is_none(),
+            "unusable_reason": self.unusable,
+        })
+    }
+
     /// The human-readable report `ldapgate fingerprint` prints.
     pub fn report(&self) -> String {
         let mut out = format!("server:     {}\n", self.server);

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::ldap::response;
-use crate::metrics::metrics;
+use crate::metrics::DirectoryMetrics;
 use crate::session::{self, SessionContext};
 use crate::stream::LdapStream;
 
@@ -94,13 +94,16 @@ impl BoundListener {
         })
     }
 
-    /// Accepts until `stop` turns true; sessions run in `sessions`, each
-    /// with what `serving` holds when it is accepted.
+    /// Accepts until `stop` turns true (the daemon stops, or the
+    /// listener's directory is removed); sessions run in `sessions`, each
+    /// with what `serving` holds when it is accepted, and hear `shutdown`
+    /// (the daemon stops) whatever becomes of the listener.
     pub async fn serve(
         self,
         serving: watch::Receiver<Arc<Serving>>,
         sessions: TaskTracker,
         mut stop: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
         info!(addr = %self.addr, listener = self.kind.name(), "listening");
         loop {
@@ -141,8 +144,8 @@ impl BoundListener {
                 None
             };
             let handshake_timeout = admission.tls_handshake_timeout;
-            let active = ActiveConnection::open(self.kind);
-            let shutdown = stop.clone();
+            let active = ActiveConnection::open(self.kind, ctx.metrics.clone());
+            let shutdown = shutdown.clone();
             sessions.spawn(async move {
                 let _active = active;
                 let stream = match ldaps {
@@ -169,24 +172,20 @@ impl BoundListener {
     }
 }
 
-/// One accepted client connection in the metrics, until it closes.
-struct ActiveConnection(&'static str);
+/// One accepted client connection in its directory's metrics, until it
+/// closes.
+struct ActiveConnection(&'static str, DirectoryMetrics);
 
 impl ActiveConnection {
-    fn open(kind: ListenerKind) -> Self {
-        let m = metrics();
-        m.connections_total.with_label_values(&[kind.name()]).inc();
-        m.connections_active.with_label_values(&[kind.name()]).inc();
-        ActiveConnection(kind.name())
+    fn open(kind: ListenerKind, metrics: DirectoryMetrics) -> Self {
+        metrics.connection_opened(kind.name());
+        ActiveConnection(kind.name(), metrics)
     }
 }
 
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
-        metrics()
-            .connections_active
-            .with_label_values(&[self.0])
-            .dec();
+        self.1.connection_closed(self.0);
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use ldapgate::auth::outcome::Outcome;
 use ldapgate::auth::{Attempt, Authenticator};
-use ldapgate::config::Config;
+use ldapgate::config::{Config, TenantDirectory};
+use ldapgate::metrics::DirectoryMetrics;
 use ldapgate::ratelimit::BindLimiter;
 use ldapgate::sync::export::{self, Exporter};
 use ldapgate::sync::{changes, verify};
@@ -45,6 +46,8 @@ enum SyncCommand {
     Full {
         #[arg(short, long)]
         config: PathBuf,
+        #[command(flatten)]
+        directory: DirectoryArg,
     },
     /// The changes since the pull that returned COOKIE, then an `end` line
     /// with the next cookie. A change set over the deletion limits is held
@@ -52,6 +55,8 @@ enum SyncCommand {
     Changes {
         #[arg(short, long)]
         config: PathBuf,
+        #[command(flatten)]
+        directory: DirectoryArg,
         #[arg(long)]
         cookie: String,
         #[arg(long)]
@@ -63,13 +68,26 @@ enum SyncCommand {
     Verify {
         #[arg(short, long)]
         config: PathBuf,
+        #[command(flatten)]
+        directory: DirectoryArg,
     },
     /// Forget the recorded base-DN fingerprint after checking that the base
     /// DN really is the intended entry; the next pull records it anew.
     Rearm {
         #[arg(short, long)]
         config: PathBuf,
+        #[command(flatten)]
+        directory: DirectoryArg,
     },
+}
+
+/// Which configured directory a command is for.
+#[derive(clap::Args)]
+struct DirectoryArg {
+    /// The directory's `name` in [[directories]]; may be left out when the
+    /// configuration has one directory.
+    #[arg(long = "directory", value_name = "NAME")]
+    name: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -96,6 +114,8 @@ enum Command {
     Authenticate {
         #[arg(short, long)]
         config: PathBuf,
+        #[command(flatten)]
+        directory: DirectoryArg,
         /// The sign-in ID: uid, mobile, mail, employee number, ...
         #[arg(long)]
         login: String,
@@ -103,9 +123,12 @@ enum Command {
     /// Check every directory server before switching over: TCP, TLS, pin,
     /// certificate expiry, service bind, base DN and its fingerprint. One
     /// line per check (`--json`: the report as JSON); exit 1 on any failure.
+    /// Every configured directory, or the one given with --directory.
     Verify {
         #[arg(short, long)]
         config: PathBuf,
+        #[arg(long = "directory", value_name = "NAME")]
+        directory: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -193,9 +216,17 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Authenticate { config, login } => {
+        Command::Authenticate {
+            config,
+            directory,
+            login,
+        } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
+                Err(code) => return code,
+            };
+            let directory = match choose(&config, directory.name.as_deref()) {
+                Ok(d) => d,
                 Err(code) => return code,
             };
             let mut password = String::new();
@@ -205,7 +236,7 @@ async fn dispatch(command: Command) -> ExitCode {
             }
             let password = password.strip_suffix('\n').unwrap_or(&password);
             let password = password.strip_suffix('\r').unwrap_or(password);
-            match authenticate(&config, &login, password).await {
+            match authenticate(directory, &login, password).await {
                 Ok((json, ok)) => {
                     println!("{json}");
                     if ok {
@@ -221,17 +252,23 @@ async fn dispatch(command: Command) -> ExitCode {
             }
         }
         Command::Sync { action } => {
-            let config = match &action {
-                SyncCommand::Full { config }
-                | SyncCommand::Rearm { config }
-                | SyncCommand::Verify { config }
-                | SyncCommand::Changes { config, .. } => config,
+            let (config, directory) = match &action {
+                SyncCommand::Full { config, directory }
+                | SyncCommand::Rearm { config, directory }
+                | SyncCommand::Verify { config, directory }
+                | SyncCommand::Changes {
+                    config, directory, ..
+                } => (config, directory),
             };
             let config = match load_config(config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match sync(&config, &action).await {
+            let directory = match choose(&config, directory.name.as_deref()) {
+                Ok(d) => d,
+                Err(code) => return code,
+            };
+            match sync(directory, &action).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
                 Err(e) => {
@@ -240,19 +277,28 @@ async fn dispatch(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Verify { config, json } => {
+        Command::Verify {
+            config,
+            directory,
+            json,
+        } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match ldapgate::verify::verify(&config).await {
+            let result = match directory {
+                None => ldapgate::verify::verify(&config).await,
+                Some(name) => match choose(&config, Some(&name)) {
+                    Ok(d) => ldapgate::verify::verify_directory(d).await,
+                    Err(code) => return code,
+                },
+            };
+            match result {
                 Ok(report) => {
                     if json {
                         println!("{}", serde_json::to_string(&report).unwrap_or_default());
                     } else {
-                        for check in &report.checks {
-                            println!("{check}");
-                        }
+                        print_checks(&report.checks, config.directories.len() > 1);
                     }
                     if report.ok {
                         ExitCode::SUCCESS
@@ -298,12 +344,34 @@ async fn dispatch(command: Command) -> ExitCode {
     }
 }
 
+/// The directory `name` names, or the only one; otherwise a usage error
+/// naming the choices.
+fn choose<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a TenantDirectory, ExitCode> {
+    config.choose_directory(name).map_err(|e| {
+        eprintln!("ldapgate: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// One line per check; with several directories, each directory's checks
+/// under a line naming it.
+fn print_checks(checks: &[ldapgate::verify::Check], several: bool) {
+    let mut last: Option<&str> = None;
+    for check in checks {
+        if several && last != Some(check.directory.as_str()) {
+            println!("directory {}", check.directory);
+            last = Some(&check.directory);
+        }
+        println!("{check}");
+    }
+}
+
 async fn authenticate(
-    config: &Config,
+    config: &TenantDirectory,
     login: &str,
     password: &str,
 ) -> anyhow::Result<(String, bool)> {
-    let pool = UpstreamPool::new(&config.directory)?;
+    let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
     let limiter = BindLimiter::new(&config.ratelimit);
     let authenticator = Authenticator::new(config, pool, limiter);
     let verdict = authenticator
@@ -319,9 +387,9 @@ async fn authenticate(
 }
 
 /// A sync pull (or a rearm) from the shell; Ok(false) when it failed.
-async fn sync(config: &Config, action: &SyncCommand) -> anyhow::Result<bool> {
+async fn sync(config: &TenantDirectory, action: &SyncCommand) -> anyhow::Result<bool> {
     use std::io::Write;
-    let pool = UpstreamPool::new(&config.directory)?;
+    let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
     let service = Arc::new(ServiceConnections::new(
         pool,
         config.directory.service_account.clone(),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::config::Config;
+use crate::config::{Config, TenantDirectory};
+use crate::metrics::DirectoryMetrics;
 use crate::sync::export::{Exporter, SyncError};
 use crate::tls::ChainExpiry;
 use crate::upstream::endpoint::Scheme;
@@ -54,6 +55,8 @@ impl Status {
 /// One check of one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// The configured directory the server belongs to.
+    pub directory: String,
     pub server: String,
     pub check: &'static str,
     pub status: Status,
@@ -86,9 +89,19 @@ pub struct Report {
 #[error("cannot set up the directory connections: {0}")]
 pub struct VerifyError(#[from] crate::upstream::pool::PoolSetupError);
 
-/// Runs every check against every server of `config`.
+/// Runs every check against every server of every directory of `config`.
 pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
-    let pool = UpstreamPool::new(&config.directory)?;
+    let mut checks = Vec::new();
+    for directory in &config.directories {
+        checks.extend(verify_directory(directory).await?.checks);
+    }
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    Ok(Report { ok, checks })
+}
+
+/// Runs every check against every server of one directory.
+pub async fn verify_directory(config: &TenantDirectory) -> Result<Report, VerifyError> {
+    let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
     // The exporter knows the base entry's id attribute and the state
     // directory; it is used here only to read, never to record.
     let exporter = Exporter::new(
@@ -112,7 +125,7 @@ pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
 }
 
 struct ServerChecks<'a> {
-    config: &'a Config,
+    config: &'a TenantDirectory,
     exporter: &'a Exporter,
     server: &'a UpstreamServer,
     index: usize,
@@ -122,6 +135,7 @@ struct ServerChecks<'a> {
 impl ServerChecks<'_> {
     fn push(&mut self, check: &'static str, status: Status, detail: impl Into<String>) {
         self.out.push(Check {
+            directory: self.config.name.clone(),
             server: self.server.endpoint.to_string(),
             check,
             status,

@@ -8,6 +8,7 @@ use common::*;
 use ldapgate::auth::outcome::Outcome;
 use ldapgate::auth::{Attempt, Authenticator};
 use ldapgate::config::Config;
+use ldapgate::metrics::DirectoryMetrics;
 use ldapgate::ratelimit::BindLimiter;
 use ldapgate::upstream::UpstreamPool;
 use serde_json::Value;
@@ -130,9 +131,10 @@ fn empty_password_is_refused_before_any_network_io() {
 
 async fn authenticator(slapd: &Slapd, extra: &str) -> Authenticator {
     let config = Config::load(&auth_config(slapd, extra)).unwrap();
-    let pool = UpstreamPool::new(&config.directory).unwrap();
+    let config = config.only_directory().unwrap();
+    let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name)).unwrap();
     let limiter = BindLimiter::new(&config.ratelimit);
-    Authenticator::new(&config, pool, limiter)
+    Authenticator::new(config, pool, limiter)
 }
 
 async fn attempt(a: &Authenticator, login: &str, password: &str, client: [u8; 4]) -> Outcome {

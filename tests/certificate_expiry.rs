@@ -215,7 +215,7 @@ fn the_expiry_metric_is_the_verified_chains() {
         ProxyConfig::ldaps(&slapd).section(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")),
     );
     let series = format!(
-        "ldapgate_certificate_expiry_seconds{{server=\"{}\"}}",
+        "ldapgate_certificate_expiry_seconds{{directory=\"default\",server=\"{}\"}}",
         slapd.ldaps_url()
     );
     let left = wait_for_metric(port, &series);
@@ -238,7 +238,7 @@ fn ldapgates_own_certificate_expiry_is_its_chains() {
     std::fs::copy(&own.cert_pem, &proxy.certs.cert_pem).unwrap();
     std::fs::copy(&own.key_pem, &proxy.certs.key_pem).unwrap();
     send_signal(proxy.pid(), "HUP");
-    let series = "ldapgate_certificate_expiry_seconds{server=\"listener\"}";
+    let series = "ldapgate_certificate_expiry_seconds{directory=\"\",server=\"listener\"}";
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let left = wait_for_metric(port, series);

@@ -53,7 +53,7 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
             .control(token),
     );
     // The fixture's start-up probe connects once; wait until it is counted.
-    let connections = "ldapgate_connections_total{listener=\"ldap\"}";
+    let connections = "ldapgate_connections_total{directory=\"default\",listener=\"ldap\"}";
     let mut before = scrape(port);
     for _ in 0..100 {
         if metric(&before, connections).is_some() {
@@ -65,7 +65,7 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
     assert_eq!(
         metric(
             &before,
-            "ldapgate_operations_total{op=\"search\",result=\"success\"}"
+            "ldapgate_operations_total{directory=\"default\",op=\"search\",result=\"success\"}"
         ),
         None,
         "no traffic yet:\n{before}"
@@ -74,7 +74,7 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
     assert_eq!(
         value(
             &before,
-            &format!("ldapgate_upstream_up{{server=\"{upstream}\"}}")
+            &format!("ldapgate_upstream_up{{directory=\"default\",server=\"{upstream}\"}}")
         ),
         1.0
     );
@@ -112,37 +112,52 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
     let text = scrape(port);
     let v = |series: &str| value(&text, series);
     assert_eq!(
-        v("ldapgate_operations_total{op=\"search\",result=\"success\"}"),
+        v("ldapgate_operations_total{directory=\"default\",op=\"search\",result=\"success\"}"),
         3.0
     );
     assert_eq!(
-        v("ldapgate_operation_duration_seconds_count{op=\"search\"}"),
+        v("ldapgate_operation_duration_seconds_count{directory=\"default\",op=\"search\"}"),
         3.0
     );
-    assert!(v("ldapgate_operation_duration_seconds_sum{op=\"search\"}") > 0.0);
+    assert!(
+        v("ldapgate_operation_duration_seconds_sum{directory=\"default\",op=\"search\"}") > 0.0
+    );
     assert_eq!(
-        v("ldapgate_operations_total{op=\"bind\",result=\"success\"}"),
+        v("ldapgate_operations_total{directory=\"default\",op=\"bind\",result=\"success\"}"),
         1.0
     );
-    assert_eq!(v("ldapgate_binds_total{result=\"success\"}"), 1.0, "{text}");
     assert_eq!(
-        v("ldapgate_binds_total{result=\"invalidCredentials\"}"),
+        v("ldapgate_binds_total{directory=\"default\",result=\"success\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        v("ldapgate_binds_total{directory=\"default\",result=\"invalidCredentials\"}"),
         1.0
     );
     assert_eq!(v(connections) - value(&before, connections), 1.0);
-    assert_eq!(v("ldapgate_connections_active{listener=\"ldap\"}"), 0.0);
-    assert_eq!(v("ldapgate_auth_total{outcome=\"success\"}"), 1.0);
     assert_eq!(
-        v("ldapgate_auth_total{outcome=\"invalid_credentials\"}"),
-        2.0
+        v("ldapgate_connections_active{directory=\"default\",listener=\"ldap\"}"),
+        0.0
     );
-    assert_eq!(v("ldapgate_auth_total{outcome=\"account_locked\"}"), 1.0);
     assert_eq!(
-        v("ldapgate_ratelimit_rejections_total{reason=\"lockout\"}"),
+        v("ldapgate_auth_total{directory=\"default\",outcome=\"success\"}"),
         1.0
     );
     assert_eq!(
-        v("ldapgate_sync_runs_total{kind=\"full\",result=\"success\"}"),
+        v("ldapgate_auth_total{directory=\"default\",outcome=\"invalid_credentials\"}"),
+        2.0
+    );
+    assert_eq!(
+        v("ldapgate_auth_total{directory=\"default\",outcome=\"account_locked\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("ldapgate_ratelimit_rejections_total{directory=\"default\",reason=\"lockout\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("ldapgate_sync_runs_total{directory=\"default\",kind=\"full\",result=\"success\"}"),
         1.0
     );
     assert!(v("ldapgate_sync_last_success_timestamp_seconds") > 1.7e9);
@@ -153,20 +168,20 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
     assert_eq!(v(&version), 1.0);
     // Seconds left on slapd's certificate, as ldapgate saw it in the handshake.
     let upstream_expiry = v(&format!(
-        "ldapgate_certificate_expiry_seconds{{server=\"{upstream}\"}}"
+        "ldapgate_certificate_expiry_seconds{{directory=\"default\",server=\"{upstream}\"}}"
     ));
     let expected = expiry_in_seconds(&slapd.certs.cert_pem);
     assert!(
         (upstream_expiry - expected).abs() < 120.0,
         "{upstream_expiry} vs {expected}"
     );
-    assert!(v("ldapgate_certificate_expiry_seconds{server=\"listener\"}") > 0.0);
-    assert!(v("ldapgate_certificate_expiry_seconds{server=\"control\"}") > 0.0);
+    assert!(v("ldapgate_certificate_expiry_seconds{directory=\"\",server=\"listener\"}") > 0.0);
+    assert!(v("ldapgate_certificate_expiry_seconds{directory=\"\",server=\"control\"}") > 0.0);
     let open: f64 = ["idle", "in_use"]
         .iter()
         .map(|state| {
             v(&format!(
-                "ldapgate_upstream_pool_connections{{server=\"{upstream}\",state=\"{state}\"}}"
+                "ldapgate_upstream_pool_connections{{directory=\"default\",server=\"{upstream}\",state=\"{state}\"}}"
             ))
         })
         .sum();
@@ -193,7 +208,7 @@ fn health_and_readiness_follow_the_directory() {
     );
     assert_eq!(http_get(port, "/healthz").0, 200);
     let (status, _, body) = http_get(port, "/readyz");
-    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    assert_eq!((status, body.as_str()), (200, "ready\ndefault: ready\n"));
 
     slapd.stop();
     let wait_for = |want: u16| {
@@ -212,10 +227,14 @@ fn health_and_readiness_follow_the_directory() {
     };
     let body = wait_for(503);
     assert!(body.contains("no directory server is up"), "{body}");
+    assert!(body.contains("default: not ready"), "{body}");
     assert_eq!(
         metric(
             &scrape(port),
-            &format!("ldapgate_upstream_up{{server=\"{}\"}}", slapd.ldaps_url())
+            &format!(
+                "ldapgate_upstream_up{{directory=\"default\",server=\"{}\"}}",
+                slapd.ldaps_url()
+            )
         ),
         Some(0.0)
     );
@@ -361,7 +380,7 @@ async fn sighup_swaps_certificate_and_pins_for_new_sessions_only() {
     assert!(refused.text.contains("pin"), "{}", refused.text);
     let text = scrape(port);
     let pin_failures = format!(
-        "ldapgate_tls_pin_failures_total{{server=\"{}\"}}",
+        "ldapgate_tls_pin_failures_total{{directory=\"default\",server=\"{}\"}}",
         slapd.ldaps_url()
     );
     assert!(value(&text, &pin_failures) >= 1.0, "{text}");

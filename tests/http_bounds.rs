@@ -442,7 +442,7 @@ fn the_metrics_listener_is_capped_and_still_scraped() {
     let (status, body) = scrape(metrics_port);
     assert_eq!(status, 200, "{body}");
     assert!(
-        body.contains("ldapgate_connections_active{listener=\"metrics\"}"),
+        body.contains("ldapgate_connections_active{directory=\"\",listener=\"metrics\"}"),
         "the scrape counts its own listener"
     );
     // 936 of the 1000 closed for newer ones, and one for the scrape.

@@ -10,7 +10,7 @@
 
 use ldap3_proto::proto::{LdapFilter, LdapMatchingRuleAssertion, LdapSearchResultEntry};
 
-use crate::config::{Config, DirectoryKind};
+use crate::config::{DirectoryKind, TenantDirectory};
 
 /// AD's bitwise-AND matching rule (LDAP_MATCHING_RULE_BIT_AND).
 const AD_BIT_AND: &str = "1.2.840.113556.1.4.803";
@@ -39,7 +39,7 @@ pub fn class_filter(classes: &[String]) -> LdapFilter {
 }
 
 impl AccountClasses {
-    pub fn from_config(config: &Config) -> AccountClasses {
+    pub fn from_config(config: &TenantDirectory) -> AccountClasses {
         AccountClasses::new(
             config.directory.kind,
             config.signin.user_object_classes.clone(),

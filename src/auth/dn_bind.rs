@@ -69,7 +69,7 @@ impl Authenticator {
         // Counted in ldapgate_ratelimit_rejections_total; the bind itself in
         // ldapgate_binds_total like any other (auth_total is delegated
         // authentication's).
-        let refused = |r| Verdict::refused(&r);
+        let refused = |r| self.refuse(&r);
         self.limiter.check_client(client).map_err(refused)?;
         let (identity, cached) = self
             .identities

@@ -25,10 +25,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::metrics::metrics;
+use crate::metrics::DirectoryMetrics;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::TenantDirectory;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
 use crate::upstream::pool::ConnStash;
 use crate::upstream::requests::BindReply;
@@ -99,10 +99,6 @@ impl Verdict {
     }
 
     fn refused(refusal: &Refusal) -> Verdict {
-        metrics()
-            .ratelimit_rejections_total
-            .with_label_values(&[refusal.reason()])
-            .inc();
         let (outcome, detail) = match refusal {
             Refusal::LockedOut { .. } => (
                 Outcome::AccountLocked,
@@ -156,11 +152,13 @@ pub struct Authenticator {
     /// What the directory answers a wrong password, which a login that
     /// names no entry gets too.
     wrong_password: WrongPasswordReply,
+    /// The directory's metrics: outcomes and refusals.
+    metrics: DirectoryMetrics,
 }
 
 impl Authenticator {
     pub fn new(
-        config: &Config,
+        config: &TenantDirectory,
         pool: Arc<UpstreamPool>,
         limiter: Arc<BindLimiter>,
     ) -> Authenticator {
@@ -207,7 +205,15 @@ impl Authenticator {
             max_message: config.directory.max_message_bytes,
             audit_key,
             wrong_password: WrongPasswordReply::new(&config.directory.base_dn),
+            metrics: DirectoryMetrics::new(&config.name),
         }
+    }
+
+    /// The verdict for a sign-in a rate limit or the lockout refused,
+    /// counted in the metrics.
+    fn refuse(&self, refusal: &Refusal) -> Verdict {
+        self.metrics.rate_limited(refusal.reason());
+        Verdict::refused(refusal)
     }
 
     /// What a login that names no entry answers: the directory's answer to
@@ -252,10 +258,7 @@ impl Authenticator {
         let Ok(_permit) = tokio::time::timeout(self.operation_timeout, self.binds.acquire()).await
         else {
             let detail = "too many binds in progress (ratelimit.max_concurrent_binds)";
-            metrics()
-                .ratelimit_rejections_total
-                .with_label_values(&["concurrency"])
-                .inc();
+            self.metrics.rate_limited("concurrency");
             return Err(Verdict::bare(Outcome::RateLimited, Some(detail.into())));
         };
         let mut conn = match self.bind_conns.take() {
@@ -324,10 +327,7 @@ impl Authenticator {
         let started = Instant::now();
         let mut facts = AuditFacts::default();
         let (verdict, conn) = self.decide(attempt, keep, &mut facts).await;
-        metrics()
-            .auth_total
-            .with_label_values(&[verdict.outcome.as_str()])
-            .inc();
+        self.metrics.authentication(verdict.outcome.as_str());
         info!(
             target: "ldapgate::audit",
             channel = attempt.channel,
@@ -399,7 +399,7 @@ impl Authenticator {
         let turn = self.turn(identity).await?;
         self.limiter
             .check_identity(identity)
-            .map_err(|r| Verdict::refused(&r))?;
+            .map_err(|r| self.refuse(&r))?;
         Ok(turn)
     }
 
@@ -448,7 +448,7 @@ impl Authenticator {
             return Some(Verdict::bare(Outcome::InvalidCredentials, None));
         }
         if let Err(r) = self.limiter.check_client(attempt.client) {
-            return Some(Verdict::refused(&r));
+            return Some(self.refuse(&r));
         }
         None
     }
@@ -484,7 +484,7 @@ impl Authenticator {
                 // guesses at one unknown name is limited like any other.
                 let login_key = normalised_login(login);
                 if let Err(r) = self.limiter.check_identity(&login_key) {
-                    return Err(Verdict::refused(&r));
+                    return Err(self.refuse(&r));
                 }
                 self.limiter.record_failure(&login_key);
                 return Err(Verdict {

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::accounts::AccountClasses;
 use super::freshness::ChangeWatch;
-use crate::config::{Config, DirectoryKind};
+use crate::config::{DirectoryKind, TenantDirectory};
 use crate::upstream::connection::ExchangeError;
 use crate::upstream::service::{ServiceConnections, ServiceError};
 
@@ -82,7 +82,7 @@ pub struct SignInResolver {
 
 impl SignInResolver {
     pub fn new(
-        config: &Config,
+        config: &TenantDirectory,
         service: Arc<ServiceConnections>,
         watch: Arc<ChangeWatch>,
     ) -> SignInResolver {

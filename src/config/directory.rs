@@ -19,6 +19,18 @@ pub enum DirectoryKind {
     Generic,
 }
 
+impl DirectoryKind {
+    /// The name `directory.kind` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DirectoryKind::OpenLdap => "openldap",
+            DirectoryKind::ActiveDirectory => "ad",
+            DirectoryKind::Ds389 => "389ds",
+            DirectoryKind::Generic => "generic",
+        }
+    }
+}
+
 /// `[directory]`: the upstream servers and how to trust them.
 #[derive(Debug, Clone)]
 pub struct DirectoryConfig {

@@ -8,6 +8,7 @@ mod http;
 mod metrics;
 mod raw;
 mod sync;
+mod tenant;
 
 pub use auth::{ControlConfig, Rate, RateLimitConfig, SignInConfig};
 pub use directory::{DirectoryConfig, DirectoryKind, ServiceAccount};
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 pub use sync::{ChangeTracking, SyncConfig};
+pub use tenant::{is_directory_name, TenantDirectory, DEFAULT_NAME};
 
 use ipnet::IpNet;
 use thiserror::Error;
@@ -82,22 +84,20 @@ impl fmt::Debug for Secret {
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What every directory's listeners share.
     pub server: ServerConfig,
-    pub directory: DirectoryConfig,
-    pub signin: SignInConfig,
-    pub ratelimit: RateLimitConfig,
+    /// At least one, names unique, in file order.
+    pub directories: Vec<TenantDirectory>,
     /// None when the file has no `[control]` section: no control channel.
     pub control: Option<ControlConfig>,
     /// None when the file has no `[metrics]` section: no metrics endpoint.
     pub metrics: Option<MetricsConfig>,
-    pub sync: SyncConfig,
 }
 
-/// `[server]`: the client-facing listeners.
+/// `[server]`: what the client-facing listeners of every directory share
+/// (their certificate and client limits).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub ldap_listen: Vec<SocketAddr>,
-    pub ldaps_listen: Vec<SocketAddr>,
     pub tls: Option<ListenerTls>,
     pub require_tls: bool,
     pub allowed_clients: Vec<IpNet>,
@@ -156,31 +156,66 @@ impl Config {
         })?;
         let mut v = Validator::default();
         let server = v.server(&raw.server);
-        let directory = match &raw.directory {
-            Some(d) => v.directory(d),
-            None => {
-                v.problem("directory", "section is required");
-                None
-            }
-        };
-        let signin = v.signin(&raw.signin);
-        let ratelimit = v.ratelimit(&raw.ratelimit);
+        let directories = v.directories(&raw);
         let control = raw.control.as_ref().map(|c| v.control(c));
         let metrics = raw.metrics.as_ref().and_then(|m| v.metrics(m));
-        let sync = v.sync(&raw.sync);
-        match (server, directory) {
-            (Some(server), Some(directory)) if v.problems.is_empty() => Ok(Config {
+        if server.as_ref().is_some_and(|s| s.tls.is_none()) && wants_ldaps(&raw) {
+            v.problem("server.tls_cert", "required when ldaps_listen is set");
+        }
+        match server {
+            Some(server) if v.problems.is_empty() && !directories.is_empty() => Ok(Config {
                 server,
-                directory,
-                signin,
-                ratelimit,
+                directories,
                 control: control.flatten(),
                 metrics,
-                sync,
             }),
             _ => Err(ConfigError::Invalid(v.problems)),
         }
     }
+
+    /// The directory called `name`.
+    pub fn directory(&self, name: &str) -> Option<&TenantDirectory> {
+        self.directories.iter().find(|d| d.name == name)
+    }
+
+    /// The directory a command without `--directory` (or an unscoped
+    /// control path) means: the only one, or an error naming the choices.
+    pub fn only_directory(&self) -> Result<&TenantDirectory, DirectoryChoice> {
+        match self.directories.as_slice() {
+            [only] => Ok(only),
+            several => Err(DirectoryChoice::Ambiguous(
+                several.iter().map(|d| d.name.clone()).collect(),
+            )),
+        }
+    }
+
+    /// The directory `name` names, or the only one when `name` is None.
+    pub fn choose_directory(
+        &self,
+        name: Option<&str>,
+    ) -> Result<&TenantDirectory, DirectoryChoice> {
+        match name {
+            None => self.only_directory(),
+            Some(name) => self
+                .directory(name)
+                .ok_or_else(|| DirectoryChoice::Unknown {
+                    name: name.to_owned(),
+                    configured: self.directories.iter().map(|d| d.name.clone()).collect(),
+                }),
+        }
+    }
+}
+
+/// Why a command or request does not name one configured directory.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DirectoryChoice {
+    #[error("several directories are configured ({}): name one with --directory NAME or /v1/directories/NAME/...", .0.join(", "))]
+    Ambiguous(Vec<String>),
+    #[error("no directory is named `{name}`; configured: {}", .configured.join(", "))]
+    Unknown {
+        name: String,
+        configured: Vec<String>,
+    },
 }
 
 /// Collects every problem rather than stopping at the first.
@@ -268,14 +303,6 @@ impl Validator {
     }
 
     fn server(&mut self, r: &RawServer) -> Option<ServerConfig> {
-        let ldap_listen = self.addrs("server.ldap_listen", &r.ldap_listen);
-        let ldaps_listen = self.addrs("server.ldaps_listen", &r.ldaps_listen);
-        if r.ldap_listen.is_empty() && r.ldaps_listen.is_empty() {
-            self.problem(
-                "server.ldap_listen",
-                "no listener: set ldap_listen or ldaps_listen",
-            );
-        }
         let tls = match (&r.tls_cert, &r.tls_key) {
             (Some(cert), Some(key)) => self.listener_tls("server", cert, key),
             (Some(_), None) => {
@@ -287,9 +314,6 @@ impl Validator {
                 None
             }
             (None, None) => {
-                if !r.ldaps_listen.is_empty() {
-                    self.problem("server.tls_cert", "required when ldaps_listen is set");
-                }
                 if r.require_tls {
                     self.problem("server.tls_cert", "required when require_tls = true");
                 }
@@ -335,8 +359,6 @@ impl Validator {
             1 << 40,
         );
         Some(ServerConfig {
-            ldap_listen,
-            ldaps_listen,
             tls,
             require_tls: r.require_tls,
             allowed_clients,
@@ -349,6 +371,24 @@ impl Validator {
             unfinished_pdu_budget,
         })
     }
+}
+
+/// True when any directory has an LDAPS listener, which needs the
+/// `[server]` certificate (read from the file as written, so that it is
+/// said even when the directory has problems of its own).
+fn wants_ldaps(raw: &RawConfig) -> bool {
+    let single = raw
+        .server
+        .ldaps_listen
+        .as_ref()
+        .is_some_and(|l| !l.is_empty());
+    let several = raw.directories.iter().flatten().any(|entry| {
+        entry
+            .get("ldaps_listen")
+            .and_then(toml::Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+    });
+    single || several
 }
 
 #[cfg(test)]
@@ -385,11 +425,17 @@ mod tests {
         assert_eq!(c.server.pdu_timeout, Duration::from_secs(30));
         assert_eq!(c.server.send_timeout, Duration::from_secs(30));
         assert_eq!(c.server.unfinished_pdu_budget, 64 << 20);
-        assert_eq!(c.directory.pool_size, 16);
-        assert_eq!(c.directory.operation_timeout, Duration::from_secs(10));
-        assert_eq!(c.directory.max_message_bytes, 16 * 1024 * 1024);
-        assert_eq!(c.directory.kind, DirectoryKind::OpenLdap);
-        assert!(!c.directory.every_leg_encrypted());
+        assert_eq!(c.directories[0].directory.pool_size, 16);
+        assert_eq!(
+            c.directories[0].directory.operation_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            c.directories[0].directory.max_message_bytes,
+            16 * 1024 * 1024
+        );
+        assert_eq!(c.directories[0].directory.kind, DirectoryKind::OpenLdap);
+        assert!(!c.directories[0].directory.every_leg_encrypted());
     }
 
     #[test]
@@ -464,7 +510,7 @@ mod tests {
             file.display()
         );
         let c = parse(&text).unwrap();
-        let account = c.directory.service_account.unwrap();
+        let account = c.directories[0].directory.service_account.clone().unwrap();
         assert_eq!(account.password.expose(), "s3cret");
         assert!(!format!("{account:?}").contains("s3cret"));
         std::fs::write(&file, "").unwrap();
@@ -486,6 +532,158 @@ mod tests {
             vec![
                 "192.168.1.7/32".parse::<IpNet>().unwrap(),
                 "10.0.0.0/8".parse().unwrap()
+            ]
+        );
+    }
+
+    const TWO: &str = r#"
+        [server]
+        max_connections = 500
+        [[directories]]
+        name = "corp-ad"
+        kind = "ad"
+        ldap_listen = ["127.0.0.1:1389"]
+        servers = ["ldap://127.0.0.1:389"]
+        starttls = false
+        base_dn = "dc=corp,dc=example"
+        [directories.signin]
+        attributes = ["sAMAccountName", "mail"]
+        user_object_classes = ["user"]
+        [directories.ratelimit]
+        failures_before_lockout = 3
+        [[directories]]
+        name = "partners"
+        ldap_listen = ["127.0.0.1:2389"]
+        servers = ["ldap://127.0.0.1:3389"]
+        starttls = false
+        base_dn = "dc=partners,dc=example"
+        [directories.sync]
+        page_size = 100
+    "#;
+
+    #[test]
+    fn several_directories_each_have_their_own_settings() {
+        let c = parse(TWO).unwrap();
+        assert_eq!(c.server.max_connections, 500);
+        let names: Vec<&str> = c.directories.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["corp-ad", "partners"]);
+        let ad = c.directory("corp-ad").unwrap();
+        assert_eq!(ad.directory.kind, DirectoryKind::ActiveDirectory);
+        assert_eq!(ad.signin.attributes, ["sAMAccountName", "mail"]);
+        assert_eq!(ad.ratelimit.failures_before_lockout, 3);
+        assert_eq!(ad.ldap_listen, ["127.0.0.1:1389".parse().unwrap()]);
+        let partners = c.directory("partners").unwrap();
+        assert_eq!(partners.directory.kind, DirectoryKind::OpenLdap);
+        assert_eq!(
+            partners.signin.attributes[0], "uid",
+            "defaults per directory"
+        );
+        assert_eq!(partners.ratelimit.failures_before_lockout, 5);
+        assert_eq!(partners.sync.page_size, 100);
+        assert_eq!(
+            partners.sync.state_dir,
+            PathBuf::from("/var/lib/ldapgate/partners"),
+            "state is per directory"
+        );
+        assert_eq!(
+            c.only_directory().unwrap_err(),
+            DirectoryChoice::Ambiguous(vec!["corp-ad".into(), "partners".into()])
+        );
+        assert_eq!(
+            c.choose_directory(Some("partners")).unwrap().name,
+            "partners"
+        );
+        assert!(c
+            .choose_directory(Some("nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("corp-ad, partners"));
+    }
+
+    #[test]
+    fn the_single_directory_form_is_one_directory_named_default() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.directories.len(), 1);
+        let d = c.only_directory().unwrap();
+        assert_eq!(d.name, DEFAULT_NAME);
+        assert_eq!(d.ldap_listen, ["127.0.0.1:1389".parse().unwrap()]);
+        assert_eq!(d.sync.state_dir, PathBuf::from("/var/lib/ldapgate"));
+        assert_eq!(c.choose_directory(None).unwrap().name, "default");
+        let no_listen = MINIMAL.replace("ldap_listen = [\"127.0.0.1:1389\"]\n", "");
+        assert_eq!(
+            parse(&no_listen).unwrap().directories[0].ldap_listen,
+            ["0.0.0.0:389".parse().unwrap()],
+            "the default listener of earlier versions"
+        );
+    }
+
+    #[test]
+    fn problems_in_an_entry_are_named_by_its_position() {
+        let bad = TWO
+            .replace("name = \"partners\"", "name = \"Partners!\"")
+            .replace("base_dn = \"dc=corp,dc=example\"", "base_dn = \"corp\"")
+            .replace(
+                "failures_before_lockout = 3",
+                "failures_before_lockout = -1",
+            )
+            .replace("page_size = 100", "page_size = 100\nbogus = 1");
+        let keys = keys(parse(&bad).unwrap_err());
+        for k in [
+            "directories[0].base_dn",
+            "directories[0].ratelimit.failures_before_lockout",
+            "directories[1].name",
+            "directories[1].sync",
+        ] {
+            assert!(keys.iter().any(|got| got == k), "missing {k} in {keys:?}");
+        }
+        let unknown = TWO.replace("kind = \"ad\"", "kind = \"ad\"\nservrs = []");
+        let err = parse(&unknown).unwrap_err();
+        assert!(err.to_string().contains("directories[0]"), "{err}");
+        assert!(err.to_string().contains("servrs"), "{err}");
+    }
+
+    #[test]
+    fn names_listeners_and_state_are_each_one_directory_s() {
+        let same_name = TWO.replace("name = \"partners\"", "name = \"corp-ad\"");
+        assert_eq!(
+            keys(parse(&same_name).unwrap_err()),
+            ["directories[1].name"]
+        );
+        let same_port = TWO.replace("127.0.0.1:2389", "127.0.0.1:1389");
+        assert_eq!(
+            keys(parse(&same_port).unwrap_err()),
+            ["directories[1].ldap_listen"]
+        );
+        let same_state = TWO.replace(
+            "page_size = 100",
+            "page_size = 100\nstate_dir = \"/var/lib/ldapgate/corp-ad\"",
+        );
+        assert_eq!(
+            keys(parse(&same_state).unwrap_err()),
+            ["directories[1].sync.state_dir"]
+        );
+    }
+
+    #[test]
+    fn the_two_forms_do_not_mix() {
+        let both = format!("{MINIMAL}\n[[directories]]\nname = \"x\"\n");
+        assert!(keys(parse(&both).unwrap_err()).contains(&"directories".to_owned()));
+        let top_level = TWO.replace(
+            "[server]",
+            "[signin]\nattributes = [\"uid\"]\n[server]\nldap_listen = [\"127.0.0.1:1\"]",
+        );
+        let found = keys(parse(&top_level).unwrap_err());
+        assert!(found.contains(&"signin".to_owned()), "{found:?}");
+        assert!(
+            found.contains(&"server.ldap_listen".to_owned()),
+            "{found:?}"
+        );
+        assert_eq!(
+            keys(parse("[server]\n[[directories]]\n").unwrap_err()),
+            [
+                "directories[0].name",
+                "directories[0].servers",
+                "directories[0].base_dn"
             ]
         );
     }

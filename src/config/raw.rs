@@ -1,5 +1,5 @@
 //! The configuration file as written: TOML deserialised with serde, strings
-//! still strings. [`super::Config::from_raw`] turns it into typed values.
+//! still strings. [`super::Config::parse`] turns it into typed values.
 
 use serde::Deserialize;
 
@@ -8,15 +8,18 @@ use serde::Deserialize;
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
+    /// The single-directory form.
     pub directory: Option<RawDirectory>,
-    #[serde(default)]
-    pub signin: RawSignIn,
-    #[serde(default)]
-    pub ratelimit: RawRateLimit,
+    /// `[[directories]]`: each entry is `[directory]` keys plus `name`,
+    /// `ldap_listen`, `ldaps_listen` and the `signin`, `ratelimit` and
+    /// `sync` tables; split apart in `super::tenant`, since serde's
+    /// `flatten` and `deny_unknown_fields` do not combine.
+    pub directories: Option<Vec<toml::Table>>,
+    pub signin: Option<RawSignIn>,
+    pub ratelimit: Option<RawRateLimit>,
     pub control: Option<RawControl>,
     pub metrics: Option<RawMetrics>,
-    #[serde(default)]
-    pub sync: RawSync,
+    pub sync: Option<RawSync>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,8 +46,9 @@ fn default_http_timeout() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
-    pub ldap_listen: Vec<String>,
-    pub ldaps_listen: Vec<String>,
+    /// The single-directory form's listeners (default `0.0.0.0:389`).
+    pub ldap_listen: Option<Vec<String>>,
+    pub ldaps_listen: Option<Vec<String>>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub require_tls: bool,
@@ -61,8 +65,8 @@ pub struct RawServer {
 impl Default for RawServer {
     fn default() -> Self {
         Self {
-            ldap_listen: vec!["0.0.0.0:389".into()],
-            ldaps_listen: Vec::new(),
+            ldap_listen: None,
+            ldaps_listen: None,
             tls_cert: None,
             tls_key: None,
             require_tls: false,
@@ -129,7 +133,7 @@ fn default_directory_max_message() -> i64 {
     16 * 1024 * 1024
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSignIn {
     pub attributes: Vec<String>,
@@ -158,7 +162,7 @@ impl Default for RawSignIn {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRateLimit {
     pub binds_per_ip: String,
@@ -206,7 +210,7 @@ fn default_control_max_connections() -> i64 {
     256
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSync {
     pub state_dir: String,

@@ -2,9 +2,11 @@
 //! authenticated by bearer token (its SHA-256 compared in constant time
 //! against `control.token_sha256`) and/or by client certificate.
 //!
-//! Routes live in [`routes`]; this module serves them over rustls.
+//! Routes live in [`routes`] (those of one directory resolve it through
+//! [`scope`]); this module serves them over rustls.
 
 pub mod routes;
+pub mod scope;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,10 +21,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use crate::auth::Authenticator;
-use crate::config::{Config, ControlConfig, HttpLimits};
+use crate::config::{ControlConfig, HttpLimits};
+use crate::directory::Directories;
 use crate::http_server::{self, HttpListener};
-use crate::sync::export::Exporter;
 use crate::tls::{self, TlsFileError};
 
 /// How long a client has from its TCP connection to the end of the TLS
@@ -35,28 +36,16 @@ pub use crate::http_server::ClientAddr;
 
 /// What handlers share.
 pub struct ControlState {
-    pub authenticator: Arc<Authenticator>,
-    pub exporter: Arc<Exporter>,
-    /// The configuration in force, for `/v1/verify`.
-    pub config: Arc<Config>,
+    /// The directories of the configuration in force.
+    pub directories: Arc<Directories>,
     token_sha256: Vec<[u8; 32]>,
 }
 
 impl ControlState {
-    pub fn new(
-        authenticator: Arc<Authenticator>,
-        exporter: Arc<Exporter>,
-        config: Arc<Config>,
-    ) -> Self {
+    pub fn new(directories: Arc<Directories>, control: &ControlConfig) -> Self {
         ControlState {
-            authenticator,
-            exporter,
-            token_sha256: config
-                .control
-                .as_ref()
-                .map(|c| c.token_sha256.clone())
-                .unwrap_or_default(),
-            config,
+            directories,
+            token_sha256: control.token_sha256.clone(),
         }
     }
 
@@ -189,32 +178,13 @@ mod tests {
 
     #[test]
     fn tokens_compare_by_hash() {
-        let (authenticator, exporter, config) = unreachable_directory();
         let state = ControlState {
-            authenticator,
-            exporter,
-            config,
+            directories: Arc::new(Directories::default()),
             token_sha256: vec![Sha256::digest(b"s3cret").into(), [0u8; 32]],
         };
         assert!(state.token_ok(Some("s3cret")));
         assert!(!state.token_ok(Some("s3cret ")));
         assert!(!state.token_ok(Some("")));
         assert!(!state.token_ok(None));
-    }
-
-    fn unreachable_directory() -> (Arc<Authenticator>, Arc<Exporter>, Arc<Config>) {
-        let text = "[directory]\nservers = [\"ldaps://127.0.0.1:1\"]\nbase_dn = \"dc=x\"\n";
-        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let pool = crate::upstream::UpstreamPool::new(&config.directory).unwrap();
-        let limiter = crate::ratelimit::BindLimiter::new(&config.ratelimit);
-        let service = Arc::new(crate::upstream::service::ServiceConnections::new(
-            pool.clone(),
-            None,
-        ));
-        (
-            Arc::new(Authenticator::new(&config, pool, limiter)),
-            Arc::new(Exporter::new(&config, service)),
-            Arc::new(config),
-        )
     }
 }

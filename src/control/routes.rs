@@ -12,6 +12,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::scope::Scoped;
 use super::{ClientAddr, ControlState};
 use crate::auth::outcome::Outcome;
 use crate::auth::Attempt;
@@ -24,15 +25,99 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// Every route, behind [`authorize`] (every path, unknown ones included,
-/// answers 401 to a caller without a valid token).
+/// answers 401 to a caller without a valid token). The routes of one
+/// directory are served under `/v1/directories/{name}/` and, for the only
+/// directory, under `/v1/` ([`super::scope`]).
 pub fn router(state: Arc<ControlState>) -> Router {
-    Router::new()
-        .route("/v1/authenticate", post(authenticate))
-        .route("/v1/sync/full", get(sync_full))
-        .route("/v1/sync/changes", get(sync_changes))
-        .route("/v1/verify", post(verify))
+    let mut router = Router::new()
+        .route("/v1/directories", get(list_directories))
+        .route("/v1/fingerprint", get(fingerprint));
+    for prefix in ["/v1", "/v1/directories/{name}"] {
+        router = router
+            .route(&format!("{prefix}/authenticate"), post(authenticate))
+            .route(&format!("{prefix}/sync/full"), get(sync_full))
+            .route(&format!("{prefix}/sync/changes"), get(sync_changes))
+            .route(&format!("{prefix}/verify"), post(verify));
+    }
+    router
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
+}
+
+/// `GET /v1/directories`: each configured directory, in file order, with
+/// its readiness and its servers' health.
+async fn list_directories(State(state): State<Arc<ControlState>>) -> Response {
+    let list: Vec<serde_json::Value> = state
+        .directories
+        .iter()
+        .map(|d| {
+            let servers: Vec<serde_json::Value> = d
+                .pool
+                .servers()
+                .iter()
+                .map(|s| json!({ "url": s.endpoint.to_string(), "up": s.is_up() }))
+                .collect();
+            json!({
+                "name": d.name(),
+                "kind": d.config.directory.kind.name(),
+                "base_dn": d.config.directory.base_dn.to_string(),
+                "ready": d.ready(),
+                "servers": servers,
+            })
+        })
+        .collect();
+    Json(json!({ "directories": list })).into_response()
+}
+
+#[derive(Deserialize)]
+struct FingerprintQuery {
+    server: String,
+    #[serde(default)]
+    starttls: bool,
+}
+
+/// How long `GET /v1/fingerprint` waits for connect, StartTLS and
+/// handshake, as `ldapgate fingerprint` does by default.
+const FINGERPRINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `GET /v1/fingerprint?server=URL[&starttls=true]`: the certificate a
+/// directory server presents, as `ldapgate fingerprint` reports it, so the
+/// console can pin it in one step. 200 when it was read and ldapgate can
+/// connect; 422 when read but unusable (the reason says why); 400 for a
+/// target that is not `HOST:PORT` or an `ldap://`/`ldaps://` URL; 502 when
+/// the server could not be reached.
+async fn fingerprint(
+    query: Result<axum::extract::Query<FingerprintQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    use crate::fingerprint::{fetch, parse_target};
+    let Ok(axum::extract::Query(q)) = query else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "bad_request", "detail": "query parameter `server` is required (HOST:PORT or an ldap:// / ldaps:// URL)" })),
+        )
+            .into_response();
+    };
+    let (endpoint, starttls) = match parse_target(&q.server, q.starttls) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "bad_request", "detail": e.to_string() })),
+            )
+                .into_response()
+        }
+    };
+    match fetch(endpoint, starttls, FINGERPRINT_TIMEOUT).await {
+        Ok(certs) if certs.unusable.is_some() => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(certs.to_json())).into_response()
+        }
+        Ok(certs) => (StatusCode::OK, Json(certs.to_json())).into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "error": "unreachable", "detail": e.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 /// Checks the bearer token from the header alone, before a byte of the body
@@ -136,8 +221,8 @@ fn authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<AuthenticateBod
 
 /// `POST /v1/verify`: the checks of `ldapgate verify` as JSON; 200 when
 /// none failed, 503 otherwise (the report says which and why).
-async fn verify(State(state): State<Arc<ControlState>>) -> Response {
-    match crate::verify::verify(&state.config).await {
+async fn verify(Scoped(directory): Scoped) -> Response {
+    match crate::verify::verify_directory(&directory.config).await {
         Ok(report) if report.ok => (StatusCode::OK, Json(report)).into_response(),
         Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),
         Err(e) => (
@@ -165,7 +250,7 @@ pub fn status_for(outcome: Outcome) -> StatusCode {
 }
 
 async fn authenticate(
-    State(state): State<Arc<ControlState>>,
+    Scoped(directory): Scoped,
     Extension(ClientAddr(peer)): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Bytes,
@@ -174,7 +259,7 @@ async fn authenticate(
         Ok(b) => b,
         Err(bad) => return bad.into_response(),
     };
-    let verdict = state
+    let verdict = directory
         .authenticator
         .authenticate(&Attempt {
             login: &body.login,
@@ -196,10 +281,10 @@ async fn authenticate(
 /// `GET /v1/sync/full`: NDJSON, streamed as pages arrive. A refusal found
 /// before the first line (the base DN moved) is a 409; a failure after it is
 /// the last line, `{"type":"error",...}`, in place of `{"type":"end",...}`.
-async fn sync_full(State(state): State<Arc<ControlState>>) -> Response {
+async fn sync_full(Scoped(directory): Scoped) -> Response {
     use crate::sync::export::{end_line, error_line, SyncError};
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
-    let exporter = state.exporter.clone();
+    let exporter = directory.exporter.clone();
     let task = tokio::spawn(async move { exporter.full(&tx).await });
     let first = rx.recv().await;
     if first.is_none() {
@@ -287,7 +372,7 @@ struct ChangesQuery {
 /// `GET /v1/sync/changes?cookie=C[&approve=T]`: the change set, or 409 when
 /// sync protection holds it back, the base DN moved, or the cookie is gone.
 async fn sync_changes(
-    State(state): State<Arc<ControlState>>,
+    Scoped(directory): Scoped,
     query: Result<axum::extract::Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     use crate::sync::changes::changes;
@@ -301,7 +386,7 @@ async fn sync_changes(
         )
             .into_response();
     };
-    match changes(&state.exporter, &q.cookie, q.approve.as_deref()).await {
+    match changes(&directory.exporter, &q.cookie, q.approve.as_deref()).await {
         Ok(set) => {
             let mut body = set.lines.join("\n");
             if !body.is_empty() {

@@ -122,8 +122,9 @@ impl HttpListener {
             }
             let _ = tcp.set_nodelay(true);
             crate::stream::cap_send_buffer(&tcp);
-            m.connections_total.with_label_values(&[name]).inc();
-            let active = m.connections_active.with_label_values(&[name]);
+            // No directory's: the label is empty (absent, to Prometheus).
+            m.connections_total.with_label_values(&["", name]).inc();
+            let active = m.connections_active.with_label_values(&["", name]);
             active.inc();
             let served = connection(tcp, peer, slot.admission());
             tokio::spawn(async move {

@@ -12,7 +12,6 @@ use super::{record, violation, Flow, Session, SessionEnd};
 use crate::auth::outcome::PPOLICY_OID;
 use crate::ldap::request;
 use crate::ldap::response;
-use crate::metrics::metrics;
 
 impl Session {
     #[allow(clippy::too_many_arguments)]
@@ -57,7 +56,7 @@ impl Session {
                 let code = refusal
                     .as_ref()
                     .map_or(LdapResultCode::Success, |(code, _)| code.clone());
-                record(op, &code, received);
+                record(&self.ctx.metrics, op, &code, received);
                 match refusal {
                     Some((code, message)) => {
                         to_client.extend(response::start_tls_response(msgid, code, message));
@@ -75,7 +74,7 @@ impl Session {
             }
             Verdict::Refuse { code, message } => {
                 debug!(peer = %self.peer, op, ?code, %message, "refused");
-                record(op, &code, received);
+                record(&self.ctx.metrics, op, &code, received);
                 to_client.extend(
                     response::result_for(op_tag, msgid, code, &message).unwrap_or_default(),
                 );
@@ -91,12 +90,14 @@ impl Session {
                         "critical control {} is not supported on a bind by sign-in ID",
                         String::from_utf8_lossy(oid)
                     );
-                    record(op, &code, received);
+                    record(&self.ctx.metrics, op, &code, received);
                     self.refuse_bind(msgid, code, &message, to_upstream, to_client);
                     return Flow::Continue;
                 }
                 let answer = self.sign_in(&req, msgid, pdu).await;
-                metrics().operation(op, answer.code, received.elapsed());
+                self.ctx
+                    .metrics
+                    .operation(op, answer.code, received.elapsed());
                 self.authenticated = answer.bound;
                 if answer.bound {
                     to_client.extend(answer.response);
@@ -107,7 +108,7 @@ impl Session {
             }
             Verdict::RefuseBind { code, message } => {
                 debug!(peer = %self.peer, ?code, %message, "bind refused");
-                record(op, &code, received);
+                record(&self.ctx.metrics, op, &code, received);
                 self.refuse_bind(msgid, code, &message, to_upstream, to_client);
                 Flow::Continue
             }

@@ -34,7 +34,12 @@ impl Session {
                 Ok(conn) => self.upstream = Some(conn),
                 Err(e) => {
                     debug!(peer = %self.peer, error = %e, "no directory server");
-                    record(op, &LdapResultCode::Unavailable, received);
+                    record(
+                        &self.ctx.metrics,
+                        op,
+                        &LdapResultCode::Unavailable,
+                        received,
+                    );
                     let reply = response::result_for(
                         op_tag,
                         msgid,
@@ -60,7 +65,7 @@ impl Session {
             Request::Bind(b) => {
                 if let Err((code, message)) = self.send_bind(msgid, &b).await {
                     debug!(peer = %self.peer, ?code, %message, "bind refused");
-                    record(op, &code, received);
+                    record(&self.ctx.metrics, op, &code, received);
                     self.refuse_bind(msgid, code, &message, to_upstream, to_client);
                     return Flow::Continue;
                 }

@@ -31,7 +31,7 @@ use tracing::debug;
 use crate::auth::{Authenticator, BindTicket};
 use crate::ber::{self, FrameError};
 use crate::ldap::response;
-use crate::metrics::metrics;
+use crate::metrics::DirectoryMetrics;
 use crate::stream::LdapStream;
 use crate::upstream::{UpstreamConn, UpstreamPool};
 use budget::{PduBudget, Reservation};
@@ -42,6 +42,8 @@ use root_dse::Served;
 
 /// Everything sessions of one listener share.
 pub struct SessionContext {
+    /// The directory's metrics, where every operation is counted.
+    pub metrics: DirectoryMetrics,
     pub policy: Policy,
     pub pool: Arc<UpstreamPool>,
     /// Resolves sign-in IDs in bind names (when `rewrite_ldap_binds`) and
@@ -450,7 +452,9 @@ impl Session {
             // A response whose code cannot be read is forwarded as it is;
             // it counts as "other".
             let code = done.code.unwrap_or(-1);
-            metrics().operation(done.started.op, code, done.started.at.elapsed());
+            self.ctx
+                .metrics
+                .operation(done.started.op, code, done.started.at.elapsed());
             if self
                 .bind_pending
                 .as_ref()
@@ -510,8 +514,8 @@ impl Session {
 }
 
 /// Records an operation ldapgate answered itself.
-fn record(op: &str, code: &LdapResultCode, received: Instant) {
-    metrics().operation(op, code.clone() as i64, received.elapsed());
+fn record(metrics: &DirectoryMetrics, op: &str, code: &LdapResultCode, received: Instant) {
+    metrics.operation(op, code.clone() as i64, received.elapsed());
 }
 
 fn bind_response(msgid: i32, code: LdapResultCode, message: &str) -> Vec<u8> {

@@ -4,7 +4,7 @@
 use ldap3_proto::proto::LdapResultCode;
 
 use crate::ber::TlvReader;
-use crate::config::Config;
+use crate::config::{ServerConfig, TenantDirectory};
 use crate::ldap::dn::Dn;
 use crate::ldap::oid;
 use crate::ldap::request::{BindAuth, Request, Scope};
@@ -73,17 +73,19 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn from_config(config: &Config) -> Policy {
-        let d = &config.directory;
+    /// The rules for clients of `tenant`; `server` says whether TLS is
+    /// required of them.
+    pub fn from_config(server: &ServerConfig, tenant: &TenantDirectory) -> Policy {
+        let d = &tenant.directory;
         Policy {
             dn_scope: SharedDnScope::new(DnScope::built_in(
                 d.base_dn.clone(),
                 d.service_account.as_ref().map(|a| a.dn.clone()),
             )),
             read_only: d.read_only,
-            require_tls: config.server.require_tls,
+            require_tls: server.require_tls,
             upstream_encrypted: d.every_leg_encrypted(),
-            rewrite_signin: config.signin.rewrite_ldap_binds,
+            rewrite_signin: tenant.signin.rewrite_ldap_binds,
         }
     }
 

@@ -19,7 +19,6 @@ use super::error::record_run;
 use super::export::{Exporter, Item, SyncError};
 use super::snapshot::{self, line_hash, Kind, Objects, Snapshot};
 use super::tracking::{Cursor, Fallback, Method};
-use crate::metrics;
 use crate::upstream::UpstreamConn;
 
 /// What a changes pull delivers.
@@ -93,7 +92,7 @@ pub async fn changes(
     approve: Option<&str>,
 ) -> Result<ChangeSet, SyncError> {
     let result = change_set(exporter, cookie, approve).await;
-    record_run("changes", &result);
+    record_run(exporter.metrics(), "changes", &result);
     result
 }
 
@@ -216,7 +215,7 @@ async fn find_changes(
                     before: kept,
                 }) => {
                     tracing::error!(reason = %reason.0, "the directory contradicts its change tracking");
-                    metrics::metrics().sync_tracking_mismatches_total.inc();
+                    exporter.metrics().tracking_mismatch();
                     before = kept;
                     Some(reason.0)
                 }

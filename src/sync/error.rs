@@ -1,6 +1,7 @@
 //! Why a sync pull failed, and how the failure is reported: a JSON body
 //! (HTTP) or an error line (NDJSON, CLI).
 
+use crate::metrics::DirectoryMetrics;
 use serde_json::{json, Value};
 
 use super::state::StateError;
@@ -84,10 +85,10 @@ impl SyncError {
 
 /// Counts a sync run of `kind` ("full", "changes", "verify") in the
 /// metrics, by its result: "success" or the error's code.
-pub fn record_run<T>(kind: &str, result: &Result<T, SyncError>) {
+pub fn record_run<T>(metrics: &DirectoryMetrics, kind: &str, result: &Result<T, SyncError>) {
     let outcome = match result {
         Ok(_) => "success",
         Err(e) => e.code(),
     };
-    crate::metrics::metrics().sync_run(kind, outcome);
+    metrics.sync_run(kind, outcome);
 }

@@ -29,8 +29,9 @@ use super::state::StateDir;
 use super::tracking::Tracker;
 use crate::auth::accounts::{class_filter, AccountClasses};
 use crate::auth::resolver::{entry_id, id_attribute};
-use crate::config::{Config, DirectoryKind};
+use crate::config::{DirectoryKind, TenantDirectory};
 use crate::ldap::dn::Dn;
+use crate::metrics::DirectoryMetrics;
 use crate::upstream::connection::ExchangeError;
 use crate::upstream::requests::{Page, SearchReply};
 use crate::upstream::service::ServiceConnections;
@@ -95,6 +96,8 @@ pub struct Exporter {
     max_account_deletes: usize,
     max_org_deletes: usize,
     tracker: Tracker,
+    /// The directory's metrics: runs and their results.
+    metrics: DirectoryMetrics,
 }
 
 /// The first value of attribute `name` as text (any case of the name).
@@ -107,7 +110,7 @@ pub(super) fn first_text<'a>(attrs: &'a [LdapPartialAttribute], name: &str) -> O
 }
 
 impl Exporter {
-    pub fn new(config: &Config, service: Arc<ServiceConnections>) -> Exporter {
+    pub fn new(config: &TenantDirectory, service: Arc<ServiceConnections>) -> Exporter {
         let kind = config.directory.kind;
         Exporter {
             service,
@@ -124,7 +127,13 @@ impl Exporter {
             max_account_deletes: config.sync.max_account_deletes,
             max_org_deletes: config.sync.max_org_deletes,
             tracker: Tracker::new(kind, config.sync.change_tracking),
+            metrics: DirectoryMetrics::new(&config.name),
         }
+    }
+
+    /// Where this directory's sync runs are counted.
+    pub fn metrics(&self) -> &DirectoryMetrics {
+        &self.metrics
     }
 
     pub fn base_dn(&self) -> &Dn {
@@ -287,7 +296,7 @@ impl Exporter {
     /// cookie for the `end` line.
     pub async fn full(&self, out: &mpsc::Sender<String>) -> Result<(Counts, String), SyncError> {
         let result = self.full_pull(out).await;
-        record_run("full", &result);
+        record_run(&self.metrics, "full", &result);
         result
     }
 

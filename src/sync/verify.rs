@@ -22,7 +22,6 @@ use super::rules::sign_in_rules;
 pub use super::shared::SharedValue;
 use super::shared::SharedValues;
 use super::snapshot::{line_hash, Kind};
-use crate::metrics::metrics;
 
 /// What a verification found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -42,17 +41,13 @@ pub struct Report {
 /// equality rules.
 pub async fn verify(exporter: &Exporter, sign_in: &[String]) -> Result<Report, SyncError> {
     let result = verification(exporter, sign_in).await;
-    record_run("verify", &result);
+    record_run(exporter.metrics(), "verify", &result);
     if let Ok(report) = &result {
-        let m = metrics();
-        m.sync_objects
-            .with_label_values(&["org"])
-            .set(report.orgs as i64);
-        m.sync_objects
-            .with_label_values(&["account"])
-            .set(report.accounts as i64);
-        m.sync_shared_sign_in_values
-            .set(report.shared_sign_in_values.len() as i64);
+        exporter.metrics().verified(
+            report.orgs,
+            report.accounts,
+            report.shared_sign_in_values.len(),
+        );
     }
     result
 }

@@ -18,7 +18,6 @@ use super::UpstreamError;
 use crate::ber::{self, FrameError};
 use crate::ldap::response::{self, ResultSummary};
 use crate::ldap::tag;
-use crate::metrics::metrics;
 use crate::stream::LdapStream;
 use crate::tls::{probe, suites, ChainExpiry, Incompatibility, PinMismatch};
 
@@ -91,8 +90,8 @@ impl UpstreamConn {
             match timeout(connect_timeout, handshake).await {
                 Ok(Ok(s)) => {
                     chain_expiry = expiry_in_force(server, &s);
-                    if let Some(expiry) = &chain_expiry {
-                        metrics().certificate_expiry(&name, expiry.not_after_unix);
+                    if let (Some(expiry), Some(metrics)) = (&chain_expiry, &server.metrics) {
+                        metrics.certificate_expiry(&name, expiry.not_after_unix);
                     }
                     LdapStream::ClientTls(Box::new(s))
                 }
@@ -257,7 +256,7 @@ async fn handshake_refused(
 ) -> UpstreamError {
     let name = server.endpoint.to_string();
     let Some(refusal) = refusal(&e) else {
-        return tls_error(name, e);
+        return tls_error(server, e);
     };
     let host = match &server.server_name {
         rustls_pki_types::ServerName::DnsName(dns) => Some(dns.as_ref()),
@@ -336,7 +335,8 @@ fn expiry_in_force(
     }
 }
 
-fn tls_error(server: String, e: std::io::Error) -> UpstreamError {
+fn tls_error(upstream: &UpstreamServer, e: std::io::Error) -> UpstreamError {
+    let server = upstream.endpoint.to_string();
     let mismatch = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -345,10 +345,9 @@ fn tls_error(server: String, e: std::io::Error) -> UpstreamError {
         .map(Box::new);
     match mismatch {
         Some(mismatch) => {
-            metrics()
-                .tls_pin_failures_total
-                .with_label_values(&[server.as_str()])
-                .inc();
+            if let Some(metrics) = &upstream.metrics {
+                metrics.pin_failure(&server);
+            }
             UpstreamError::PinMismatch { server, mismatch }
         }
         None => UpstreamError::Tls {

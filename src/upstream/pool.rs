@@ -19,6 +19,7 @@ use super::connection::UpstreamConn;
 use super::endpoint::Endpoint;
 use super::{NoServerAvailable, UpstreamError};
 use crate::config::DirectoryConfig;
+use crate::metrics::DirectoryMetrics;
 use crate::tls::{self, verifier::Trust, DirectoryTls, TlsFileError};
 
 /// How long an idle pooled connection is kept. Directories drop idle
@@ -78,6 +79,10 @@ pub struct UpstreamServer {
     pub starttls: bool,
     pub tls: DirectoryTls,
     pub server_name: ServerName<'static>,
+    /// Where its pin failures and certificate expiry are recorded; None for
+    /// a server that is no configured directory's (a fingerprint probe),
+    /// whose URL must not become a label.
+    pub metrics: Option<DirectoryMetrics>,
     up: AtomicBool,
     idle: ConnStash,
     /// Connections to this server open now, idle or in use.
@@ -91,9 +96,11 @@ impl UpstreamServer {
         starttls: bool,
         tls: DirectoryTls,
         max_idle: usize,
+        metrics: Option<DirectoryMetrics>,
     ) -> Result<Self, super::endpoint::EndpointError> {
         Ok(UpstreamServer {
             server_name: endpoint.server_name()?,
+            metrics,
             endpoint,
             starttls,
             tls,
@@ -155,8 +162,12 @@ pub enum PoolSetupError {
 }
 
 impl UpstreamPool {
-    /// Builds the pool; no connection is made until needed.
-    pub fn new(cfg: &DirectoryConfig) -> Result<Arc<Self>, PoolSetupError> {
+    /// Builds the pool; no connection is made until needed. What its
+    /// servers' connections meet is recorded in `metrics`.
+    pub fn new(
+        cfg: &DirectoryConfig,
+        metrics: DirectoryMetrics,
+    ) -> Result<Arc<Self>, PoolSetupError> {
         let roots = cfg.ca_file.as_deref().map(tls::load_roots).transpose()?;
         let trust = match (roots, cfg.pins.is_empty()) {
             (Some(roots), true) => Trust::Roots(roots),
@@ -174,6 +185,7 @@ impl UpstreamPool {
                     cfg.starttls,
                     directory_tls.clone(),
                     cfg.pool_size,
+                    Some(metrics.clone()),
                 )?)
             })
             .collect::<Result<Vec<_>, PoolSetupError>>()?;

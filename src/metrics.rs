@@ -1,24 +1,22 @@
-//! Prometheus metrics: one registry for the process, the metric families of
-//! CONTRACT.md (plus a few of ldapgate's own), and [`http`], the plain-HTTP
-//! endpoint that serves them with `/healthz` and `/readyz`.
+//! Prometheus metrics: one registry for the process and the metric families
+//! of CONTRACT.md (plus a few of ldapgate's own); [`crate::health`] serves
+//! them.
 //!
-//! Labels come from fixed sets only: operation names, result-code names,
-//! outcome names, listener kinds, configured server URLs. Never a DN, a
-//! login or a client address, so the series count cannot be driven up from
-//! outside.
+//! Labels come from fixed sets only: configured directory names, operation
+//! names, result-code names, outcome names, listener kinds, configured
+//! server URLs. Never a DN, a login or a client address, so the series
+//! count cannot be driven up from outside. Every series that belongs to one
+//! directory has a `directory` label, recorded through that directory's
+//! [`DirectoryMetrics`].
 
-pub mod http;
-
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
-
-use crate::upstream::UpstreamPool;
 
 /// Every metric ldapgate records.
 pub struct Metrics {
@@ -37,10 +35,10 @@ pub struct Metrics {
     pub tls_pin_failures_total: IntCounterVec,
     pub certificate_expiry_seconds: GaugeVec,
     pub sync_runs_total: IntCounterVec,
-    pub sync_last_success_timestamp_seconds: Gauge,
+    pub sync_last_success_timestamp_seconds: GaugeVec,
     pub sync_objects: IntGaugeVec,
-    pub sync_shared_sign_in_values: IntGauge,
-    pub sync_tracking_mismatches_total: IntCounter,
+    pub sync_shared_sign_in_values: IntGaugeVec,
+    pub sync_tracking_mismatches_total: IntCounterVec,
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
     pub build_info: IntGaugeVec,
@@ -83,11 +81,11 @@ impl Metrics {
         Metrics {
             connections_active: register!(IntGaugeVec::new(
                 opts("connections_active", "Client connections open now."),
-                &["listener"]
+                &["directory", "listener"]
             )),
             connections_total: register!(IntCounterVec::new(
                 opts("connections_total", "Client connections accepted."),
-                &["listener"]
+                &["directory", "listener"]
             )),
             operations_total: register!(IntCounterVec::new(
                 opts(
@@ -95,7 +93,7 @@ impl Metrics {
                     "LDAP operations from clients, by operation and result code name \
                      (refusals by ldapgate's policy included)."
                 ),
-                &["op", "result"]
+                &["directory", "op", "result"]
             )),
             operation_duration_seconds: register!(HistogramVec::new(
                 HistogramOpts::new(
@@ -104,26 +102,26 @@ impl Metrics {
                 )
                 .namespace("ldapgate")
                 .buckets(OPERATION_BUCKETS.to_vec()),
-                &["op"]
+                &["directory", "op"]
             )),
             binds_total: register!(IntCounterVec::new(
                 opts("binds_total", "Bind operations from LDAP clients, by result."),
-                &["result"]
+                &["directory", "result"]
             )),
             auth_total: register!(IntCounterVec::new(
                 opts(
                     "auth_total",
                     "Delegated authentications (control channel and rewritten LDAP binds), by outcome."
                 ),
-                &["outcome"]
+                &["directory", "outcome"]
             )),
             ratelimit_rejections_total: register!(IntCounterVec::new(
                 opts("ratelimit_rejections_total", "Sign-ins refused by rate limits and lockout."),
-                &["reason"]
+                &["directory", "reason"]
             )),
             upstream_up: register!(IntGaugeVec::new(
                 opts("upstream_up", "1 when the directory server answered its last check."),
-                &["server"]
+                &["directory", "server"]
             )),
             upstream_pool_connections: register!(IntGaugeVec::new(
                 opts(
@@ -131,48 +129,57 @@ impl Metrics {
                     "Connections to a directory server: idle in the session pool, or in use \
                      (by a session, or kept for sign-in binds and the service account)."
                 ),
-                &["server", "state"]
+                &["directory", "server", "state"]
             )),
             tls_pin_failures_total: register!(IntCounterVec::new(
                 opts(
                     "tls_pin_failures_total",
                     "TLS handshakes with a directory server whose certificate matched no pin."
                 ),
-                &["server"]
+                &["directory", "server"]
             )),
             certificate_expiry_seconds: register!(GaugeVec::new(
                 opts(
                     "certificate_expiry_seconds",
                     "Seconds until a certificate expires: a directory server's (server = its URL) \
-                     or ldapgate's own (server = \"listener\" or \"control\")."
+                     or ldapgate's own (server = \"listener\" or \"control\", directory empty)."
                 ),
-                &["server"]
+                &["directory", "server"]
             )),
             sync_runs_total: register!(IntCounterVec::new(
                 opts("sync_runs_total", "Sync pulls and verifications, by kind and result."),
-                &["kind", "result"]
+                &["directory", "kind", "result"]
             )),
-            sync_last_success_timestamp_seconds: register!(Gauge::with_opts(opts(
-                "sync_last_success_timestamp_seconds",
-                "When a sync pull last succeeded (Unix time)."
-            ))),
+            sync_last_success_timestamp_seconds: register!(GaugeVec::new(
+                opts(
+                    "sync_last_success_timestamp_seconds",
+                    "When a sync pull last succeeded (Unix time)."
+                ),
+                &["directory"]
+            )),
             sync_objects: register!(IntGaugeVec::new(
                 opts(
                     "sync_objects",
                     "Organizations and accounts under base_dn at the last verification."
                 ),
-                &["kind"]
+                &["directory", "kind"]
             )),
-            sync_shared_sign_in_values: register!(IntGauge::with_opts(opts(
-                "sync_shared_sign_in_values",
-                "Sign-in ID values held by more than one entry at the last verification \
-                 (those users cannot sign in with them)."
-            ))),
-            sync_tracking_mismatches_total: register!(IntCounter::with_opts(opts(
-                "sync_tracking_mismatches_total",
-                "Changes pulls whose change tracking reported deleted an object that still \
-                 exists (the pull compared the whole directory instead)."
-            ))),
+            sync_shared_sign_in_values: register!(IntGaugeVec::new(
+                opts(
+                    "sync_shared_sign_in_values",
+                    "Sign-in ID values held by more than one entry at the last verification \
+                     (those users cannot sign in with them)."
+                ),
+                &["directory"]
+            )),
+            sync_tracking_mismatches_total: register!(IntCounterVec::new(
+                opts(
+                    "sync_tracking_mismatches_total",
+                    "Changes pulls whose change tracking reported deleted an object that still \
+                     exists (the pull compared the whole directory instead)."
+                ),
+                &["directory"]
+            )),
             config_reloads_total: register!(IntCounterVec::new(
                 opts("config_reloads_total", "Configuration reloads (SIGHUP), by result."),
                 &["result"]
@@ -212,66 +219,28 @@ impl Metrics {
         &self.names
     }
 
-    /// The Prometheus text exposition of every metric, with the upstream
-    /// gauges read from `pool` first.
-    pub fn render(&self, pool: Option<&UpstreamPool>) -> Vec<u8> {
-        if let Some(pool) = pool {
-            self.observe_pool(pool);
-        }
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Encoding into a Vec fails only on I/O errors, which a Vec has none of.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
 
-    /// Health and pool occupancy of every server of the current pool.
-    fn observe_pool(&self, pool: &UpstreamPool) {
-        // Servers removed by a reload must not linger.
+    /// Forgets every directory server's health and pool gauges, before
+    /// they are set anew from the pools in force: servers and directories
+    /// removed by a reload must not linger.
+    pub fn reset_upstream(&self) {
         self.upstream_up.reset();
         self.upstream_pool_connections.reset();
-        for server in pool.servers() {
-            let name = server.endpoint.to_string();
-            self.upstream_up
-                .with_label_values(&[name.as_str()])
-                .set(i64::from(server.is_up()));
-            let (idle, in_use) = server.occupancy();
-            self.upstream_pool_connections
-                .with_label_values(&[name.as_str(), "idle"])
-                .set(idle as i64);
-            self.upstream_pool_connections
-                .with_label_values(&[name.as_str(), "in_use"])
-                .set(in_use as i64);
-        }
     }
 
-    /// Records one finished client operation.
-    pub fn operation(&self, op: &str, code: i64, elapsed: Duration) {
-        let result = result_name(code);
-        self.operations_total.with_label_values(&[op, result]).inc();
-        self.operation_duration_seconds
-            .with_label_values(&[op])
-            .observe(elapsed.as_secs_f64());
-        if op == "bind" {
-            self.binds_total.with_label_values(&[result]).inc();
-        }
-    }
-
-    /// Records a certificate's expiry (`not_after`, Unix seconds).
-    pub fn certificate_expiry(&self, server: &str, not_after: i64) {
+    /// Records a certificate of ldapgate's own (`listener`, `control`)
+    /// expiring at `not_after` (Unix seconds).
+    pub fn own_certificate_expiry(&self, which: &str, not_after: i64) {
         self.certificate_expiry_seconds
-            .with_label_values(&[server])
+            .with_label_values(&["", which])
             .set((not_after - unix_now()) as f64);
-    }
-
-    /// Records a sync run of `kind` ("full", "changes", "verify").
-    pub fn sync_run(&self, kind: &str, result: &str) {
-        self.sync_runs_total
-            .with_label_values(&[kind, result])
-            .inc();
-        if result == "success" && kind != "verify" {
-            self.sync_last_success_timestamp_seconds
-                .set(unix_now() as f64);
-        }
     }
 
     /// Records a configuration load (at start and on SIGHUP).
@@ -283,6 +252,145 @@ impl Metrics {
             self.config_last_reload_success_timestamp_seconds
                 .set(unix_now() as f64);
         }
+    }
+}
+
+/// The metrics of one directory: every series it records carries its
+/// `directory` label. Cheap to clone; one per component that records.
+#[derive(Debug, Clone)]
+pub struct DirectoryMetrics {
+    directory: Arc<str>,
+}
+
+impl DirectoryMetrics {
+    /// `directory` is a configured directory name (`[a-z0-9-]+`).
+    pub fn new(directory: &str) -> DirectoryMetrics {
+        DirectoryMetrics {
+            directory: directory.into(),
+        }
+    }
+
+    /// The directory's name, as in the `directory` label.
+    pub fn directory(&self) -> &str {
+        &self.directory
+    }
+
+    /// Records one finished client operation.
+    pub fn operation(&self, op: &str, code: i64, elapsed: Duration) {
+        let m = metrics();
+        let d = &*self.directory;
+        let result = result_name(code);
+        m.operations_total.with_label_values(&[d, op, result]).inc();
+        m.operation_duration_seconds
+            .with_label_values(&[d, op])
+            .observe(elapsed.as_secs_f64());
+        if op == "bind" {
+            m.binds_total.with_label_values(&[d, result]).inc();
+        }
+    }
+
+    /// A client connection accepted on a listener of `kind` (`ldap`,
+    /// `ldaps`); [`DirectoryMetrics::connection_closed`] when it ends.
+    pub fn connection_opened(&self, kind: &str) {
+        let m = metrics();
+        let d = &*self.directory;
+        m.connections_total.with_label_values(&[d, kind]).inc();
+        m.connections_active.with_label_values(&[d, kind]).inc();
+    }
+
+    /// A client connection counted by `connection_opened` ended.
+    pub fn connection_closed(&self, kind: &str) {
+        metrics()
+            .connections_active
+            .with_label_values(&[&self.directory, kind])
+            .dec();
+    }
+
+    /// A delegated authentication ended with `outcome` (its wire name).
+    pub fn authentication(&self, outcome: &str) {
+        metrics()
+            .auth_total
+            .with_label_values(&[&self.directory, outcome])
+            .inc();
+    }
+
+    /// A sign-in refused by a rate limit or lockout, for `reason`.
+    pub fn rate_limited(&self, reason: &str) {
+        metrics()
+            .ratelimit_rejections_total
+            .with_label_values(&[&self.directory, reason])
+            .inc();
+    }
+
+    /// A TLS handshake with `server` whose certificate matched no pin.
+    pub fn pin_failure(&self, server: &str) {
+        metrics()
+            .tls_pin_failures_total
+            .with_label_values(&[&self.directory, server])
+            .inc();
+    }
+
+    /// The certificate chain `server` presented expires at `not_after`
+    /// (Unix seconds).
+    pub fn certificate_expiry(&self, server: &str, not_after: i64) {
+        metrics()
+            .certificate_expiry_seconds
+            .with_label_values(&[&self.directory, server])
+            .set((not_after - unix_now()) as f64);
+    }
+
+    /// A directory server's health and pool occupancy now.
+    pub fn upstream(&self, server: &str, up: bool, idle: usize, in_use: usize) {
+        let m = metrics();
+        let d = &*self.directory;
+        m.upstream_up
+            .with_label_values(&[d, server])
+            .set(i64::from(up));
+        m.upstream_pool_connections
+            .with_label_values(&[d, server, "idle"])
+            .set(idle as i64);
+        m.upstream_pool_connections
+            .with_label_values(&[d, server, "in_use"])
+            .set(in_use as i64);
+    }
+
+    /// Records a sync run of `kind` ("full", "changes", "verify") that
+    /// ended with `result` ("success" or an error code).
+    pub fn sync_run(&self, kind: &str, result: &str) {
+        let m = metrics();
+        let d = &*self.directory;
+        m.sync_runs_total
+            .with_label_values(&[d, kind, result])
+            .inc();
+        if result == "success" && kind != "verify" {
+            m.sync_last_success_timestamp_seconds
+                .with_label_values(&[d])
+                .set(unix_now() as f64);
+        }
+    }
+
+    /// What the last verification counted.
+    pub fn verified(&self, orgs: usize, accounts: usize, shared_sign_in_values: usize) {
+        let m = metrics();
+        let d = &*self.directory;
+        m.sync_objects
+            .with_label_values(&[d, "org"])
+            .set(orgs as i64);
+        m.sync_objects
+            .with_label_values(&[d, "account"])
+            .set(accounts as i64);
+        m.sync_shared_sign_in_values
+            .with_label_values(&[d])
+            .set(shared_sign_in_values as i64);
+    }
+
+    /// A changes pull whose change tracking reported deleted an object
+    /// that still exists.
+    pub fn tracking_mismatch(&self) {
+        metrics()
+            .sync_tracking_mismatches_total
+            .with_label_values(&[&self.directory])
+            .inc();
     }
 }
 
@@ -350,17 +458,17 @@ mod tests {
 
     #[test]
     fn every_metric_registers_and_renders_with_its_contract_name() {
-        let m = metrics();
+        let m = DirectoryMetrics::new("corp-ad");
         m.operation("search", 0, Duration::from_millis(3));
         m.operation("bind", 49, Duration::from_micros(300));
         m.sync_run("full", "success");
-        let text = String::from_utf8(m.render(None)).unwrap();
+        let text = String::from_utf8(metrics().render()).unwrap();
         for name in [
-            "ldapgate_operations_total{op=\"search\",result=\"success\"}",
-            "ldapgate_operation_duration_seconds_bucket{op=\"bind\",le=\"0.0005\"}",
-            "ldapgate_binds_total{result=\"invalidCredentials\"}",
-            "ldapgate_sync_runs_total{kind=\"full\",result=\"success\"}",
-            "ldapgate_sync_last_success_timestamp_seconds",
+            "ldapgate_operations_total{directory=\"corp-ad\",op=\"search\",result=\"success\"}",
+            "ldapgate_operation_duration_seconds_bucket{directory=\"corp-ad\",op=\"bind\",le=\"0.0005\"}",
+            "ldapgate_binds_total{directory=\"corp-ad\",result=\"invalidCredentials\"}",
+            "ldapgate_sync_runs_total{directory=\"corp-ad\",kind=\"full\",result=\"success\"}",
+            "ldapgate_sync_last_success_timestamp_seconds{directory=\"corp-ad\"}",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

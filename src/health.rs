@@ -1,7 +1,8 @@
 //! The metrics endpoint: plain HTTP on `[metrics].listen`, meant for a
 //! loopback or management address. `/metrics` (Prometheus text format),
 //! `/healthz` (the process answers) and `/readyz` (listeners bound and at
-//! least one directory server up).
+//! least one directory with a server up; the body says it of each
+//! directory, one line each: `corp-ad: ready`, `ldap: not ready: ...`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,29 +14,39 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use super::metrics;
 use crate::config::HttpLimits;
+use crate::directory::Directories;
 use crate::http_server::{self, HttpListener};
-use crate::upstream::UpstreamPool;
+use crate::metrics::metrics;
 
 /// The content type of the Prometheus text exposition format.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What `/readyz` and `/metrics` read from the running daemon. The
 /// endpoint starts only once every listener is bound, and stops with them,
-/// so readiness is the directory's.
+/// so readiness is the directories'.
 pub struct Readiness {
-    /// The pool of the configuration in force (replaced on reload).
-    pub pool: watch::Receiver<Arc<UpstreamPool>>,
+    /// The directories of the configuration in force (replaced on reload).
+    pub directories: watch::Receiver<Arc<Directories>>,
 }
 
 impl Readiness {
-    /// Ok, or why not ready.
-    fn check(&self) -> Result<(), &'static str> {
-        if !self.pool.borrow().any_up() {
-            return Err("no directory server is up");
+    /// Whether any directory is ready, and one line per directory.
+    fn check(&self) -> (bool, String) {
+        let directories = self.directories.borrow().clone();
+        let mut any = false;
+        let mut lines = String::new();
+        for d in directories.iter() {
+            let ready = d.ready();
+            any |= ready;
+            lines.push_str(d.name());
+            lines.push_str(if ready {
+                ": ready\n"
+            } else {
+                ": not ready: no directory server is up\n"
+            });
         }
-        Ok(())
+        (any, lines)
     }
 }
 
@@ -91,19 +102,23 @@ impl MetricsServer {
 }
 
 async fn scrape(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
-    let pool = readiness.pool.borrow().clone();
-    (
-        [(header::CONTENT_TYPE, EXPOSITION)],
-        metrics().render(Some(&pool)),
-    )
+    let directories = readiness.directories.borrow().clone();
+    let m = metrics();
+    m.reset_upstream();
+    for d in directories.iter() {
+        d.observe_pool();
+    }
+    ([(header::CONTENT_TYPE, EXPOSITION)], m.render())
 }
 
+/// 200 `ready` while any directory is ready, 503 `not ready` when none is;
+/// then a line per directory.
 async fn ready(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
     match readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(why) => (
+        (true, each) => (StatusCode::OK, format!("ready\n{each}")),
+        (false, each) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
+            format!("not ready: no directory server is up\n{each}"),
         ),
     }
 }

@@ -1,0 +1,319 @@
+//! The tenant's directories: `[[directories]]` entries, each with its own
+//! listeners and its own `signin`, `ratelimit` and `sync` tables, or the
+//! single-directory form of earlier versions (`[directory]` with top-level
+//! `[signin]`, `[ratelimit]`, `[sync]` and the listeners in `[server]`),
+//! which is one directory named [`DEFAULT_NAME`].
+//!
+//! Problems inside an entry are named by its position:
+//! `directories[1].base_dn`, `directories[1].signin.attributes`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::raw::{RawConfig, RawDirectory, RawRateLimit, RawSignIn, RawSync};
+use super::{DirectoryConfig, Problem, RateLimitConfig, SignInConfig, SyncConfig, Validator};
+
+/// The name of the directory of a file in the single-directory form.
+pub const DEFAULT_NAME: &str = "default";
+/// Longest directory name: it goes into URL paths, metric labels and the
+/// state directory's name.
+const MAX_NAME_LEN: usize = 63;
+/// Where a `[[directories]]` entry keeps its sync state unless its
+/// `sync.state_dir` says otherwise: `<this>/<name>`.
+const STATE_ROOT: &str = "/var/lib/ldapgate";
+
+/// One directory of the tenant, with everything that is per directory:
+/// its client listeners, upstream servers and trust, sign-in, rate limits
+/// and sync.
+#[derive(Debug, Clone)]
+pub struct TenantDirectory {
+    /// `[a-z0-9-]+`, unique in the file; [`DEFAULT_NAME`] in the
+    /// single-directory form.
+    pub name: String,
+    /// Plain LDAP listeners whose clients reach this directory.
+    pub ldap_listen: Vec<SocketAddr>,
+    /// LDAPS listeners whose clients reach this directory.
+    pub ldaps_listen: Vec<SocketAddr>,
+    pub directory: DirectoryConfig,
+    pub signin: SignInConfig,
+    pub ratelimit: RateLimitConfig,
+    pub sync: SyncConfig,
+}
+
+/// True for a usable directory name: `[a-z0-9-]+`, at most 63 bytes.
+pub fn is_directory_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl Validator {
+    /// Every directory of the file, in file order.
+    pub(super) fn directories(&mut self, raw: &RawConfig) -> Vec<TenantDirectory> {
+        match (&raw.directory, &raw.directories) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "directories",
+                    "use either one [directory] or [[directories]] entries, not both",
+                );
+                Vec::new()
+            }
+            (None, None) => {
+                self.problem(
+                    "directory",
+                    "section is required (or [[directories]] entries, one per directory)",
+                );
+                Vec::new()
+            }
+            (Some(directory), None) => self.single(raw, directory).into_iter().collect(),
+            (None, Some(entries)) => self.several(raw, entries),
+        }
+    }
+
+    /// The single-directory form: named `default`, listeners from `[server]`.
+    fn single(&mut self, raw: &RawConfig, directory: &RawDirectory) -> Option<TenantDirectory> {
+        let server = &raw.server;
+        let default_listen = vec!["0.0.0.0:389".to_owned()];
+        let ldap_listen = server.ldap_listen.as_ref().unwrap_or(&default_listen);
+        let ldaps_listen = server.ldaps_listen.clone().unwrap_or_default();
+        if ldap_listen.is_empty() && ldaps_listen.is_empty() {
+            self.problem(
+                "server.ldap_listen",
+                "no listener: set ldap_listen or ldaps_listen",
+            );
+        }
+        let ldap_listen = self.addrs("server.ldap_listen", ldap_listen);
+        let ldaps_listen = self.addrs("server.ldaps_listen", &ldaps_listen);
+        let directory = self.directory(directory);
+        let signin = self.signin(&raw.signin.clone().unwrap_or_default());
+        let ratelimit = self.ratelimit(&raw.ratelimit.clone().unwrap_or_default());
+        let sync = self.sync(&raw.sync.clone().unwrap_or_default());
+        Some(TenantDirectory {
+            name: DEFAULT_NAME.to_owned(),
+            ldap_listen,
+            ldaps_listen,
+            directory: directory?,
+            signin,
+            ratelimit,
+            sync,
+        })
+    }
+
+    /// The `[[directories]]` form.
+    fn several(&mut self, raw: &RawConfig, entries: &[toml::Table]) -> Vec<TenantDirectory> {
+        let misplaced = [
+            ("server.ldap_listen", raw.server.ldap_listen.is_some()),
+            ("server.ldaps_listen", raw.server.ldaps_listen.is_some()),
+            ("signin", raw.signin.is_some()),
+            ("ratelimit", raw.ratelimit.is_some()),
+            ("sync", raw.sync.is_some()),
+        ];
+        for (key, present) in misplaced {
+            if present {
+                self.problem(
+                    key,
+                    "is per directory with [[directories]]: move it into each entry \
+                     (ldap_listen, ldaps_listen, [directories.signin], [directories.ratelimit], \
+                     [directories.sync])",
+                );
+            }
+        }
+        if entries.is_empty() {
+            self.problem("directories", "at least one directory is required");
+        }
+        let mut out = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let mut inner = Validator::default();
+            let parsed = inner.entry(entry);
+            let prefix = format!("directories[{i}]");
+            self.problems
+                .extend(inner.problems.into_iter().map(|p| Problem {
+                    key: entry_key(&prefix, &p.key),
+                    message: p.message,
+                }));
+            out.extend(parsed);
+        }
+        self.distinct(&out);
+        let serves = out
+            .iter()
+            .any(|d| !d.ldap_listen.is_empty() || !d.ldaps_listen.is_empty());
+        if !serves && raw.control.is_none() && !out.is_empty() {
+            self.problem(
+                "directories",
+                "no listener and no [control]: set ldap_listen or ldaps_listen of a directory",
+            );
+        }
+        out
+    }
+
+    /// One `[[directories]]` entry; its problems are keyed as in the
+    /// single-directory form (`directory.base_dn`, `signin.attributes`,
+    /// `ldap_listen`) and renamed by the caller.
+    fn entry(&mut self, entry: &toml::Table) -> Option<TenantDirectory> {
+        // What is left after the entry's own keys are `[directory]` keys.
+        let mut rest = entry.clone();
+        let mut take = |key: &str| rest.remove(key);
+        let name = match take("name") {
+            Some(toml::Value::String(name)) if is_directory_name(&name) => Some(name),
+            Some(toml::Value::String(name)) => {
+                self.problem(
+                    "name",
+                    format!("`{name}` is not a directory name: [a-z0-9-]+, at most {MAX_NAME_LEN} characters"),
+                );
+                None
+            }
+            Some(_) => {
+                self.problem("name", "must be a string");
+                None
+            }
+            None => {
+                self.problem(
+                    "name",
+                    "required: [a-z0-9-]+, used in paths, metrics and state",
+                );
+                None
+            }
+        };
+        let ldap_listen: Vec<String> = self.table_part(take("ldap_listen"), "ldap_listen");
+        let ldaps_listen: Vec<String> = self.table_part(take("ldaps_listen"), "ldaps_listen");
+        let signin: RawSignIn = self.table_part(take("signin"), "signin");
+        let ratelimit: RawRateLimit = self.table_part(take("ratelimit"), "ratelimit");
+        let raw_sync = take("sync");
+        let state_dir_given =
+            matches!(&raw_sync, Some(toml::Value::Table(t)) if t.contains_key("state_dir"));
+        let mut sync: RawSync = self.table_part(raw_sync, "sync");
+        if !state_dir_given {
+            if let Some(name) = &name {
+                sync.state_dir = format!("{STATE_ROOT}/{name}");
+            }
+        }
+        let directory = match toml::Value::Table(rest).try_into::<RawDirectory>() {
+            Ok(d) => self.directory(&d),
+            Err(e) => {
+                self.problem("directory", toml_message(&e));
+                None
+            }
+        };
+        let ldap_listen = self.addrs("ldap_listen", &ldap_listen);
+        let ldaps_listen = self.addrs("ldaps_listen", &ldaps_listen);
+        let signin = self.signin(&signin);
+        let ratelimit = self.ratelimit(&ratelimit);
+        let sync = self.sync(&sync);
+        Some(TenantDirectory {
+            name: name?,
+            ldap_listen,
+            ldaps_listen,
+            directory: directory?,
+            signin,
+            ratelimit,
+            sync,
+        })
+    }
+
+    /// A part of an entry deserialised as its raw type; the type's default
+    /// when absent, with a problem named `key` when it does not fit.
+    fn table_part<T>(&mut self, value: Option<toml::Value>, key: &str) -> T
+    where
+        T: serde::de::DeserializeOwned + Default,
+    {
+        let Some(value) = value else {
+            return T::default();
+        };
+        value.try_into().unwrap_or_else(|e: toml::de::Error| {
+            self.problem(key, toml_message(&e));
+            T::default()
+        })
+    }
+
+    /// Names, listen addresses and state directories are each one
+    /// directory's own.
+    fn distinct(&mut self, directories: &[TenantDirectory]) {
+        let mut names = BTreeMap::new();
+        let mut addrs: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+        let mut states: BTreeMap<&PathBuf, &str> = BTreeMap::new();
+        for (i, d) in directories.iter().enumerate() {
+            let renamed = names.insert(d.name.as_str(), i);
+            if let Some(first) = renamed {
+                self.problem(
+                    &format!("directories[{i}].name"),
+                    format!("`{}` is also the name of directories[{first}]", d.name),
+                );
+            }
+            for addr in d.ldap_listen.iter().chain(&d.ldaps_listen) {
+                if let Some(other) = addrs.insert(*addr, &d.name) {
+                    self.problem(
+                        &format!("directories[{i}].ldap_listen"),
+                        format!("{addr} is also a listener of `{other}`"),
+                    );
+                }
+            }
+            // A shared name already says why the default state is shared.
+            let shared_state = states.insert(&d.sync.state_dir, &d.name);
+            if let (Some(other), None) = (shared_state, renamed) {
+                self.problem(
+                    &format!("directories[{i}].sync.state_dir"),
+                    format!(
+                        "{} is also the state directory of `{other}`: sync state is per directory",
+                        d.sync.state_dir.display()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `directory.base_dn` of entry `directories[1]` is `directories[1].base_dn`;
+/// `signin.x` is `directories[1].signin.x`.
+fn entry_key(prefix: &str, key: &str) -> String {
+    let key = key.strip_prefix("directory.").unwrap_or(key);
+    if key == "directory" {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// A serde error of one table, on one line.
+fn toml_message(e: &toml::de::Error) -> String {
+    e.message().trim_end().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_names_are_lowercase_words_with_dashes() {
+        for good in ["corp-ad", "ldap", "a", "zone-2", &"x".repeat(63)] {
+            assert!(is_directory_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Corp",
+            "corp_ad",
+            "corp ad",
+            "ad/1",
+            "é",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_directory_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn entry_keys_carry_the_entry_position() {
+        assert_eq!(
+            entry_key("directories[1]", "directory.base_dn"),
+            "directories[1].base_dn"
+        );
+        assert_eq!(
+            entry_key("directories[0]", "signin.attributes[2]"),
+            "directories[0].signin.attributes[2]"
+        );
+        assert_eq!(entry_key("directories[3]", "directory"), "directories[3]");
+        assert_eq!(entry_key("directories[3]", "name"), "directories[3].name");
+    }
+}

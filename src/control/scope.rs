@@ -1,0 +1,97 @@
+//! Which directory a control request is for: the `{name}` of
+//! `/v1/directories/{name}/...`, or, on the unscoped `/v1/...` paths, the
+//! only configured directory. With several directories an unscoped path is
+//! a 400 that names the choices; an unknown name is a 404 that names them.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::ControlState;
+use crate::directory::{Directories, Directory};
+
+/// The directory a request is for.
+pub struct Scoped(pub Arc<Directory>);
+
+/// Why a request names no configured directory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScopeError {
+    /// An unscoped path while several directories are configured.
+    Ambiguous(Vec<String>),
+    /// `/v1/directories/{name}/...` with a name that is not configured.
+    Unknown { name: String, known: Vec<String> },
+}
+
+impl IntoResponse for ScopeError {
+    fn into_response(self) -> Response {
+        match self {
+            ScopeError::Ambiguous(directories) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "error": "directory_required",
+                    "detail": format!(
+                        "several directories are configured: use /v1/directories/{{name}}/... with one of {}",
+                        directories.join(", ")
+                    ),
+                    "directories": directories,
+                })),
+            )
+                .into_response(),
+            ScopeError::Unknown { name, known } => (
+                StatusCode::NOT_FOUND,
+                Json(json!({
+                    "error": "unknown_directory",
+                    "detail": format!("no directory is named `{name}`; configured: {}", known.join(", ")),
+                    "directories": known,
+                })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The directory `name` names, or the only one when `name` is None.
+pub fn resolve(
+    directories: &Directories,
+    name: Option<&str>,
+) -> Result<Arc<Directory>, ScopeError> {
+    let known = || directories.names().into_iter().map(str::to_owned).collect();
+    match name {
+        Some(name) => directories
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ScopeError::Unknown {
+                name: name.to_owned(),
+                known: known(),
+            }),
+        None => directories
+            .only()
+            .cloned()
+            .ok_or_else(|| ScopeError::Ambiguous(known())),
+    }
+}
+
+impl FromRequestParts<Arc<ControlState>> for Scoped {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ControlState>,
+    ) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let name = params
+            .iter()
+            .find(|(key, _)| *key == "name")
+            .map(|(_, value)| value.to_owned());
+        resolve(&state.directories, name.as_deref())
+            .map(Scoped)
+            .map_err(IntoResponse::into_response)
+    }
+}

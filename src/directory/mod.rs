@@ -1,0 +1,197 @@
+//! One directory of the tenant at run time: everything built from its
+//! `[[directories]]` entry (or the single `[directory]`), owned in one
+//! place. Its pool, sign-in resolver and rate limiter, sync state and
+//! health are its own: one directory down leaves the others serving, and a
+//! login of one is unknown to another.
+//!
+//! A [`Directory`] is built whole from one configuration and replaced whole
+//! on reload; sessions and requests keep the one they started with.
+
+mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::TlsAcceptor;
+use tracing::warn;
+
+use crate::auth::Authenticator;
+use crate::config::{ServerConfig, TenantDirectory};
+use crate::listener::{Admission, Serving};
+use crate::metrics::DirectoryMetrics;
+use crate::ratelimit::BindLimiter;
+use crate::session::budget::PduBudget;
+use crate::session::policy::Policy;
+use crate::session::{SessionContext, SessionLimits};
+use crate::sync::export::Exporter;
+use crate::sync::verify::Schedule;
+use crate::upstream::pool::PoolSetupError;
+use crate::upstream::service::ServiceConnections;
+use crate::upstream::UpstreamPool;
+use schema::DnSchemaReader;
+
+/// How long a TLS handshake from a client may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one configured directory runs on.
+pub struct Directory {
+    /// Its entry of the configuration in force.
+    pub config: TenantDirectory,
+    /// Its series of the process's metrics (`directory` label).
+    pub metrics: DirectoryMetrics,
+    pub pool: Arc<UpstreamPool>,
+    /// Sign-in by sign-in ID (control channel, CLI, rewritten LDAP binds).
+    pub authenticator: Arc<Authenticator>,
+    /// Full and changes pulls, verification.
+    pub exporter: Arc<Exporter>,
+    /// What its listeners hand new client connections.
+    pub serving: Arc<Serving>,
+    /// Its scheduled verification's settings.
+    pub schedule: Arc<Schedule>,
+}
+
+/// What every directory's build shares: the `[server]` section, the
+/// connection permits and the PDU budget of the whole daemon.
+pub struct Shared<'a> {
+    pub server: &'a ServerConfig,
+    pub admission: Arc<Admission>,
+    pub budget: PduBudget,
+}
+
+impl Directory {
+    /// Builds everything of `config`: the pool (checked once, so the log
+    /// says at once whether the directory is reachable and the pool starts
+    /// warm, then checked every `health_check_interval`), the DN schema,
+    /// sign-in and sync. `limiter` carries counters and lockouts over a
+    /// reload.
+    pub async fn build(
+        config: &TenantDirectory,
+        shared: &Shared<'_>,
+        limiter: Arc<BindLimiter>,
+    ) -> Result<Directory, PoolSetupError> {
+        let metrics = DirectoryMetrics::new(&config.name);
+        let d = &config.directory;
+        let pool = UpstreamPool::new(d, metrics.clone())?;
+        pool.check_health().await;
+        for server in pool.servers() {
+            if !server.is_up() {
+                warn!(directory = %config.name, server = %server.endpoint, "directory server is not reachable");
+            }
+        }
+        pool.spawn_health_checks(d.health_check_interval);
+        let authenticator = Arc::new(Authenticator::new(config, pool.clone(), limiter));
+        authenticator.watch_changes();
+        let service = Arc::new(ServiceConnections::new(
+            pool.clone(),
+            d.service_account.clone(),
+        ));
+        let policy = Policy::from_config(shared.server, config);
+        DnSchemaReader::new(&service, &policy.dn_scope, d)
+            .start()
+            .await;
+        let server = shared.server;
+        let starttls = server
+            .tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(t.config.clone()));
+        let ctx = Arc::new(SessionContext {
+            metrics: metrics.clone(),
+            policy,
+            pool: pool.clone(),
+            authenticator: authenticator.clone(),
+            starttls: starttls.clone(),
+            budget: shared.budget.clone(),
+            limits: SessionLimits {
+                client_max_message: server.max_message_bytes,
+                before_bind_max_message: server.max_message_bytes_before_bind,
+                pdu_timeout: server.pdu_timeout,
+                send_timeout: server.send_timeout,
+                upstream_max_message: d.max_message_bytes,
+                idle_timeout: server.idle_timeout,
+                operation_timeout: d.operation_timeout,
+                tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+            },
+        });
+        let exporter = Arc::new(Exporter::new(config, service));
+        let schedule = Arc::new(Schedule {
+            exporter: exporter.clone(),
+            sign_in: config.signin.attributes.clone(),
+            every: config.sync.verify_interval,
+        });
+        Ok(Directory {
+            config: config.clone(),
+            metrics,
+            pool,
+            authenticator,
+            exporter,
+            serving: Arc::new(Serving {
+                ctx,
+                ldaps: starttls,
+                admission: shared.admission.clone(),
+            }),
+            schedule,
+        })
+    }
+
+    /// The configured name (`[a-z0-9-]+`).
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// True when at least one of its servers answered its last check.
+    pub fn ready(&self) -> bool {
+        self.pool.any_up()
+    }
+
+    /// Sets its servers' health and pool gauges in the metrics.
+    pub fn observe_pool(&self) {
+        for server in self.pool.servers() {
+            let (idle, in_use) = server.occupancy();
+            self.metrics
+                .upstream(&server.endpoint.to_string(), server.is_up(), idle, in_use);
+        }
+    }
+}
+
+/// Admission shared by every directory's listeners.
+pub fn admission(server: &ServerConfig, connections: Arc<tokio::sync::Semaphore>) -> Admission {
+    Admission {
+        allowed_clients: server.allowed_clients.clone(),
+        connections,
+        tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+    }
+}
+
+/// The directories of the configuration in force, in file order.
+#[derive(Default)]
+pub struct Directories {
+    list: Vec<Arc<Directory>>,
+}
+
+impl Directories {
+    pub fn new(list: Vec<Arc<Directory>>) -> Directories {
+        Directories { list }
+    }
+
+    /// The directory called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Directory>> {
+        self.list.iter().find(|d| d.name() == name)
+    }
+
+    /// The only directory, when there is exactly one.
+    pub fn only(&self) -> Option<&Arc<Directory>> {
+        match self.list.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Directory>> {
+        self.list.iter()
+    }
+
+    /// The configured names, in file order.
+    pub fn names(&self) -> Vec<&str> {
+        self.list.iter().map(|d| d.name()).collect()
+    }
+}
