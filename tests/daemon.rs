@@ -160,7 +160,7 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
         v("ldapgate_sync_runs_total{directory=\"default\",kind=\"full\",result=\"success\"}"),
         1.0
     );
-    assert!(v("ldapgate_sync_last_success_timestamp_seconds") > 1.7e9);
+    assert!(v("ldapgate_sync_last_success_timestamp_seconds{directory=\"default\"}") > 1.7e9);
     let version = format!(
         "ldapgate_build_info{{version=\"{}\"}}",
         env!("CARGO_PKG_VERSION")

@@ -159,7 +159,7 @@ impl Config {
         let directories = v.directories(&raw);
         let control = raw.control.as_ref().map(|c| v.control(c));
         let metrics = raw.metrics.as_ref().and_then(|m| v.metrics(m));
-        if server.as_ref().is_some_and(|s| s.tls.is_none()) && wants_ldaps(&raw) {
+        if raw.server.tls_cert.is_none() && raw.server.tls_key.is_none() && wants_ldaps(&raw) {
             v.problem("server.tls_cert", "required when ldaps_listen is set");
         }
         match server {
