@@ -672,58 +672,79 @@ impl ProxyConfig {
     }
 }
 
-impl Proxy {
-    pub fn start(config: ProxyConfig) -> Proxy {
-        Self::try_start(config).unwrap_or_else(|log| panic!("ldapgate did not start:\n{log}"))
-    }
+/// What a configuration for one ldapgate process refers to: free ports,
+/// the listener and control certificate, a directory for state and logs.
+pub struct ProxyFiles {
+    pub dir: tempfile::TempDir,
+    pub certs: Certs,
+    pub ldap_port: u16,
+    pub ldaps_port: u16,
+    pub control_port: u16,
+}
 
-    /// Starts ldapgate; Err carries its log when it exits early.
-    pub fn try_start(config: ProxyConfig) -> Result<Proxy, String> {
+impl ProxyFiles {
+    pub fn new() -> ProxyFiles {
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::generate(&dir.path().join("tls"), "ldapgate");
-        let ldap_port = free_port();
-        let ldaps_port = free_port();
-        let control_port = free_port();
-        let mut text = format!(
-            "[server]\nldap_listen = [\"127.0.0.1:{ldap_port}\"]\n\
-             ldaps_listen = [\"127.0.0.1:{ldaps_port}\"]\n\
-             tls_cert = \"{}\"\ntls_key = \"{}\"\n{}\n[directory]\n{}\n{}\n",
-            certs.cert_pem.display(),
-            certs.key_pem.display(),
-            config.server_extra,
-            config.directory,
-            config.sections,
-        );
-        if !config.sections.contains("[sync]") {
-            text.push_str(&format!(
-                "[sync]\nstate_dir = \"{}\"\n",
-                dir.path().join("state").display()
-            ));
+        ProxyFiles {
+            dir,
+            certs,
+            ldap_port: free_port(),
+            ldaps_port: free_port(),
+            control_port: free_port(),
         }
-        if let Some(token) = &config.control_token {
-            use sha2::Digest;
-            let hash: String = sha2::Sha256::digest(token.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            text.push_str(&format!(
-                "[control]\nlisten = \"127.0.0.1:{control_port}\"\ntls_cert = \"{}\"\n\
-                 tls_key = \"{}\"\ntoken_sha256 = [\"{hash}\"]\n{}\n",
-                certs.cert_pem.display(),
-                certs.key_pem.display(),
-                config.control_extra,
-            ));
-        }
+    }
+
+    /// `[server]` with the listener certificate and no listener of its own.
+    pub fn server_section(&self) -> String {
+        format!(
+            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            self.certs.cert_pem.display(),
+            self.certs.key_pem.display()
+        )
+    }
+
+    /// `[control]` on `control_port`, accepting `token`.
+    pub fn control_section(&self, token: &str) -> String {
+        use sha2::Digest;
+        let hash: String = sha2::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!(
+            "[control]\nlisten = \"127.0.0.1:{}\"\ntls_cert = \"{}\"\n\
+             tls_key = \"{}\"\ntoken_sha256 = [\"{hash}\"]\n",
+            self.control_port,
+            self.certs.cert_pem.display(),
+            self.certs.key_pem.display(),
+        )
+    }
+
+    /// Writes `text` as the configuration and runs `binary` on it until it
+    /// listens on `ldap_port` (and `control_port` when `control`).
+    fn launch(
+        self,
+        text: &str,
+        binary: &Path,
+        log_filter: &str,
+        control: bool,
+    ) -> Result<Proxy, String> {
+        let ProxyFiles {
+            dir,
+            certs,
+            ldap_port,
+            ldaps_port,
+            control_port,
+        } = self;
         let config_path = dir.path().join("ldapgate.toml");
         std::fs::write(&config_path, text).unwrap();
         let log_path = dir.path().join("ldapgate.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let binary = config.binary.clone().unwrap_or_else(ldapgate_binary);
         let mut child = Command::new(binary)
             .arg("run")
             .arg("-c")
             .arg(&config_path)
-            .env("RUST_LOG", &config.log_filter)
+            .env("RUST_LOG", log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -741,7 +762,7 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if config.control_token.is_some() {
+        if control {
             wait_for_port(
                 SocketAddr::from(([127, 0, 0, 1], control_port)),
                 "ldapgate control channel",
@@ -758,6 +779,51 @@ impl Proxy {
             log_path,
             child,
         })
+    }
+}
+
+impl Proxy {
+    pub fn start(config: ProxyConfig) -> Proxy {
+        Self::try_start(config).unwrap_or_else(|log| panic!("ldapgate did not start:\n{log}"))
+    }
+
+    /// Starts ldapgate; Err carries its log when it exits early.
+    pub fn try_start(config: ProxyConfig) -> Result<Proxy, String> {
+        let files = ProxyFiles::new();
+        let mut text = format!(
+            "[server]\nldap_listen = [\"127.0.0.1:{}\"]\n\
+             ldaps_listen = [\"127.0.0.1:{}\"]\n\
+             tls_cert = \"{}\"\ntls_key = \"{}\"\n{}\n[directory]\n{}\n{}\n",
+            files.ldap_port,
+            files.ldaps_port,
+            files.certs.cert_pem.display(),
+            files.certs.key_pem.display(),
+            config.server_extra,
+            config.directory,
+            config.sections,
+        );
+        if !config.sections.contains("[sync]") {
+            text.push_str(&format!(
+                "[sync]\nstate_dir = \"{}\"\n",
+                files.dir.path().join("state").display()
+            ));
+        }
+        if let Some(token) = &config.control_token {
+            text.push_str(&files.control_section(token));
+            text.push_str(&config.control_extra);
+            text.push('\n');
+        }
+        let binary = config.binary.clone().unwrap_or_else(ldapgate_binary);
+        files.launch(&text, &binary, &config.log_filter, config.control_token.is_some())
+    }
+
+    /// Starts ldapgate with the configuration `text` made of `files`
+    /// (ports, certificates, a directory for state); it must listen on
+    /// `files.ldap_port`.
+    pub fn start_text(files: ProxyFiles, text: &str, control: bool) -> Proxy {
+        files
+            .launch(text, &ldapgate_binary(), TEST_LOG_FILTER, control)
+            .unwrap_or_else(|log| panic!("ldapgate did not start:\n{log}"))
     }
 
     pub fn ldap_url(&self) -> String {
