@@ -23,6 +23,8 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// The classifier of a directory of `kind`: accounts as `accounts`
+    /// says, organizations of one of `org_classes`.
     pub fn new(kind: DirectoryKind, accounts: AccountClasses, org_classes: Vec<String>) -> Self {
         Classifier {
             kind,

@@ -47,6 +47,8 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// The pulls of the directory `config` describes, read over the
+    /// service account's connections `service`.
     pub fn new(config: &Config, service: Arc<ServiceConnections>) -> Exporter {
         let kind = config.directory.kind;
         let reader = DirectoryReader::new(
@@ -72,6 +74,7 @@ impl Exporter {
         }
     }
 
+    /// The DN every pull is scoped to.
     pub fn base_dn(&self) -> &Dn {
         self.reader().base_dn()
     }
@@ -91,6 +94,7 @@ impl Exporter {
         self.tracker
     }
 
+    /// Where snapshots and the base-DN fingerprint are kept.
     pub fn state(&self) -> &StateDir {
         &self.state
     }

@@ -30,6 +30,8 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
+    /// Objects read through `reader`, told apart by `classifier` and
+    /// rendered by `renderer`.
     pub fn new(reader: DirectoryReader, classifier: Classifier, renderer: Renderer) -> Self {
         ObjectReader {
             reader,
@@ -38,14 +40,17 @@ impl ObjectReader {
         }
     }
 
+    /// What reads the directory.
     pub fn reader(&self) -> &DirectoryReader {
         &self.reader
     }
 
+    /// What makes an entry an organization or an account.
     pub fn classifier(&self) -> &Classifier {
         &self.classifier
     }
 
+    /// What turns an object into its line.
     pub fn renderer(&self) -> &Renderer {
         &self.renderer
     }

@@ -61,10 +61,12 @@ impl DirectoryReader {
         }
     }
 
+    /// The DN every pull is scoped to.
     pub fn base_dn(&self) -> &Dn {
         &self.base_dn
     }
 
+    /// The kind of directory, which decides the id attribute and its form.
     pub fn kind(&self) -> DirectoryKind {
         self.kind
     }

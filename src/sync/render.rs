@@ -71,6 +71,8 @@ pub struct Renderer {
 }
 
 impl Renderer {
+    /// A renderer of `fields` ((IDaaS field, LDAP attribute) pairs) for
+    /// entries whose stable id is in `id_attr`.
     pub fn new(fields: Vec<(String, String)>, id_attr: &'static str) -> Renderer {
         Renderer { fields, id_attr }
     }
