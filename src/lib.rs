@@ -13,7 +13,8 @@
 //! - [`control`]: the HTTPS control channel (`/v1/authenticate`, `/v1/sync/...`).
 //! - [`http_server`]: bounded HTTP/1.1 serving under the control and metrics listeners:
 //!   connection slots, header and body deadlines, size limits.
-//! - [`sync`]: full and incremental pulls, base-DN fingerprint, sync protection.
+//! - [`sync`]: full and incremental pulls built on a directory reader (paged search, entry
+//!   reads, ids), base-DN fingerprint, sync protection.
 //! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
 //! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses,
 //!   subschema attribute types and their equality matching rules.

@@ -14,9 +14,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::containers::containers_of;
 use super::delta::{self, Computed, Contradicted};
-use super::error::record_run;
-use super::export::{Exporter, Item, SyncError};
+use super::error::{record_run, SyncError};
+use super::export::Exporter;
+use super::render::Item;
 use super::snapshot::{self, line_hash, Kind, Objects, Snapshot};
 use super::tracking::{Cursor, Fallback, Method};
 use crate::upstream::UpstreamConn;
@@ -102,10 +104,11 @@ async fn change_set(
     approve: Option<&str>,
 ) -> Result<ChangeSet, SyncError> {
     let state = exporter.state();
+    let reader = exporter.reader();
     let before = snapshot::load(state, cookie)?
         .ok_or_else(|| SyncError::UnknownCookie(cookie.to_owned()))?;
 
-    let mut conn = exporter.connection().await?;
+    let mut conn = reader.connection().await?;
     let (computed, cursor, method, resync_reason) =
         find_changes(exporter, &mut conn, before).await?;
     let Computed {
@@ -116,11 +119,11 @@ async fn change_set(
         layout_changed,
     } = computed;
     let containers = if layout_changed {
-        exporter.containers_of(&mut conn, &now, &containers).await?
+        containers_of(reader, &mut conn, &now, &containers).await?
     } else {
         containers
     };
-    exporter.release(conn);
+    reader.release(conn);
 
     let account_deletes = deletes.iter().filter(|(k, ..)| *k == Kind::Account).count();
     let org_deletes = deletes.len() - account_deletes;
@@ -136,7 +139,7 @@ async fn change_set(
         }
     }
 
-    // Applying order (README, "Changes"): account deletions first (a new
+    // Applying order (README, "Control channel"): account deletions first (a new
     // account may take a deleted one's name); organization upserts, parents
     // first (accounts may move into them); account upserts; organization
     // deletions, children first (their accounts have left or gone by then).
@@ -182,6 +185,7 @@ async fn find_changes(
     before: Snapshot,
 ) -> Result<(Computed, Option<Cursor>, Method, Option<String>), SyncError> {
     let tracker = exporter.tracker();
+    let reader = exporter.reader();
     let base_id = exporter.check_base(conn).await?;
     let native = match &before.cursor {
         // Verification found objects the tracker does not report.
@@ -194,7 +198,10 @@ async fn find_changes(
              tracking again"
                 .into(),
         ))),
-        Some(cursor) => Some(tracker.since(exporter, conn, cursor).await?),
+        Some(cursor) => {
+            let watched = exporter.objects().watched();
+            Some(tracker.since(reader, &watched, conn, cursor).await?)
+        }
         // A snapshot without a cursor: made when the directory offered no
         // tracking (or before it did); this pull records one if it can.
         None => None,
@@ -207,7 +214,8 @@ async fn find_changes(
     let reason = match native {
         Some(Ok(delta)) => {
             let next = delta.cursor.clone();
-            let applied = delta::apply(exporter, conn, &base_id, before, containers, delta);
+            let objects = exporter.objects();
+            let applied = delta::apply(objects, conn, &base_id, before, containers, delta);
             match applied.await? {
                 Ok(computed) => return Ok((computed, Some(next), tracker.method(), None)),
                 Err(Contradicted {
@@ -227,7 +235,7 @@ async fn find_changes(
         }
         None => None,
     };
-    let next = tracker.begin(exporter, conn).await?;
+    let next = tracker.begin(reader, conn).await?;
     let computed = by_difference(exporter, conn, before).await?;
     Ok((computed, next, Method::Snapshot, reason))
 }

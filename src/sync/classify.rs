@@ -1,17 +1,58 @@
-//! Whether an object is an account, an organization or neither, decided
-//! for entries a change tracker reports exactly as a full pull decides it;
-//! and what a change tracker watches.
+//! Which entries are sync objects: accounts (entries of a user class, as
+//! sign-in and verification decide it) and organizations (entries of an
+//! organization class that are no account). Entries a change tracker
+//! reports are decided exactly as a full pull decides them.
 
 use ldap3_proto::proto::{LdapFilter, LdapSearchResultEntry};
 
-use super::export::{Exporter, SyncError};
+use super::error::SyncError;
+use super::reader::DirectoryReader;
 use super::snapshot::Kind;
-use crate::auth::accounts::has_class;
+use crate::auth::accounts::{class_filter, has_class, AccountClasses};
 use crate::config::DirectoryKind;
 use crate::upstream::UpstreamConn;
 
-impl Exporter {
-    /// What an entry read with [`Self::object_attrs`] is, by the class
+/// What makes an entry an organization or an account, in one directory.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    kind: DirectoryKind,
+    /// What an account is; the same for sign-in and verification.
+    accounts: AccountClasses,
+    /// `[signin] org_object_classes`.
+    org_classes: Vec<String>,
+}
+
+impl Classifier {
+    /// The classifier of a directory of `kind`: accounts as `accounts`
+    /// says, organizations of one of `org_classes`.
+    pub fn new(kind: DirectoryKind, accounts: AccountClasses, org_classes: Vec<String>) -> Self {
+        Classifier {
+            kind,
+            accounts,
+            org_classes,
+        }
+    }
+
+    /// The filter that matches accounts.
+    pub fn account_filter(&self) -> LdapFilter {
+        self.accounts.filter()
+    }
+
+    /// The filter that matches organizations: entries of an organization
+    /// class that are no account (an entry of both kinds is an account).
+    pub fn org_filter(&self) -> LdapFilter {
+        LdapFilter::And(vec![
+            class_filter(&self.org_classes),
+            LdapFilter::Not(Box::new(self.account_filter())),
+        ])
+    }
+
+    /// The filter that matches organizations and accounts.
+    pub fn object_filter(&self) -> LdapFilter {
+        LdapFilter::Or(vec![class_filter(&self.org_classes), self.account_filter()])
+    }
+
+    /// What an entry read with its objectClass values is, by the class
     /// names it lists: an account when it has a user class (as in a full
     /// pull, where an entry of both kinds ends up an account), else an
     /// organization, else neither. A fast answer that may miss a subclass;
@@ -35,6 +76,7 @@ impl Exporter {
     /// then with the organization filter.
     pub async fn classify(
         &self,
+        reader: &DirectoryReader,
         conn: &mut UpstreamConn,
         entry: &LdapSearchResultEntry,
     ) -> Result<Option<Kind>, SyncError> {
@@ -42,56 +84,91 @@ impl Exporter {
         if listed == Some(Kind::Account) && self.kind != DirectoryKind::ActiveDirectory {
             return Ok(listed);
         }
-        if self.matches(conn, &entry.dn, self.account_filter()).await? {
+        if matches(reader, conn, &entry.dn, self.account_filter()).await? {
             return Ok(Some(Kind::Account));
         }
-        if listed == Some(Kind::Org) || self.matches(conn, &entry.dn, self.org_filter()).await? {
+        if listed == Some(Kind::Org) || matches(reader, conn, &entry.dn, self.org_filter()).await? {
             return Ok(Some(Kind::Org));
         }
         Ok(None)
     }
+}
 
-    /// What a change tracker watches: the objects, and the entries that
-    /// may hold them, so that moving a container (`cn=staging`, not an
-    /// organization) is reported too. OpenLDAP evaluates hasSubordinates
-    /// in filters, syncprov's included; AD has no such attribute, and
-    /// holds objects in containers and organizational units.
-    pub fn tracked_filter(&self) -> LdapFilter {
-        let holders = if self.kind == DirectoryKind::ActiveDirectory {
-            ["container", "organizationalUnit"]
-                .map(|c| LdapFilter::Equality("objectClass".into(), c.into()))
-                .to_vec()
-        } else {
-            vec![LdapFilter::Equality(
-                "hasSubordinates".into(),
-                "TRUE".into(),
-            )]
-        };
-        let mut any = vec![self.object_filter()];
-        any.extend(holders);
-        LdapFilter::Or(any)
-    }
+/// Whether the entry at `dn` matches `filter`, asked of the directory.
+async fn matches(
+    reader: &DirectoryReader,
+    conn: &mut UpstreamConn,
+    dn: &str,
+    filter: LdapFilter,
+) -> Result<bool, SyncError> {
+    let reply = reader
+        .search_base(conn, dn, filter, vec!["1.1".into()])
+        .await?;
+    Ok(!reply.entries.is_empty())
+}
 
-    /// The attributes a change tracker reads: an object's, and
-    /// hasSubordinates where the directory has it.
-    pub fn tracked_attrs(&self) -> Vec<String> {
-        let mut attrs = self.object_attrs();
-        if self.kind != DirectoryKind::ActiveDirectory {
-            attrs.push("hasSubordinates".into());
+#[cfg(test)]
+mod tests {
+    use ldap3_proto::proto::LdapPartialAttribute;
+
+    use super::*;
+
+    fn entry(classes: &[&str]) -> LdapSearchResultEntry {
+        LdapSearchResultEntry {
+            dn: "cn=x,dc=example,dc=com".into(),
+            attributes: vec![LdapPartialAttribute {
+                atype: "objectClass".into(),
+                vals: classes.iter().map(|c| c.as_bytes().to_vec()).collect(),
+            }],
         }
-        attrs
     }
 
-    /// Whether the entry at `dn` matches `filter`, asked of the directory.
-    async fn matches(
-        &self,
-        conn: &mut UpstreamConn,
-        dn: &str,
-        filter: LdapFilter,
-    ) -> Result<bool, SyncError> {
-        let reply = self
-            .search_base(conn, dn, filter, vec!["1.1".into()])
-            .await?;
-        Ok(!reply.entries.is_empty())
+    fn classifier(kind: DirectoryKind, user: &str) -> Classifier {
+        Classifier::new(
+            kind,
+            AccountClasses::new(kind, vec![user.into()]),
+            vec!["organizationalUnit".into()],
+        )
+    }
+
+    #[test]
+    fn an_entry_of_both_kinds_is_an_account_and_others_are_nothing() {
+        let c = classifier(DirectoryKind::OpenLdap, "inetOrgPerson");
+        assert_eq!(
+            c.kind_of(&entry(&["top", "inetOrgPerson"])),
+            Some(Kind::Account)
+        );
+        assert_eq!(
+            c.kind_of(&entry(&["organizationalUnit", "inetOrgPerson"])),
+            Some(Kind::Account)
+        );
+        assert_eq!(c.kind_of(&entry(&["organizationalunit"])), Some(Kind::Org));
+        assert_eq!(c.kind_of(&entry(&["organizationalRole"])), None);
+    }
+
+    #[test]
+    fn computers_are_no_accounts_on_active_directory() {
+        let c = classifier(DirectoryKind::ActiveDirectory, "user");
+        assert_eq!(c.kind_of(&entry(&["user"])), Some(Kind::Account));
+        assert_eq!(c.kind_of(&entry(&["user", "computer"])), None);
+    }
+
+    #[test]
+    fn organizations_exclude_accounts_and_objects_are_either() {
+        let c = classifier(DirectoryKind::OpenLdap, "inetOrgPerson");
+        let ou = LdapFilter::Or(vec![LdapFilter::Equality(
+            "objectClass".into(),
+            "organizationalUnit".into(),
+        )]);
+        let person = LdapFilter::Or(vec![LdapFilter::Equality(
+            "objectClass".into(),
+            "inetOrgPerson".into(),
+        )]);
+        assert_eq!(c.account_filter(), person);
+        assert_eq!(
+            c.org_filter(),
+            LdapFilter::And(vec![ou.clone(), LdapFilter::Not(Box::new(person.clone()))])
+        );
+        assert_eq!(c.object_filter(), LdapFilter::Or(vec![ou, person]));
     }
 }

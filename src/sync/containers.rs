@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::export::{Exporter, SyncError};
+use super::error::SyncError;
+use super::reader::DirectoryReader;
 use super::snapshot::{Containers, Kind, Objects};
 use crate::ldap::dn::{parent_text, Dn};
 use crate::upstream::UpstreamConn;
@@ -42,37 +43,35 @@ pub fn container_dns(base: &Dn, objects: &Objects) -> HashMap<String, Dn> {
     found
 }
 
-impl Exporter {
-    /// The containers of `objects`, by id: those of `known` whose DN is
-    /// still a container's keep their id; the others' ids are read (one
-    /// base-scope read each; an entry gone meanwhile is left out).
-    pub async fn containers_of(
-        &self,
-        conn: &mut UpstreamConn,
-        objects: &Objects,
-        known: &Containers,
-    ) -> Result<Containers, SyncError> {
-        let mut by_key: HashMap<String, &String> = HashMap::new();
-        for (id, dn) in known {
-            if let Ok(dn) = Dn::parse(dn) {
-                by_key.insert(dn.key(), id);
-            }
+/// The containers of `objects`, by id: those of `known` whose DN is still
+/// a container's keep their id; the others' ids are read (one base-scope
+/// read each; an entry gone meanwhile is left out).
+pub async fn containers_of(
+    reader: &DirectoryReader,
+    conn: &mut UpstreamConn,
+    objects: &Objects,
+    known: &Containers,
+) -> Result<Containers, SyncError> {
+    let mut by_key: HashMap<String, &String> = HashMap::new();
+    for (id, dn) in known {
+        if let Ok(dn) = Dn::parse(dn) {
+            by_key.insert(dn.key(), id);
         }
-        let mut containers = Containers::new();
-        for (key, dn) in container_dns(&self.base_dn, objects) {
-            if let Some(id) = by_key.get(&key) {
-                containers.insert((*id).clone(), dn.to_string());
-                continue;
-            }
-            let reply = self
-                .read_entry(conn, dn.as_str(), vec![self.id_attr.to_owned()])
-                .await?;
-            if let Some(id) = reply.entries.first().and_then(|e| self.id_of(e)) {
-                containers.insert(id, dn.to_string());
-            }
-        }
-        Ok(containers)
     }
+    let mut containers = Containers::new();
+    for (key, dn) in container_dns(reader.base_dn(), objects) {
+        if let Some(id) = by_key.get(&key) {
+            containers.insert((*id).clone(), dn.to_string());
+            continue;
+        }
+        let reply = reader
+            .read_entry(conn, dn.as_str(), vec![reader.id_attr().to_owned()])
+            .await?;
+        if let Some(id) = reply.entries.first().and_then(|e| reader.id_of(e)) {
+            containers.insert(id, dn.to_string());
+        }
+    }
+    Ok(containers)
 }
 
 #[cfg(test)]

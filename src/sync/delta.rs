@@ -26,7 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ldap3_proto::proto::LdapSearchResultEntry;
 
-use super::export::{first_text, Exporter, Item, SyncError};
+use super::error::SyncError;
+use super::objects::ObjectReader;
+use super::reader::first_text;
+use super::render::Item;
 use super::snapshot::{Containers, Kind, Objects};
 use super::tracking::{Delta, Fallback};
 use crate::ldap::dn::Dn;
@@ -69,7 +72,7 @@ impl ParentIds {
     /// entry); None when the parent is something else, as in a full pull.
     async fn of(
         &mut self,
-        exporter: &Exporter,
+        objects: &ObjectReader,
         conn: &mut UpstreamConn,
         dn: &Dn,
     ) -> Result<Option<String>, SyncError> {
@@ -80,7 +83,7 @@ impl ParentIds {
         if let Some(known) = self.known.get(&key) {
             return Ok(known.clone());
         }
-        let found = exporter.org_id_at(conn, &parent).await?;
+        let found = objects.org_id_at(conn, &parent).await?;
         self.known.insert(key, found.clone());
         Ok(found)
     }
@@ -146,7 +149,7 @@ fn was_at<'a>(before: &'a Objects, containers: &'a Containers, id: &str) -> Opti
 
 impl Report {
     async fn read(
-        exporter: &Exporter,
+        objects: &ObjectReader,
         conn: &mut UpstreamConn,
         base_id: &str,
         before: &Objects,
@@ -159,7 +162,7 @@ impl Report {
         };
         for entry in std::mem::take(&mut delta.changed) {
             report
-                .take_changed(exporter, conn, before, containers, entry)
+                .take_changed(objects, conn, before, containers, entry)
                 .await?;
         }
         if let Some(present) = &delta.present {
@@ -176,14 +179,14 @@ impl Report {
     /// One entry the tracker reports changed, as it is now.
     async fn take_changed(
         &mut self,
-        exporter: &Exporter,
+        objects: &ObjectReader,
         conn: &mut UpstreamConn,
         before: &Objects,
         containers: &Containers,
         entry: LdapSearchResultEntry,
     ) -> Result<(), SyncError> {
-        let base = exporter.base_dn();
-        let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
+        let base = objects.reader().base_dn();
+        let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), objects.reader().id_of(&entry)) else {
             return Ok(());
         };
         self.changed.insert(id.clone());
@@ -204,7 +207,7 @@ impl Report {
         }
         let in_scope = dn.is_within(base);
         let kind = if in_scope {
-            exporter.classify(conn, &entry).await?
+            objects.classify(conn, &entry).await?
         } else {
             None
         };
@@ -271,16 +274,16 @@ pub struct Contradicted {
 /// Works out the change set from `delta` against the snapshot `before` and
 /// its `containers`.
 pub async fn apply(
-    exporter: &Exporter,
+    objects: &ObjectReader,
     conn: &mut UpstreamConn,
     base_id: &str,
     before: Objects,
     mut containers: Containers,
     mut delta: Delta,
 ) -> Result<Result<Computed, Contradicted>, SyncError> {
-    let base = exporter.base_dn().clone();
-    let mut parents = ParentIds::new(&base, base_id);
-    let report = Report::read(exporter, conn, base_id, &before, &containers, &mut delta).await?;
+    let reader = objects.reader();
+    let mut parents = ParentIds::new(reader.base_dn(), base_id);
+    let report = Report::read(objects, conn, base_id, &before, &containers, &mut delta).await?;
     let known = containers.len();
     containers.retain(|id, _| !report.changed.contains(id) && !report.gone.contains(id));
     let containers_dropped = containers.len() != known;
@@ -296,29 +299,27 @@ pub async fn apply(
     // Below an entry that arrived every DN is new: read the subtree again
     // (once, from the highest such entry).
     let mut seen: HashSet<String> = found.iter().map(|f| f.id.clone()).collect();
+    let (filter, attrs) = (
+        objects.classifier().object_filter(),
+        objects.renderer().object_attrs(),
+    );
     for root in highest(arrived) {
-        let entries = exporter
-            .search_all(
-                conn,
-                root.as_str(),
-                &exporter.object_filter(),
-                &exporter.object_attrs(),
-                &[],
-            )
+        let entries = reader
+            .search_all(conn, root.as_str(), &filter, &attrs, &[])
             .await?;
-        found.extend(classified(exporter, conn, entries, &mut seen).await?);
+        found.extend(classified(objects, conn, entries, &mut seen).await?);
     }
 
-    let entries = exporter.objects_by_id(conn, &unheld).await?;
-    found.extend(classified(exporter, conn, entries, &mut seen).await?);
+    let entries = objects.objects_by_id(conn, &unheld).await?;
+    found.extend(classified(objects, conn, entries, &mut seen).await?);
 
     // The snapshot's objects below an entry that moved or left, not seen
     // at a new place: where are they now?
     let candidates = below(&before, &left, |id| {
         !seen.contains(id) && !reported_gone.contains(id)
     });
-    let entries = exporter.objects_by_id(conn, &candidates).await?;
-    found.extend(classified(exporter, conn, entries, &mut seen).await?);
+    let entries = objects.objects_by_id(conn, &candidates).await?;
+    found.extend(classified(objects, conn, entries, &mut seen).await?);
     let mut gone: HashSet<String> = candidates
         .into_iter()
         .filter(|id| !seen.contains(id))
@@ -330,9 +331,9 @@ pub async fn apply(
         .filter(|id| before.contains_key(*id) && !seen.contains(*id))
         .cloned()
         .collect();
-    let alive = exporter.objects_by_id(conn, &claimed).await?;
+    let alive = objects.objects_by_id(conn, &claimed).await?;
     if let Some(first) = alive.first() {
-        let id = exporter.id_of(first).unwrap_or_default();
+        let id = reader.id_of(first).unwrap_or_default();
         let reason = Fallback(format!(
             "the directory's change tracking reported {} object(s) deleted that still exist \
              under base_dn (for example {id} at {}); none is delivered as deleted: this pull \
@@ -344,7 +345,7 @@ pub async fn apply(
     }
     gone.extend(claimed);
 
-    let items = items_of(exporter, conn, &mut parents, found).await?;
+    let items = items_of(objects, conn, &mut parents, found).await?;
     let mut computed = settle(before, items, gone);
     computed.containers = containers;
     computed.layout_changed |= containers_dropped;
@@ -403,21 +404,22 @@ fn settle(
 /// The objects among `entries` not `seen` yet, classified as a full pull
 /// does; their ids join `seen`.
 async fn classified(
-    exporter: &Exporter,
+    objects: &ObjectReader,
     conn: &mut UpstreamConn,
     entries: Vec<LdapSearchResultEntry>,
     seen: &mut HashSet<String>,
 ) -> Result<Vec<Found>, SyncError> {
+    let reader = objects.reader();
     let mut found = Vec::new();
     for entry in entries {
-        let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), exporter.id_of(&entry)) else {
+        let (Ok(dn), Some(id)) = (Dn::parse(&entry.dn), reader.id_of(&entry)) else {
             continue;
         };
         // base_dn's entry is the parent of everything, never an object.
-        if seen.contains(&id) || dn == *exporter.base_dn() {
+        if seen.contains(&id) || dn == *reader.base_dn() {
             continue;
         }
-        if let Some(kind) = exporter.classify(conn, &entry).await? {
+        if let Some(kind) = objects.classify(conn, &entry).await? {
             seen.insert(id.clone());
             found.push(Found {
                 kind,
@@ -432,7 +434,7 @@ async fn classified(
 
 /// The export lines of `found`, by id, parents learnt before children.
 async fn items_of(
-    exporter: &Exporter,
+    objects: &ObjectReader,
     conn: &mut UpstreamConn,
     parents: &mut ParentIds,
     mut found: Vec<Found>,
@@ -443,8 +445,11 @@ async fn items_of(
     }
     let mut items = BTreeMap::new();
     for f in found {
-        let parent = parents.of(exporter, conn, &f.dn).await?;
-        let item = exporter.item(f.kind, &f.dn, &f.entry, f.id.clone(), parent.as_deref());
+        let parent = parents.of(objects, conn, &f.dn).await?;
+        let item =
+            objects
+                .renderer()
+                .item(f.kind, &f.dn, &f.entry, f.id.clone(), parent.as_deref());
         items.insert(f.id, item);
     }
     Ok(items)

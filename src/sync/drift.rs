@@ -14,7 +14,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::export::{Exporter, SyncError};
+use super::error::SyncError;
+use super::export::Exporter;
 use super::snapshot::{self, Snapshot};
 use crate::ldap::dn::Dn;
 
@@ -98,6 +99,8 @@ impl Exporter {
     /// marking the ones that drifted. Snapshots are loaded one at a time.
     /// Returns the most objects one snapshot missed.
     pub async fn check_drift(&self, walked: &Walked) -> Result<usize, SyncError> {
+        let reader = self.reader();
+        let watched = self.objects().watched();
         let mut most = 0;
         for cookie in snapshot::kept(self.state())? {
             let Some(before) = snapshot::load(self.state(), &cookie)? else {
@@ -106,15 +109,18 @@ impl Exporter {
             let (Some(cursor), None) = (&before.cursor, &before.drift) else {
                 continue;
             };
-            let mut conn = self.connection().await?;
-            let delta = self.tracker().since(self, &mut conn, cursor).await?;
+            let mut conn = reader.connection().await?;
+            let delta = self
+                .tracker()
+                .since(reader, &watched, &mut conn, cursor)
+                .await?;
             // A tracker that cannot answer makes the pull compare anyway.
             let Ok(delta) = delta else {
-                self.release(conn);
+                reader.release(conn);
                 continue;
             };
             let mut ids = delta.deleted;
-            ids.extend(delta.changed.iter().filter_map(|e| self.id_of(e)));
+            ids.extend(delta.changed.iter().filter_map(|e| reader.id_of(e)));
             let at = |id: &String| {
                 before
                     .objects
@@ -138,17 +144,17 @@ impl Exporter {
             };
             let mut drifted = reported.unnamed(walked, &before);
             if !drifted.is_empty() && !reported.now.is_empty() {
-                let now = self.objects_by_id(&mut conn, &drifted).await?;
+                let now = self.objects().objects_by_id(&mut conn, &drifted).await?;
                 let moved: HashSet<String> = now
                     .iter()
                     .filter(|e| reported.moved_with(&e.dn))
-                    .filter_map(|e| self.id_of(e))
+                    .filter_map(|e| reader.id_of(e))
                     .collect();
                 drifted.retain(|id| !moved.contains(id));
             }
             drifted.extend(reported.vanished(walked, &before));
             drifted.sort();
-            self.release(conn);
+            reader.release(conn);
             if !drifted.is_empty() {
                 snapshot::mark_drift(self.state(), &cookie, &reason(&drifted))?;
                 most = most.max(drifted.len());

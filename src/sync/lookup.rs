@@ -3,7 +3,8 @@
 
 use ldap3_proto::proto::{LdapFilter, LdapSearchResultEntry};
 
-use super::export::{Exporter, SyncError};
+use super::error::SyncError;
+use super::objects::ObjectReader;
 use crate::config::DirectoryKind;
 use crate::ldap::dn::Dn;
 use crate::upstream::UpstreamConn;
@@ -15,11 +16,12 @@ const IDS_PER_SEARCH: usize = 50;
 /// noSuchObject: an AD `<GUID=...>` base that names no object.
 const NO_SUCH_OBJECT: i64 = 32;
 
-impl Exporter {
+impl ObjectReader {
     /// The organizations and accounts under `base_dn` whose id is one of
-    /// `ids` (canonical form), read with [`Self::object_attrs`]. Entries
-    /// that exist but are no object (their class changed) or lie outside
-    /// `base_dn` are not returned.
+    /// `ids` (canonical form), read with the attributes of any object
+    /// ([`super::render::Renderer::object_attrs`]). Entries that exist but
+    /// are no object (their class changed) or lie outside `base_dn` are not
+    /// returned.
     ///
     /// On Active Directory each id is one base-scope search of
     /// `<GUID=...>` (objectGUID is binary and cannot be written into a
@@ -31,12 +33,15 @@ impl Exporter {
         conn: &mut UpstreamConn,
         ids: &[String],
     ) -> Result<Vec<LdapSearchResultEntry>, SyncError> {
+        let reader = self.reader();
+        let filter = self.classifier().object_filter();
+        let attrs = self.renderer().object_attrs();
         let mut found = Vec::new();
-        if self.kind == DirectoryKind::ActiveDirectory {
+        if reader.kind() == DirectoryKind::ActiveDirectory {
             for id in ids {
                 let base = format!("<GUID={id}>");
-                let reply = self
-                    .search_base(conn, &base, self.object_filter(), self.object_attrs())
+                let reply = reader
+                    .search_base(conn, &base, filter.clone(), attrs.clone())
                     .await?;
                 match reply.done.code {
                     0 | NO_SUCH_OBJECT => found.extend(reply.entries),
@@ -53,24 +58,15 @@ impl Exporter {
             for batch in ids.chunks(IDS_PER_SEARCH) {
                 let wanted = batch
                     .iter()
-                    .map(|id| LdapFilter::Equality(self.id_attr.to_owned(), id.clone()))
+                    .map(|id| LdapFilter::Equality(reader.id_attr().to_owned(), id.clone()))
                     .collect();
-                let filter = LdapFilter::And(vec![self.object_filter(), LdapFilter::Or(wanted)]);
-                found.extend(
-                    self.search_all(
-                        conn,
-                        self.base_dn.as_str(),
-                        &filter,
-                        &self.object_attrs(),
-                        &[],
-                    )
-                    .await?,
-                );
+                let filter = LdapFilter::And(vec![filter.clone(), LdapFilter::Or(wanted)]);
+                let base = reader.base_dn().as_str();
+                found.extend(reader.search_all(conn, base, &filter, &attrs, &[]).await?);
             }
         }
-        found.retain(|e| {
-            Dn::parse(&e.dn).is_ok_and(|dn| dn.is_within(&self.base_dn) && dn != self.base_dn)
-        });
+        let base = reader.base_dn();
+        found.retain(|e| Dn::parse(&e.dn).is_ok_and(|dn| dn.is_within(base) && dn != *base));
         Ok(found)
     }
 }

@@ -5,7 +5,7 @@
 
 use tracing::warn;
 
-use super::export::Exporter;
+use super::reader::DirectoryReader;
 use crate::ldap::matching::Matching;
 use crate::ldap::schema::Schema;
 
@@ -108,12 +108,8 @@ impl SignInRules {
 /// The rules of the `sign_in` attributes from the directory's subschema,
 /// or caseIgnoreMatch for all of them (with a warning) when it cannot be
 /// read: verification still runs, as it did before it knew the rules.
-pub async fn sign_in_rules(exporter: &Exporter, sign_in: &[String]) -> SignInRules {
-    let read = exporter
-        .service
-        .read_schema(exporter.limit, exporter.max_message)
-        .await;
-    match read {
+pub async fn sign_in_rules(reader: &DirectoryReader, sign_in: &[String]) -> SignInRules {
+    match reader.read_schema().await {
         Ok(schema) => SignInRules::from_schema(&schema, sign_in),
         Err(e) => {
             warn!(

@@ -17,7 +17,9 @@ use tracing::{debug, error, info, warn};
 
 use super::drift::Walked;
 use super::error::record_run;
-use super::export::{Exporter, Item, SyncError};
+use super::error::SyncError;
+use super::export::Exporter;
+use super::render::Item;
 use super::rules::sign_in_rules;
 pub use super::shared::SharedValue;
 use super::shared::SharedValues;
@@ -74,7 +76,7 @@ async fn verification(exporter: &Exporter, sign_in: &[String]) -> Result<Report,
     report.untracked_objects = exporter.check_drift(&walked).await?;
     drop(walked);
 
-    let rules = sign_in_rules(exporter, sign_in).await;
+    let rules = sign_in_rules(exporter.reader(), sign_in).await;
     debug!(rules = ?rules.describe(), "sign-in attributes compare by these rules");
     let mut shared = SharedValues::new(rules);
     exporter

@@ -14,10 +14,11 @@ pub mod usn;
 
 use std::collections::HashSet;
 
-use ldap3_proto::proto::LdapSearchResultEntry;
+use ldap3_proto::proto::{LdapFilter, LdapSearchResultEntry};
 use serde::{Deserialize, Serialize};
 
-use super::export::{Exporter, SyncError};
+use super::error::SyncError;
+use super::reader::DirectoryReader;
 use crate::config::{ChangeTracking, DirectoryKind};
 use crate::upstream::UpstreamConn;
 
@@ -68,6 +69,46 @@ pub enum Method {
     Snapshot,
 }
 
+/// What a change tracker watches, and the attributes it reads the
+/// entries it reports with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    pub filter: LdapFilter,
+    pub attrs: Vec<String>,
+}
+
+impl Watched {
+    /// The objects (`objects`, read with `object_attrs`) and the entries
+    /// that may hold them, so that moving a container (`cn=staging`, not
+    /// an organization) is reported too. OpenLDAP evaluates
+    /// hasSubordinates in filters, syncprov's included, and hasSubordinates
+    /// is read to tell which reported entries hold objects; AD has no such
+    /// attribute, and holds objects in containers and organizational units.
+    pub fn new(kind: DirectoryKind, objects: LdapFilter, object_attrs: Vec<String>) -> Watched {
+        let ad = kind == DirectoryKind::ActiveDirectory;
+        let holders = if ad {
+            ["container", "organizationalUnit"]
+                .map(|c| LdapFilter::Equality("objectClass".into(), c.into()))
+                .to_vec()
+        } else {
+            vec![LdapFilter::Equality(
+                "hasSubordinates".into(),
+                "TRUE".into(),
+            )]
+        };
+        let mut any = vec![objects];
+        any.extend(holders);
+        let mut attrs = object_attrs;
+        if !ad {
+            attrs.push("hasSubordinates".into());
+        }
+        Watched {
+            filter: LdapFilter::Or(any),
+            attrs,
+        }
+    }
+}
+
 /// The change tracking a directory offers, by its configured kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tracker {
@@ -92,13 +133,13 @@ impl Tracker {
     /// not track changes; the reason is logged.
     pub async fn begin(
         self,
-        exporter: &Exporter,
+        reader: &DirectoryReader,
         conn: &mut UpstreamConn,
     ) -> Result<Option<Cursor>, SyncError> {
         let found = match self {
             Tracker::None => return Ok(None),
-            Tracker::Syncrepl => syncrepl::begin(exporter, conn).await?,
-            Tracker::Usn => usn::begin(exporter, conn).await?,
+            Tracker::Syncrepl => syncrepl::begin(reader, conn).await?,
+            Tracker::Usn => usn::begin(reader, conn).await?,
         };
         Ok(match found {
             Ok(cursor) => Some(cursor),
@@ -109,18 +150,19 @@ impl Tracker {
         })
     }
 
-    /// What changed since `cursor`.
+    /// What changed since `cursor` among the entries `watched` names.
     pub async fn since(
         self,
-        exporter: &Exporter,
+        reader: &DirectoryReader,
+        watched: &Watched,
         conn: &mut UpstreamConn,
         cursor: &Cursor,
     ) -> Result<Result<Delta, Fallback>, SyncError> {
         match (self, cursor) {
             (Tracker::Syncrepl, Cursor::Syncrepl { cookie }) => {
-                syncrepl::since(exporter, conn, cookie).await
+                syncrepl::since(reader, watched, conn, cookie).await
             }
-            (Tracker::Usn, Cursor::Usn { .. }) => usn::since(exporter, conn, cursor).await,
+            (Tracker::Usn, Cursor::Usn { .. }) => usn::since(reader, watched, conn, cursor).await,
             (Tracker::None, _) => Ok(Err(Fallback(
                 "change tracking is off for this directory".into(),
             ))),
@@ -180,6 +222,32 @@ mod tests {
         let text = serde_json::to_string(&c).unwrap();
         assert!(text.contains("\"method\":\"usn\""), "{text}");
         assert_eq!(serde_json::from_str::<Cursor>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn trackers_watch_objects_and_the_entries_that_may_hold_them() {
+        let objects = LdapFilter::Present("objectClass".into());
+        let attrs = vec!["entryUUID".to_owned()];
+        let openldap = Watched::new(DirectoryKind::OpenLdap, objects.clone(), attrs.clone());
+        assert_eq!(
+            openldap.filter,
+            LdapFilter::Or(vec![
+                objects.clone(),
+                LdapFilter::Equality("hasSubordinates".into(), "TRUE".into()),
+            ])
+        );
+        assert_eq!(openldap.attrs, ["entryUUID", "hasSubordinates"]);
+        let ad = Watched::new(DirectoryKind::ActiveDirectory, objects.clone(), attrs);
+        let class = |c: &str| LdapFilter::Equality("objectClass".into(), c.into());
+        assert_eq!(
+            ad.filter,
+            LdapFilter::Or(vec![
+                objects,
+                class("container"),
+                class("organizationalUnit")
+            ])
+        );
+        assert_eq!(ad.attrs, ["entryUUID"]);
     }
 
     #[test]

@@ -18,9 +18,10 @@ use ldap3_proto::proto::{
     SyncRequestMode, SyncStateValue,
 };
 
-use super::{hex, unhex, Cursor, Delta, Fallback};
+use super::{hex, unhex, Cursor, Delta, Fallback, Watched};
 use crate::ber::{FrameError, TlvReader};
-use crate::sync::export::{Exporter, SyncError};
+use crate::sync::error::SyncError;
+use crate::sync::reader::DirectoryReader;
 use crate::upstream::connection::ExchangeError;
 use crate::upstream::requests::response_control;
 use crate::upstream::requests::SearchMessage;
@@ -138,7 +139,7 @@ impl Refresh {
 
 /// A refreshOnly search from `cookie` (none: from the beginning).
 async fn refresh(
-    exporter: &Exporter,
+    reader: &DirectoryReader,
     conn: &mut UpstreamConn,
     request: LdapSearchRequest,
     cookie: Option<Vec<u8>>,
@@ -156,15 +157,15 @@ async fn refresh(
         .search_streamed(
             request,
             vec![control],
-            exporter.operation_timeout(),
-            exporter.max_message(),
+            reader.operation_timeout(),
+            reader.max_message(),
             |message| {
                 refresh.visit(message);
                 Ok(())
             },
         )
         .await
-        .map_err(|e| exporter.exchange_err(conn, e))?;
+        .map_err(|e| reader.exchange_err(conn, e))?;
     match done.code {
         0 => {}
         SYNC_REFRESH_REQUIRED => {
@@ -190,7 +191,7 @@ async fn refresh(
     }
     let value = response_control(&done_pdu, SYNC_DONE_OID)
         .and_then(|found| found.map(|v| sync_done(v.unwrap_or_default())).transpose())
-        .map_err(|e| exporter.exchange_err(conn, ExchangeError::Frame(e)))?;
+        .map_err(|e| reader.exchange_err(conn, ExchangeError::Frame(e)))?;
     if let Some((cookie, refresh_deletes)) = value {
         refresh.note(cookie);
         refresh.refresh_deletes = Some(refresh_deletes);
@@ -207,11 +208,11 @@ async fn refresh(
 
 /// The cookie of a refresh of just the base entry: where syncprov stands.
 pub async fn begin(
-    exporter: &Exporter,
+    reader: &DirectoryReader,
     conn: &mut UpstreamConn,
 ) -> Result<Result<Cursor, Fallback>, SyncError> {
     let request = LdapSearchRequest {
-        base: exporter.base_dn().to_string(),
+        base: reader.base_dn().to_string(),
         scope: LdapSearchScope::Base,
         aliases: LdapDerefAliases::Never,
         sizelimit: 0,
@@ -220,7 +221,7 @@ pub async fn begin(
         filter: LdapFilter::Present("objectClass".into()),
         attrs: vec!["1.1".into()],
     };
-    Ok(match refresh(exporter, conn, request, None).await? {
+    Ok(match refresh(reader, conn, request, None).await? {
         Ok(Refresh {
             cookie: Some(cookie),
             ..
@@ -234,10 +235,10 @@ pub async fn begin(
     })
 }
 
-/// The entries changed since `cookie` among those
-/// [`Exporter::tracked_filter`] matches.
+/// The entries changed since `cookie` among those `watched` names.
 pub async fn since(
-    exporter: &Exporter,
+    reader: &DirectoryReader,
+    watched: &Watched,
     conn: &mut UpstreamConn,
     cookie: &str,
 ) -> Result<Result<Delta, Fallback>, SyncError> {
@@ -245,16 +246,16 @@ pub async fn since(
         return Ok(Err(Fallback("the recorded sync cookie is damaged".into())));
     };
     let request = LdapSearchRequest {
-        base: exporter.base_dn().to_string(),
+        base: reader.base_dn().to_string(),
         scope: LdapSearchScope::Subtree,
         aliases: LdapDerefAliases::Never,
         sizelimit: 0,
         timelimit: 0,
         typesonly: false,
-        filter: exporter.tracked_filter(),
-        attrs: exporter.tracked_attrs(),
+        filter: watched.filter.clone(),
+        attrs: watched.attrs.clone(),
     };
-    let refresh = match refresh(exporter, conn, request, Some(bytes.clone())).await? {
+    let refresh = match refresh(reader, conn, request, Some(bytes.clone())).await? {
         Ok(r) => r,
         Err(fallback) => return Ok(Err(fallback)),
     };

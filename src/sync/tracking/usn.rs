@@ -20,11 +20,12 @@ use std::collections::HashSet;
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::LdapFilter;
 
-use super::{Cursor, Delta, Fallback};
+use super::{Cursor, Delta, Fallback, Watched};
 use crate::auth::resolver::format_id;
 use crate::config::DirectoryKind;
 use crate::ldap::dn::Dn;
-use crate::sync::export::{Exporter, SyncError};
+use crate::sync::error::SyncError;
+use crate::sync::reader::{first_value, DirectoryReader};
 use crate::upstream::UpstreamConn;
 
 /// Where a domain controller stands.
@@ -39,32 +40,27 @@ struct DcState {
 }
 
 async fn base_entry(
-    exporter: &Exporter,
+    reader: &DirectoryReader,
     conn: &mut UpstreamConn,
     dn: &str,
     attrs: &[&str],
 ) -> Result<Option<ldap3_proto::proto::LdapSearchResultEntry>, SyncError> {
     let attrs = attrs.iter().map(|a| (*a).to_owned()).collect();
-    let reply = exporter.read_entry(conn, dn, attrs).await?;
+    let reply = reader.read_entry(conn, dn, attrs).await?;
     Ok(reply.entries.into_iter().next())
 }
 
 fn attr<'a>(entry: &'a ldap3_proto::proto::LdapSearchResultEntry, name: &str) -> Option<&'a [u8]> {
-    entry
-        .attributes
-        .iter()
-        .find(|a| a.atype.eq_ignore_ascii_case(name))
-        .and_then(|a| a.vals.first())
-        .map(Vec::as_slice)
+    first_value(&entry.attributes, name)
 }
 
 /// Reads the rootDSE and the DC's invocationId.
 async fn dc_state(
-    exporter: &Exporter,
+    reader: &DirectoryReader,
     conn: &mut UpstreamConn,
 ) -> Result<Result<DcState, Fallback>, SyncError> {
     let Some(root_dse) = base_entry(
-        exporter,
+        reader,
         conn,
         "",
         &[
@@ -89,12 +85,12 @@ async fn dc_state(
         )));
     };
     let dc = dc.to_owned();
-    let base = exporter.base_dn();
+    let base = reader.base_dn();
     let root = text("defaultNamingContext")
         .and_then(|nc| Dn::parse(nc).ok())
         .filter(|nc| base.is_within(nc))
         .map_or_else(|| base.to_string(), |nc| nc.to_string());
-    let invocation_id = base_entry(exporter, conn, &dc, &["invocationId"])
+    let invocation_id = base_entry(reader, conn, &dc, &["invocationId"])
         .await?
         .and_then(|e| {
             attr(&e, "invocationId").map(|v| format_id(DirectoryKind::ActiveDirectory, v))
@@ -114,10 +110,10 @@ async fn dc_state(
 
 /// The DC's highest committed USN, with its identity.
 pub async fn begin(
-    exporter: &Exporter,
+    reader: &DirectoryReader,
     conn: &mut UpstreamConn,
 ) -> Result<Result<Cursor, Fallback>, SyncError> {
-    Ok(dc_state(exporter, conn).await?.map(|s| Cursor::Usn {
+    Ok(dc_state(reader, conn).await?.map(|s| Cursor::Usn {
         dc: s.dc,
         invocation_id: s.invocation_id,
         usn: s.highest_usn,
@@ -152,14 +148,15 @@ fn mismatch(cursor: &Cursor, now: &DcState) -> Option<String> {
     None
 }
 
-/// The entries changed (among those [`Exporter::tracked_filter`] matches)
-/// and deleted since `cursor`.
+/// The entries changed (among those `watched` names) and deleted since
+/// `cursor`.
 pub async fn since(
-    exporter: &Exporter,
+    reader: &DirectoryReader,
+    watched: &Watched,
     conn: &mut UpstreamConn,
     cursor: &Cursor,
 ) -> Result<Result<Delta, Fallback>, SyncError> {
-    let now = match dc_state(exporter, conn).await? {
+    let now = match dc_state(reader, conn).await? {
         Ok(s) => s,
         Err(fallback) => return Ok(Err(fallback)),
     };
@@ -170,16 +167,16 @@ pub async fn since(
         return Ok(Err(Fallback("the cursor is not a USN cursor".into())));
     };
     let above = LdapFilter::GreaterOrEqual("uSNChanged".into(), (usn + 1).to_string());
-    let changed = exporter
+    let changed = reader
         .search_all(
             conn,
             &now.root,
-            &LdapFilter::And(vec![exporter.tracked_filter(), above.clone()]),
-            &exporter.tracked_attrs(),
+            &LdapFilter::And(vec![watched.filter.clone(), above.clone()]),
+            &watched.attrs,
             &[],
         )
         .await?;
-    let tombstones = exporter
+    let tombstones = reader
         .search_all(
             conn,
             &now.root,
