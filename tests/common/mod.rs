@@ -814,7 +814,12 @@ impl Proxy {
             text.push('\n');
         }
         let binary = config.binary.clone().unwrap_or_else(ldapgate_binary);
-        files.launch(&text, &binary, &config.log_filter, config.control_token.is_some())
+        files.launch(
+            &text,
+            &binary,
+            &config.log_filter,
+            config.control_token.is_some(),
+        )
     }
 
     /// Starts ldapgate with the configuration `text` made of `files`
