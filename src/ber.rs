@@ -3,7 +3,8 @@
 //! The proxy forwards PDUs byte-for-byte, so it needs to know only where one
 //! `LDAPMessage` ends and the next begins, its message ID and the tag of its
 //! protocol operation. Decoding through a typed codec would drop what the codec
-//! does not model (see DESIGN.md), so framing is done here, with an explicit
+//! does not model (unknown controls, attribute order, the exact encoding a
+//! server chose), so framing is done here, with an explicit
 //! size limit per direction, and a small zero-copy TLV reader serves the few
 //! fields policy needs.
 

@@ -2,15 +2,24 @@
 //!
 //! Modules in the order a client's bytes flow through them:
 //!
-//! - [`config`]: the TOML file parsed once into typed, validated values.
-//! - [`daemon`]: `ldapgate run`; wires pool, listeners and shutdown.
+//! - [`config`]: the TOML file parsed once into typed, validated values: shared
+//!   `[server]`, `[control]`, `[metrics]`, and one [`config::TenantDirectory`] per
+//!   directory of the tenant.
+//! - [`daemon`]: `ldapgate run`; wires directories, listeners and shutdown, and
+//!   reloads (adding and removing directories).
+//! - [`directory`]: one directory at run time, owned in one place: its pool,
+//!   authenticator, pulls, session context and health.
 //! - [`listener`]: accept loops for LDAP (StartTLS) and LDAPS, allowlist, connection cap.
 //! - [`stream`]: the plain-or-TLS byte stream under either leg.
 //! - [`session`]: one client connection; [`session::policy`] decides per request.
 //! - [`auth`]: delegated authentication: sign-in resolution, bind, outcomes.
 //! - [`ratelimit`]: per-address and per-identity bind limits, lockout.
-//! - [`metrics`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoint.
-//! - [`control`]: the HTTPS control channel (`/v1/authenticate`, `/v1/sync/...`).
+//! - [`metrics`]: the Prometheus registry; each directory records through its
+//!   [`metrics::DirectoryMetrics`] (the `directory` label).
+//! - [`health`]: the `/metrics`, `/healthz`, `/readyz` endpoint.
+//! - [`control`]: the HTTPS control channel (`/v1/directories/{name}/authenticate`,
+//!   `/sync/...`, `/verify`; the unscoped `/v1/...` for the only directory;
+//!   `/v1/directories`, `/v1/fingerprint`).
 //! - [`http_server`]: bounded HTTP/1.1 serving under the control and metrics listeners:
 //!   connection slots, header and body deadlines, size limits.
 //! - [`sync`]: full and incremental pulls built on a directory reader (paged search, entry

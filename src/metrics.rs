@@ -1,6 +1,5 @@
 //! Prometheus metrics: one registry for the process and the metric families
-//! of CONTRACT.md (plus a few of ldapgate's own); [`crate::health`] serves
-//! them.
+//! README.md lists under "Observe"; [`crate::health`] serves them.
 //!
 //! Labels come from fixed sets only: configured directory names, operation
 //! names, result-code names, outcome names, listener kinds, configured

@@ -368,7 +368,10 @@ fn a_deletion_the_directory_contradicts_is_never_held_for_approval() {
     let (status, _, text) = http_get(metrics, "/metrics");
     assert_eq!(status, 200);
     assert_eq!(
-        metric(&text, "ldapgate_sync_tracking_mismatches_total"),
+        metric(
+            &text,
+            "ldapgate_sync_tracking_mismatches_total{directory=\"default\"}"
+        ),
         Some(1.0),
         "{text}"
     );

@@ -1,6 +1,7 @@
-//! Configuration: the TOML file of CONTRACT.md parsed once into typed,
-//! validated values. Every problem is reported with the key at fault, all of
-//! them at once, and nothing reads a configuration string after this.
+//! Configuration: the TOML file (`config/ldapgate.toml` is the commented
+//! reference) parsed once into typed, validated values. Every problem is
+//! reported with the key at fault, all of them at once, and nothing reads a
+//! configuration string after this.
 
 mod auth;
 mod directory;
