@@ -124,7 +124,15 @@ impl Running {
             (current.config.clone(), limiters)
         };
         let mut warnings = needs_restart(&old_config, &config);
-        let built = self.build(&config, &limiters).await?;
+        // A directory whose entry (and the shared [server]) did not change
+        // is kept as it is: its pool, caches and sessions' context.
+        let previous = self.directories.borrow().clone();
+        let kept: Vec<Arc<Directory>> = if old_config.server.source == config.server.source {
+            previous.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let built = self.build(&config, &limiters, &kept).await?;
         // Listeners of added directories, bound before anything changes.
         let mut added = Vec::new();
         for (directory, _) in &built.directories {
@@ -146,8 +154,12 @@ impl Running {
                             "directory `{name}`: ldap_listen / ldaps_listen changed: restart to listen on the new addresses"
                         ));
                     }
-                    slot.serving.send_replace(directory.serving.clone());
-                    slot.schedule.send_replace(directory.schedule.clone());
+                    let same = Arc::ptr_eq(&slot.serving.borrow(), &directory.serving);
+                    if !same {
+                        info!(directory = %name, "directory changed: new sessions use the new settings");
+                        slot.serving.send_replace(directory.serving.clone());
+                        slot.schedule.send_replace(directory.schedule.clone());
+                    }
                     let slot = Slot {
                         limiter: limiter.clone(),
                         ratelimit: directory.config.ratelimit.clone(),
@@ -190,18 +202,20 @@ impl Running {
         Ok(warnings)
     }
 
-    /// Builds every directory of `config`; `limiters` are those in force,
-    /// by directory, kept when the limits are unchanged.
+    /// Builds every directory of `config` but those of `kept` whose entry
+    /// is unchanged; `limiters` are those in force, by directory, kept when
+    /// the limits are unchanged.
     async fn build(
         &self,
         config: &Config,
         limiters: &BTreeMap<String, (Arc<BindLimiter>, RateLimitConfig)>,
+        kept: &[Arc<Directory>],
     ) -> Result<Built, StartError> {
         let admission = Arc::new(directory::admission(
             &config.server,
             self.connections.clone(),
         ));
-        build(config, admission, self.budget.clone(), limiters).await
+        build(config, admission, self.budget.clone(), limiters, kept).await
     }
 
     /// Starts serving `directory` on the listeners `bound` for it.
@@ -351,7 +365,8 @@ fn record_own_certificates(config: &Config) {
 }
 
 /// Builds every directory of `config`, one after the other (each checks
-/// its servers once). A directory keeps its limiter from `limiters` when
+/// its servers once); a directory of `kept` with the same name and source
+/// is taken as it is. A directory keeps its limiter from `limiters` when
 /// its limits are unchanged; with new limits, failure counts and lockouts
 /// carry over.
 async fn build(
@@ -359,6 +374,7 @@ async fn build(
     admission: Arc<Admission>,
     budget: PduBudget,
     limiters: &BTreeMap<String, (Arc<BindLimiter>, RateLimitConfig)>,
+    kept: &[Arc<Directory>],
 ) -> Result<Built, StartError> {
     let shared = Shared {
         server: &config.server,
@@ -367,6 +383,13 @@ async fn build(
     };
     let mut directories = Vec::new();
     for d in &config.directories {
+        let unchanged = kept
+            .iter()
+            .find(|k| k.name() == d.name && k.config.source == d.source);
+        if let (Some(directory), Some((limiter, _))) = (unchanged, limiters.get(&d.name)) {
+            directories.push((directory.clone(), limiter.clone()));
+            continue;
+        }
         let limiter = match limiters.get(&d.name) {
             Some((limiter, limits)) if *limits == d.ratelimit => limiter.clone(),
             Some((old, _)) => {
@@ -414,7 +437,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let connections = Arc::new(Semaphore::new(config.server.max_connections));
     let budget = PduBudget::new(config.server.unfinished_pdu_budget);
     let admission = Arc::new(directory::admission(&config.server, connections.clone()));
-    let built = build(config, admission, budget.clone(), &BTreeMap::new()).await?;
+    let built = build(config, admission, budget.clone(), &BTreeMap::new(), &[]).await?;
     let mut bound = Vec::new();
     for (directory, _) in &built.directories {
         bound.push(bind_listeners(&directory.config).await?);

@@ -470,6 +470,17 @@ fn cookie_of(lines: &[Value]) -> String {
     lines.last().unwrap()["cookie"].as_str().unwrap().to_owned()
 }
 
+/// A subtree search on `ldap` from `base` finds one entry for `filter`.
+async fn finds_one(ldap: &mut ldap3::Ldap, base: &str, filter: &str) {
+    let (entries, _) = ldap
+        .search(base, ldap3::Scope::Subtree, filter, vec!["dn"])
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    assert_eq!(entries.len(), 1, "{filter}");
+}
+
 #[tokio::test]
 async fn a_reload_adds_a_directory_and_the_sessions_of_the_others_live_on() {
     let slapd = Slapd::start();
@@ -503,6 +514,11 @@ async fn a_reload_adds_a_directory_and_the_sessions_of_the_others_live_on() {
     send_signal(proxy.pid(), "HUP");
     proxy.wait_for_log("configuration reloaded");
     assert!(proxy.log().contains("directory added"), "{}", proxy.log());
+    assert!(
+        !proxy.log().contains("directory changed"),
+        "the other two were kept as they were: {}",
+        proxy.log()
+    );
 
     // The new directory serves at once, on its own listener and path.
     assert_eq!(
@@ -517,23 +533,21 @@ async fn a_reload_adds_a_directory_and_the_sessions_of_the_others_live_on() {
     );
     assert_eq!(status, 200);
     // The sessions opened before are the same connections, still bound.
-    for (ldap, base, filter) in [
-        (&mut on_ldap, BASE_DN, "(uid=alice)"),
-        (&mut on_ad, AD_BASE_DN, "(sAMAccountName=ada)"),
-    ] {
-        let (entries, _) = ldap
-            .search(base, ldap3::Scope::Subtree, filter, vec!["dn"])
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-        assert_eq!(entries.len(), 1, "{filter}");
-    }
+    finds_one(&mut on_ldap, BASE_DN, "(uid=alice)").await;
+    finds_one(&mut on_ad, AD_BASE_DN, "(sAMAccountName=ada)").await;
 
-    // A reload that removes `partners` stops its listener; the others serve.
-    std::fs::write(&proxy.config_path, &text).unwrap();
+    // A reload that removes `partners` and changes `ldap` stops the one's
+    // listener and gives the other's new sessions the new settings.
+    let changed = text.replace(
+        "health_check_interval = \"200ms\"",
+        "health_check_interval = \"300ms\"\noperation_timeout = \"9s\"",
+    );
+    std::fs::write(&proxy.config_path, changed).unwrap();
     send_signal(proxy.pid(), "HUP");
     proxy.wait_for_log_times("configuration reloaded", 2);
+    let log = proxy.log();
+    assert_eq!(log.matches("directory changed").count(), 1, "{log}");
+    assert!(log.contains("directory removed"), "{log}");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", partners_port)).is_ok() {
         assert!(
@@ -550,6 +564,9 @@ async fn a_reload_adds_a_directory_and_the_sessions_of_the_others_live_on() {
     );
     assert_eq!(status, 404, "{v}");
     assert_eq!(ldap_bind(proxy.ldap_port, "bob", "bob-pw").await.0, 0);
+    // The sessions of before are still the same connections.
+    finds_one(&mut on_ldap, BASE_DN, "(uid=bob)").await;
+    finds_one(&mut on_ad, AD_BASE_DN, "(sAMAccountName=ada)").await;
     let _ = on_ldap.unbind().await;
     let _ = on_ad.unbind().await;
     proxy.assert_alive();

@@ -4,6 +4,7 @@
 //! configuration string after this.
 
 mod auth;
+mod digest;
 mod directory;
 mod http;
 mod metrics;
@@ -12,6 +13,7 @@ mod sync;
 mod tenant;
 
 pub use auth::{ControlConfig, Rate, RateLimitConfig, SignInConfig};
+pub use digest::SourceDigest;
 pub use directory::{DirectoryConfig, DirectoryKind, ServiceAccount};
 pub use http::HttpLimits;
 pub use metrics::MetricsConfig;
@@ -99,6 +101,8 @@ pub struct Config {
 /// (their certificate and client limits).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// What `[server]` was made of (its text, certificate and key).
+    pub source: SourceDigest,
     pub tls: Option<ListenerTls>,
     pub require_tls: bool,
     pub allowed_clients: Vec<IpNet>,
@@ -155,9 +159,35 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        // The same text as a table, for the digests of its parts; it parsed
+        // as RawConfig, so it parses as a table.
+        let doc: toml::Table = toml::from_str(text).unwrap_or_default();
         let mut v = Validator::default();
-        let server = v.server(&raw.server);
-        let directories = v.directories(&raw);
+        let mut server = v.server(&raw.server);
+        if let Some(server) = &mut server {
+            server.source = SourceDigest::of(
+                &[doc.get("server")],
+                &[
+                    raw.server.tls_cert.as_deref(),
+                    raw.server.tls_key.as_deref(),
+                ],
+            );
+        }
+        let mut directories = v.directories(&raw);
+        if let (Some(d), [single]) = (&raw.directory, directories.as_mut_slice()) {
+            let listen = doc.get("server").and_then(toml::Value::as_table);
+            single.source = SourceDigest::of(
+                &[
+                    listen.and_then(|s| s.get("ldap_listen")),
+                    listen.and_then(|s| s.get("ldaps_listen")),
+                    doc.get("directory"),
+                    doc.get("signin"),
+                    doc.get("ratelimit"),
+                    doc.get("sync"),
+                ],
+                &[d.ca_file.as_deref(), d.bind_password_file.as_deref()],
+            );
+        }
         let control = raw.control.as_ref().map(|c| v.control(c));
         let metrics = raw.metrics.as_ref().and_then(|m| v.metrics(m));
         if raw.server.tls_cert.is_none() && raw.server.tls_key.is_none() && wants_ldaps(&raw) {
@@ -360,6 +390,7 @@ impl Validator {
             1 << 40,
         );
         Some(ServerConfig {
+            source: SourceDigest::default(),
             tls,
             require_tls: r.require_tls,
             allowed_clients,

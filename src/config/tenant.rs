@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::raw::{RawConfig, RawDirectory, RawRateLimit, RawSignIn, RawSync};
-use super::{DirectoryConfig, Problem, RateLimitConfig, SignInConfig, SyncConfig, Validator};
+use super::{
+    DirectoryConfig, Problem, RateLimitConfig, SignInConfig, SourceDigest, SyncConfig, Validator,
+};
 
 /// The name of the directory of a file in the single-directory form.
 pub const DEFAULT_NAME: &str = "default";
@@ -31,6 +33,9 @@ pub struct TenantDirectory {
     /// `[a-z0-9-]+`, unique in the file; [`DEFAULT_NAME`] in the
     /// single-directory form.
     pub name: String,
+    /// What the entry was made of (its text and the files it names): a
+    /// reload keeps what was built from an entry whose digest is the same.
+    pub source: SourceDigest,
     /// Plain LDAP listeners whose clients reach this directory.
     pub ldap_listen: Vec<SocketAddr>,
     /// LDAPS listeners whose clients reach this directory.
@@ -93,6 +98,8 @@ impl Validator {
         let sync = self.sync(&raw.sync.clone().unwrap_or_default());
         Some(TenantDirectory {
             name: DEFAULT_NAME.to_owned(),
+            // Set from the file's text by the caller.
+            source: SourceDigest::default(),
             ldap_listen,
             ldaps_listen,
             directory: directory?,
@@ -202,8 +209,14 @@ impl Validator {
         let signin = self.signin(&signin);
         let ratelimit = self.ratelimit(&ratelimit);
         let sync = self.sync(&sync);
+        let file = |key: &str| entry.get(key).and_then(toml::Value::as_str);
+        let source = SourceDigest::of(
+            &[Some(&toml::Value::Table(entry.clone()))],
+            &[file("ca_file"), file("bind_password_file")],
+        );
         Some(TenantDirectory {
             name: name?,
+            source,
             ldap_listen,
             ldaps_listen,
             directory: directory?,
