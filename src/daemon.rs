@@ -25,7 +25,7 @@ use crate::control::{ControlError, ControlServer, ControlServing, ControlState};
 use crate::directory::{self, Directories, Directory, Shared};
 use crate::health::{MetricsBindError, MetricsServer, Readiness};
 use crate::listener::{Admission, BindError, BoundListener, ListenerKind, Serving};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, DirectoryMetrics};
 use crate::ratelimit::BindLimiter;
 use crate::session::budget::PduBudget;
 use crate::sync::verify::{self, Schedule};
@@ -106,6 +106,17 @@ struct Built {
     directories: Vec<(Arc<Directory>, Arc<BindLimiter>)>,
 }
 
+/// A configuration ready to be put in force: nothing of it can fail any
+/// more.
+struct Prepared {
+    built: Built,
+    /// The bound listeners of each directory the configuration adds.
+    added: BTreeMap<String, Vec<BoundListener>>,
+    directories: Arc<Directories>,
+    /// The control channel's new routes, when it runs.
+    control: Option<Arc<ControlServing>>,
+}
+
 impl Running {
     /// Applies `config` to new sessions and requests: directories added
     /// get their listeners, directories removed stop accepting, the others
@@ -124,70 +135,21 @@ impl Running {
             (current.config.clone(), limiters)
         };
         let mut warnings = needs_restart(&old_config, &config);
-        // A directory whose entry (and the shared [server]) did not change
-        // is kept as it is: its pool, caches and sessions' context.
-        let previous = self.directories.borrow().clone();
-        let kept: Vec<Arc<Directory>> = if old_config.server.source == config.server.source {
-            previous.iter().cloned().collect()
-        } else {
-            Vec::new()
+        let prepared = match self.prepare(&old_config, &config, &limiters).await {
+            Ok(p) => p,
+            Err(e) => {
+                // What the rejected configuration built never served.
+                for d in &config.directories {
+                    if !limiters.contains_key(&d.name) {
+                        DirectoryMetrics::new(&d.name).forget();
+                    }
+                }
+                return Err(e);
+            }
         };
-        let built = self.build(&config, &limiters, &kept).await?;
-        // Listeners of added directories, bound before anything changes.
-        let mut added = Vec::new();
-        for (directory, _) in &built.directories {
-            if !limiters.contains_key(directory.name()) {
-                added.push(bind_listeners(&directory.config).await?);
-            }
-        }
         self.resize_connections(&old_config, &config, &mut warnings);
-        let mut added = added.into_iter();
-        let mut current = self.lock_current();
-        let mut slots = std::mem::take(&mut current.slots);
-        for (directory, limiter) in &built.directories {
-            let name = directory.name().to_owned();
-            match slots.remove(&name) {
-                Some(slot) => {
-                    let listen = listen_of(&directory.config);
-                    if slot.listen != listen {
-                        warnings.push(format!(
-                            "directory `{name}`: ldap_listen / ldaps_listen changed: restart to listen on the new addresses"
-                        ));
-                    }
-                    let same = Arc::ptr_eq(&slot.serving.borrow(), &directory.serving);
-                    if !same {
-                        info!(directory = %name, "directory changed: new sessions use the new settings");
-                        slot.serving.send_replace(directory.serving.clone());
-                        slot.schedule.send_replace(directory.schedule.clone());
-                    }
-                    let slot = Slot {
-                        limiter: limiter.clone(),
-                        ratelimit: directory.config.ratelimit.clone(),
-                        ..slot
-                    };
-                    current.slots.insert(name, slot);
-                }
-                None => {
-                    let bound = added.next().unwrap_or_default();
-                    info!(directory = %name, "directory added");
-                    let slot = self.open_slot(directory, limiter.clone(), bound);
-                    current.slots.insert(name, slot);
-                }
-            }
-        }
-        for (name, slot) in slots {
-            info!(directory = %name, "directory removed: its listeners stop accepting; its open sessions go on until they end");
-            slot.close();
-        }
-        let directories = Arc::new(Directories::new(
-            built.directories.iter().map(|(d, _)| d.clone()).collect(),
-        ));
-        self.directories.send_replace(directories.clone());
+        self.commit(prepared, &mut warnings);
         match (&self.control, &config.control) {
-            (Some(sender), Some(control)) => {
-                let state = Arc::new(ControlState::new(directories, control));
-                sender.send_replace(Arc::new(ControlServing::new(control, state)?));
-            }
             (None, Some(_)) => {
                 warnings.push("[control] was added: restart to open the control channel".into())
             }
@@ -195,11 +157,125 @@ impl Running {
                 "[control] was removed: the control channel keeps its old settings until a restart"
                     .into(),
             ),
-            (None, None) => {}
+            _ => {}
         }
         record_own_certificates(&config);
-        current.config = config;
+        self.lock_current().config = config;
         Ok(warnings)
+    }
+
+    /// Everything `config` needs, made before anything in force changes:
+    /// its directories (those unchanged kept as they are), the listeners of
+    /// directories it adds, and the control channel's routes.
+    async fn prepare(
+        &self,
+        old: &Config,
+        config: &Config,
+        limiters: &BTreeMap<String, (Arc<BindLimiter>, RateLimitConfig)>,
+    ) -> Result<Prepared, StartError> {
+        // A directory whose entry (and the shared [server]) did not change
+        // is kept as it is: its pool, caches and sessions' context.
+        let previous = self.directories.borrow().clone();
+        let kept: Vec<Arc<Directory>> = if old.server.source == config.server.source {
+            previous.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        for d in previous.iter() {
+            let entry = config.directory(d.name());
+            let rebuilt = !kept.iter().any(|k| Arc::ptr_eq(k, d))
+                || entry.is_none_or(|c| c.source != d.config.source);
+            if rebuilt {
+                // Its servers may differ; what they present is recorded
+                // again as its new pool connects.
+                d.metrics.forget_certificates();
+            }
+        }
+        let built = self.build(config, limiters, &kept).await?;
+        let mut added = BTreeMap::new();
+        for (directory, _) in &built.directories {
+            if !limiters.contains_key(directory.name()) {
+                let bound = bind_listeners(&directory.config).await?;
+                added.insert(directory.name().to_owned(), bound);
+            }
+        }
+        let directories = Arc::new(Directories::new(
+            built.directories.iter().map(|(d, _)| d.clone()).collect(),
+        ));
+        let control = match (&self.control, &config.control) {
+            (Some(_), Some(control)) => {
+                let state = Arc::new(ControlState::new(directories.clone(), control));
+                Some(Arc::new(ControlServing::new(control, state)?))
+            }
+            _ => None,
+        };
+        Ok(Prepared {
+            built,
+            added,
+            directories,
+            control,
+        })
+    }
+
+    /// Puts `prepared` in force: kept directories' listeners serve the new
+    /// settings, added ones start, removed ones stop accepting.
+    fn commit(&self, prepared: Prepared, warnings: &mut Vec<String>) {
+        let Prepared {
+            built,
+            mut added,
+            directories,
+            control,
+        } = prepared;
+        let mut current = self.lock_current();
+        let mut slots = std::mem::take(&mut current.slots);
+        for (directory, limiter) in &built.directories {
+            let name = directory.name().to_owned();
+            let slot = match slots.remove(&name) {
+                Some(slot) => self.update_slot(slot, directory, limiter, warnings),
+                None => {
+                    info!(directory = %name, "directory added");
+                    let bound = added.remove(&name).unwrap_or_default();
+                    self.open_slot(directory, limiter.clone(), bound)
+                }
+            };
+            current.slots.insert(name, slot);
+        }
+        for (name, slot) in slots {
+            info!(directory = %name, "directory removed: its listeners stop accepting; its open sessions go on until they end");
+            slot.close();
+            DirectoryMetrics::new(&name).forget();
+        }
+        self.directories.send_replace(directories);
+        if let (Some(sender), Some(control)) = (&self.control, control) {
+            sender.send_replace(control);
+        }
+    }
+
+    /// A kept directory's slot, serving `directory` from now on.
+    fn update_slot(
+        &self,
+        slot: Slot,
+        directory: &Arc<Directory>,
+        limiter: &Arc<BindLimiter>,
+        warnings: &mut Vec<String>,
+    ) -> Slot {
+        let name = directory.name();
+        if slot.listen != listen_of(&directory.config) {
+            warnings.push(format!(
+                "directory `{name}`: ldap_listen / ldaps_listen changed: restart to listen on the new addresses"
+            ));
+        }
+        let same = Arc::ptr_eq(&slot.serving.borrow(), &directory.serving);
+        if !same {
+            info!(directory = %name, "directory changed: new sessions use the new settings");
+            slot.serving.send_replace(directory.serving.clone());
+            slot.schedule.send_replace(directory.schedule.clone());
+        }
+        Slot {
+            limiter: limiter.clone(),
+            ratelimit: directory.config.ratelimit.clone(),
+            ..slot
+        }
     }
 
     /// Builds every directory of `config` but those of `kept` whose entry

@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::ldap::response;
+use prometheus::IntGauge;
+
 use crate::metrics::DirectoryMetrics;
 use crate::session::{self, SessionContext};
 use crate::stream::LdapStream;
@@ -144,7 +146,7 @@ impl BoundListener {
                 None
             };
             let handshake_timeout = admission.tls_handshake_timeout;
-            let active = ActiveConnection::open(self.kind, ctx.metrics.clone());
+            let active = ActiveConnection::open(self.kind, &ctx.metrics);
             let shutdown = shutdown.clone();
             sessions.spawn(async move {
                 let _active = active;
@@ -174,18 +176,17 @@ impl BoundListener {
 
 /// One accepted client connection in its directory's metrics, until it
 /// closes.
-struct ActiveConnection(&'static str, DirectoryMetrics);
+struct ActiveConnection(IntGauge);
 
 impl ActiveConnection {
-    fn open(kind: ListenerKind, metrics: DirectoryMetrics) -> Self {
-        metrics.connection_opened(kind.name());
-        ActiveConnection(kind.name(), metrics)
+    fn open(kind: ListenerKind, metrics: &DirectoryMetrics) -> Self {
+        ActiveConnection(metrics.connection_opened(kind.name()))
     }
 }
 
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
-        self.1.connection_closed(self.0);
+        self.0.dec();
     }
 }
 

@@ -211,7 +211,9 @@ async fn dispatch(command: Command) -> ExitCode {
             match run(&path, config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("ldapgate: {e:#}");
+                    // Each of run's errors says its cause in its own text;
+                    // the chain would say it again.
+                    eprintln!("ldapgate: {e}");
                     ExitCode::from(EXIT_USAGE)
                 }
             }

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric ldapgate records.
@@ -289,20 +289,15 @@ impl DirectoryMetrics {
     }
 
     /// A client connection accepted on a listener of `kind` (`ldap`,
-    /// `ldaps`); [`DirectoryMetrics::connection_closed`] when it ends.
-    pub fn connection_opened(&self, kind: &str) {
+    /// `ldaps`); the returned gauge is decremented when it ends (a handle,
+    /// so that a directory forgotten meanwhile gets no series back).
+    pub fn connection_opened(&self, kind: &str) -> IntGauge {
         let m = metrics();
         let d = &*self.directory;
         m.connections_total.with_label_values(&[d, kind]).inc();
-        m.connections_active.with_label_values(&[d, kind]).inc();
-    }
-
-    /// A client connection counted by `connection_opened` ended.
-    pub fn connection_closed(&self, kind: &str) {
-        metrics()
-            .connections_active
-            .with_label_values(&[&self.directory, kind])
-            .dec();
+        let active = m.connections_active.with_label_values(&[d, kind]);
+        active.inc();
+        active
     }
 
     /// A delegated authentication ended with `outcome` (its wire name).
@@ -383,6 +378,37 @@ impl DirectoryMetrics {
             .set(shared_sign_in_values as i64);
     }
 
+    /// Removes every series of this directory (it was removed by a reload,
+    /// or a rejected reload built it and it never served): dashboards must
+    /// not show a directory that is not configured.
+    pub fn forget(&self) {
+        let m = metrics();
+        let d = &*self.directory;
+        forget_in(&m.connections_active, d);
+        forget_in(&m.connections_total, d);
+        forget_in(&m.operations_total, d);
+        forget_in(&m.operation_duration_seconds, d);
+        forget_in(&m.binds_total, d);
+        forget_in(&m.auth_total, d);
+        forget_in(&m.ratelimit_rejections_total, d);
+        forget_in(&m.upstream_up, d);
+        forget_in(&m.upstream_pool_connections, d);
+        forget_in(&m.tls_pin_failures_total, d);
+        forget_in(&m.certificate_expiry_seconds, d);
+        forget_in(&m.sync_runs_total, d);
+        forget_in(&m.sync_last_success_timestamp_seconds, d);
+        forget_in(&m.sync_objects, d);
+        forget_in(&m.sync_shared_sign_in_values, d);
+        forget_in(&m.sync_tracking_mismatches_total, d);
+    }
+
+    /// Removes the certificate expiry of every server of this directory,
+    /// before it is recorded anew from a rebuilt pool whose servers may
+    /// differ.
+    pub fn forget_certificates(&self) {
+        forget_in(&metrics().certificate_expiry_seconds, &self.directory);
+    }
+
     /// A changes pull whose change tracking reported deleted an object
     /// that still exists.
     pub fn tracking_mismatch(&self) {
@@ -390,6 +416,26 @@ impl DirectoryMetrics {
             .sync_tracking_mismatches_total
             .with_label_values(&[&self.directory])
             .inc();
+    }
+}
+
+/// Removes the series of `family` whose `directory` label is `directory`.
+fn forget_in<T: prometheus::core::MetricVecBuilder>(
+    family: &prometheus::core::MetricVec<T>,
+    directory: &str,
+) {
+    for gathered in family.collect() {
+        for metric in gathered.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("directory") == Some(&directory) {
+                // Absent already when another scrape removed it first.
+                let _ = family.remove(&labels);
+            }
+        }
     }
 }
 
@@ -471,6 +517,27 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn a_forgotten_directory_leaves_no_series_and_the_others_stay() {
+        let gone = DirectoryMetrics::new("gone-dir");
+        let kept = DirectoryMetrics::new("kept-dir");
+        for m in [&gone, &kept] {
+            m.operation("search", 0, Duration::from_millis(1));
+            m.certificate_expiry("ldaps://dc:636", 2_000_000_000);
+            m.sync_run("full", "success");
+            m.connection_opened("ldap");
+        }
+        gone.forget();
+        let text = String::from_utf8(metrics().render()).unwrap();
+        assert!(!text.contains("gone-dir"), "{text}");
+        assert!(text.contains("ldapgate_operations_total{directory=\"kept-dir\""));
+        assert!(text.contains("ldapgate_sync_runs_total{directory=\"kept-dir\""));
+        kept.forget_certificates();
+        let text = String::from_utf8(metrics().render()).unwrap();
+        assert!(!text.contains("ldapgate_certificate_expiry_seconds{directory=\"kept-dir\""));
+        assert!(text.contains("ldapgate_connections_total{directory=\"kept-dir\""));
     }
 
     #[test]

@@ -486,7 +486,8 @@ async fn a_reload_adds_a_directory_and_the_sessions_of_the_others_live_on() {
     let slapd = Slapd::start();
     let partners = Slapd::start();
     let ad_port = free_port();
-    let (mut proxy, text) = start_both(&slapd, ad_port, free_port());
+    let metrics_port = free_port();
+    let (mut proxy, text) = start_both(&slapd, ad_port, metrics_port);
 
     // A bound session on each directory, kept open across the reload.
     let mut on_ldap = connect(&proxy.ldap_url(), None, false).await;
@@ -563,6 +564,42 @@ async fn a_reload_adds_a_directory_and_the_sessions_of_the_others_live_on() {
         "carol-pw",
     );
     assert_eq!(status, 404, "{v}");
+    let series = scrape(metrics_port);
+    assert!(
+        !series.contains("directory=\"partners\""),
+        "a removed directory leaves no series: {series}"
+    );
+    assert!(series.contains("directory=\"corp-ad\""));
+
+    // A reload whose new directory cannot listen (the port is taken)
+    // changes nothing, and what it built leaves no series either.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let fourth = format!(
+        "{text}{}",
+        slapd_entry(
+            "fourth",
+            &partners,
+            port,
+            &proxy.dir.path().join("state/fourth")
+        )
+    );
+    std::fs::write(&proxy.config_path, fourth).unwrap();
+    send_signal(proxy.pid(), "HUP");
+    proxy.wait_for_log("configuration not reloaded");
+    assert!(
+        proxy.log().contains("Address already in use"),
+        "{}",
+        proxy.log()
+    );
+    assert!(!scrape(metrics_port).contains("directory=\"fourth\""));
+    let (status, _) = sign_in(
+        &proxy,
+        "/v1/directories/fourth/authenticate",
+        "bob",
+        "bob-pw",
+    );
+    assert_eq!(status, 404);
     assert_eq!(ldap_bind(proxy.ldap_port, "bob", "bob-pw").await.0, 0);
     // The sessions of before are still the same connections.
     finds_one(&mut on_ldap, BASE_DN, "(uid=bob)").await;

@@ -190,6 +190,26 @@ impl Config {
         }
         let control = raw.control.as_ref().map(|c| v.control(c));
         let metrics = raw.metrics.as_ref().and_then(|m| v.metrics(m));
+        let keyed: Vec<(String, &TenantDirectory)> = directories
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let key = if raw.directory.is_some() {
+                    "server".to_owned()
+                } else {
+                    format!("directories[{i}]")
+                };
+                (key, d)
+            })
+            .collect();
+        let mut others = Vec::new();
+        if let Some(Some(c)) = &control {
+            others.push(("control.listen", c.listen));
+        }
+        if let Some(m) = &metrics {
+            others.push(("metrics.listen", m.listen));
+        }
+        v.distinct_listeners(&keyed, &others);
         if raw.server.tls_cert.is_none() && raw.server.tls_key.is_none() && wants_ldaps(&raw) {
             v.problem("server.tls_cert", "required when ldaps_listen is set");
         }

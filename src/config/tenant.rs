@@ -16,6 +16,16 @@ use super::{
     DirectoryConfig, Problem, RateLimitConfig, SignInConfig, SourceDigest, SyncConfig, Validator,
 };
 
+/// The keys of a `[[directories]]` entry besides the `[directory]` ones.
+const ENTRY_KEYS: [&str; 6] = [
+    "name",
+    "ldap_listen",
+    "ldaps_listen",
+    "signin",
+    "ratelimit",
+    "sync",
+];
+
 /// The name of the directory of a file in the single-directory form.
 pub const DEFAULT_NAME: &str = "default";
 /// Longest directory name: it goes into URL paths, metric labels and the
@@ -46,10 +56,13 @@ pub struct TenantDirectory {
     pub sync: SyncConfig,
 }
 
-/// True for a usable directory name: `[a-z0-9-]+`, at most 63 bytes.
+/// True for a usable directory name: `[a-z0-9][a-z0-9-]*`, at most 63
+/// bytes (not starting with `-`, which a command line would take for an
+/// option).
 pub fn is_directory_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('-')
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -168,7 +181,7 @@ impl Validator {
             Some(toml::Value::String(name)) => {
                 self.problem(
                     "name",
-                    format!("`{name}` is not a directory name: [a-z0-9-]+, at most {MAX_NAME_LEN} characters"),
+                    format!("`{name}` is not a directory name: lowercase letters, digits and `-`, not first, at most {MAX_NAME_LEN} characters"),
                 );
                 None
             }
@@ -197,12 +210,9 @@ impl Validator {
                 sync.state_dir = format!("{STATE_ROOT}/{name}");
             }
         }
-        let directory = match toml::Value::Table(rest).try_into::<RawDirectory>() {
-            Ok(d) => self.directory(&d),
-            Err(e) => {
-                self.problem("directory", toml_message(&e));
-                None
-            }
+        let directory = match self.decode::<RawDirectory>(rest, "directory.") {
+            Some(d) => self.directory(&d),
+            None => None,
         };
         let ldap_listen = self.addrs("ldap_listen", &ldap_listen);
         let ldaps_listen = self.addrs("ldaps_listen", &ldaps_listen);
@@ -227,25 +237,65 @@ impl Validator {
     }
 
     /// A part of an entry deserialised as its raw type; the type's default
-    /// when absent, with a problem named `key` when it does not fit.
+    /// when absent, or when it does not fit (with a problem for each key
+    /// that does not, named `key.that_key`).
     fn table_part<T>(&mut self, value: Option<toml::Value>, key: &str) -> T
     where
         T: serde::de::DeserializeOwned + Default,
     {
-        let Some(value) = value else {
-            return T::default();
+        match value {
+            None => T::default(),
+            Some(toml::Value::Table(table)) => {
+                self.decode(table, &format!("{key}.")).unwrap_or_default()
+            }
+            Some(value) => value.try_into().unwrap_or_else(|e: toml::de::Error| {
+                self.problem(key, toml_message(&e));
+                T::default()
+            }),
+        }
+    }
+
+    /// `table` as `T`, whose every field has a default; when it does not
+    /// fit, each key that does not is named (`prefix` + key), as the
+    /// single-directory form's parser names the line. serde's own message
+    /// for a table names no key.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &mut self,
+        table: toml::Table,
+        prefix: &str,
+    ) -> Option<T> {
+        let whole = toml::Value::Table(table.clone()).try_into::<T>();
+        let e = match whole {
+            Ok(value) => return Some(value),
+            Err(e) => e,
         };
-        value.try_into().unwrap_or_else(|e: toml::de::Error| {
-            self.problem(key, toml_message(&e));
-            T::default()
-        })
+        let mut named = false;
+        for (key, value) in table {
+            let alone = toml::Table::from_iter([(key.clone(), value)]);
+            if let Err(e) = toml::Value::Table(alone).try_into::<T>() {
+                let message = toml_message(&e);
+                let message = if message.starts_with("unknown field") && prefix == "directory." {
+                    format!(
+                        "unknown key (an entry takes the [directory] keys and {})",
+                        ENTRY_KEYS.join(", ")
+                    )
+                } else {
+                    message
+                };
+                self.problem(&format!("{prefix}{key}"), message);
+                named = true;
+            }
+        }
+        if !named {
+            self.problem(prefix.trim_end_matches('.'), toml_message(&e));
+        }
+        None
     }
 
     /// Names, listen addresses and state directories are each one
     /// directory's own.
     fn distinct(&mut self, directories: &[TenantDirectory]) {
         let mut names = BTreeMap::new();
-        let mut addrs: BTreeMap<SocketAddr, &str> = BTreeMap::new();
         let mut states: BTreeMap<&PathBuf, &str> = BTreeMap::new();
         for (i, d) in directories.iter().enumerate() {
             let renamed = names.insert(d.name.as_str(), i);
@@ -254,14 +304,6 @@ impl Validator {
                     &format!("directories[{i}].name"),
                     format!("`{}` is also the name of directories[{first}]", d.name),
                 );
-            }
-            for addr in d.ldap_listen.iter().chain(&d.ldaps_listen) {
-                if let Some(other) = addrs.insert(*addr, &d.name) {
-                    self.problem(
-                        &format!("directories[{i}].ldap_listen"),
-                        format!("{addr} is also a listener of `{other}`"),
-                    );
-                }
             }
             // A shared name already says why the default state is shared.
             let shared_state = states.insert(&d.sync.state_dir, &d.name);
@@ -274,6 +316,54 @@ impl Validator {
                     ),
                 );
             }
+        }
+    }
+}
+
+/// True when `a` and `b` cannot both be bound: the same port on the same
+/// address, or on an unspecified address that covers the other (`0.0.0.0`
+/// covers every IPv4 address; `[::]` every address, IPv4 too, as Linux
+/// binds it by default).
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers = |wide: SocketAddr, other: SocketAddr| {
+        wide.ip().is_unspecified() && (wide.is_ipv6() || other.is_ipv4())
+    };
+    a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+}
+
+impl Validator {
+    /// Every address ldapgate listens on is bound once: the directories'
+    /// listeners (`keys` name each directory's, e.g. `server` or
+    /// `directories[1]`), the control channel's and the metrics endpoint's.
+    pub(super) fn distinct_listeners(
+        &mut self,
+        directories: &[(String, &TenantDirectory)],
+        others: &[(&str, SocketAddr)],
+    ) {
+        let mut taken: Vec<(SocketAddr, String)> = Vec::new();
+        let mut claim = |v: &mut Validator, key: String, addr: SocketAddr, who: String| {
+            if let Some((_, other)) = taken.iter().find(|(a, _)| clash(*a, addr)) {
+                v.problem(
+                    &key,
+                    format!("{addr} is also where {other} listens: an address serves one listener"),
+                );
+            }
+            taken.push((addr, who));
+        };
+        for (prefix, d) in directories {
+            let lists = [
+                ("ldap_listen", &d.ldap_listen),
+                ("ldaps_listen", &d.ldaps_listen),
+            ];
+            for (key, list) in lists {
+                for addr in list {
+                    let who = format!("directory `{}` ({key})", d.name);
+                    claim(self, format!("{prefix}.{key}"), *addr, who);
+                }
+            }
+        }
+        for (key, addr) in others {
+            claim(self, (*key).to_owned(), *addr, format!("`{key}`"));
         }
     }
 }
@@ -305,6 +395,8 @@ mod tests {
         }
         for bad in [
             "",
+            "-corp",
+            "---",
             "Corp",
             "corp_ad",
             "corp ad",
@@ -314,6 +406,19 @@ mod tests {
         ] {
             assert!(!is_directory_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn addresses_clash_on_the_same_port_where_one_covers_the_other() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(clash(a("127.0.0.1:389"), a("127.0.0.1:389")));
+        assert!(clash(a("0.0.0.0:389"), a("127.0.0.1:389")));
+        assert!(clash(a("127.0.0.1:389"), a("0.0.0.0:389")));
+        assert!(clash(a("[::]:389"), a("127.0.0.1:389")));
+        assert!(clash(a("[::]:389"), a("[::1]:389")));
+        assert!(!clash(a("0.0.0.0:389"), a("[::1]:389")));
+        assert!(!clash(a("127.0.0.1:389"), a("127.0.0.2:389")));
+        assert!(!clash(a("0.0.0.0:389"), a("0.0.0.0:636")));
     }
 
     #[test]

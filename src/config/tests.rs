@@ -235,19 +235,42 @@ fn problems_in_an_entry_are_named_by_its_position() {
             "failures_before_lockout = -1",
         )
         .replace("page_size = 100", "page_size = 100\nbogus = 1");
-    let keys = keys(parse(&bad).unwrap_err());
+    let found = keys(parse(&bad).unwrap_err());
     for k in [
         "directories[0].base_dn",
         "directories[0].ratelimit.failures_before_lockout",
         "directories[1].name",
-        "directories[1].sync",
+        "directories[1].sync.bogus",
     ] {
-        assert!(keys.iter().any(|got| got == k), "missing {k} in {keys:?}");
+        assert!(found.iter().any(|got| got == k), "missing {k} in {found:?}");
     }
     let unknown = TWO.replace("kind = \"ad\"", "kind = \"ad\"\nservrs = []");
     let err = parse(&unknown).unwrap_err();
-    assert!(err.to_string().contains("directories[0]"), "{err}");
-    assert!(err.to_string().contains("servrs"), "{err}");
+    assert_eq!(keys(err), ["directories[0].servrs"]);
+    let typo = TWO.replace("kind = \"ad\"", "kind = \"ad\"\nldap_listten = []");
+    let err = parse(&typo).unwrap_err().to_string();
+    assert!(
+        err.contains("directories[0].ldap_listten: unknown key") && err.contains("ldap_listen"),
+        "the entry's own keys are named among the choices: {err}"
+    );
+    // A value of the wrong type is named by its key.
+    let typed = TWO
+        .replace(
+            "kind = \"ad\"",
+            "kind = \"ad\"\nread_only = \"yes\"\npool_size = \"16\"",
+        )
+        .replace(
+            "failures_before_lockout = 3",
+            "failures_before_lockout = \"3\"",
+        );
+    assert_eq!(
+        keys(parse(&typed).unwrap_err()),
+        [
+            "directories[0].ratelimit.failures_before_lockout",
+            "directories[0].pool_size",
+            "directories[0].read_only",
+        ]
+    );
 }
 
 #[test]
@@ -262,6 +285,28 @@ fn names_listeners_and_state_are_each_one_directory_s() {
         keys(parse(&same_port).unwrap_err()),
         ["directories[1].ldap_listen"]
     );
+    let covered = TWO.replace("127.0.0.1:2389", "0.0.0.0:1389");
+    assert_eq!(
+        keys(parse(&covered).unwrap_err()),
+        ["directories[1].ldap_listen"],
+        "0.0.0.0 takes the port on 127.0.0.1 too"
+    );
+    let twice = TWO.replace(
+        "ldap_listen = [\"127.0.0.1:2389\"]",
+        "ldap_listen = [\"127.0.0.1:2389\"]\nldaps_listen = [\"127.0.0.1:2389\"]",
+    );
+    let found = keys(parse(&twice).unwrap_err());
+    assert!(
+        found.contains(&"directories[1].ldaps_listen".to_owned()),
+        "{found:?}"
+    );
+    let metrics_too = format!("{TWO}\n[metrics]\nlisten = \"127.0.0.1:2389\"\n");
+    assert_eq!(keys(parse(&metrics_too).unwrap_err()), ["metrics.listen"]);
+    let single = MINIMAL.replace(
+        "ldap_listen = [\"127.0.0.1:1389\"]",
+        "ldap_listen = [\"127.0.0.1:1389\", \"[::]:1389\"]",
+    );
+    assert_eq!(keys(parse(&single).unwrap_err()), ["server.ldap_listen"]);
     let same_state = TWO.replace(
         "page_size = 100",
         "page_size = 100\nstate_dir = \"/var/lib/ldapgate/corp-ad\"",

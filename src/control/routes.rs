@@ -69,11 +69,37 @@ async fn list_directories(State(state): State<Arc<ControlState>>) -> Response {
     Json(json!({ "directories": list })).into_response()
 }
 
-#[derive(Deserialize)]
-struct FingerprintQuery {
-    server: String,
-    #[serde(default)]
-    starttls: bool,
+/// `server=URL[&starttls=BOOL]`: the target, and whether a `HOST:PORT`
+/// speaks plain LDAP first. Each at most once; nothing else. Errors name
+/// the parameter, never its value.
+fn fingerprint_query(query: Option<&str>) -> Result<(String, bool), String> {
+    let mut server = None;
+    let mut starttls = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let slot = match key.as_ref() {
+            "server" => &mut server,
+            "starttls" => &mut starttls,
+            _ => {
+                return Err(
+                    "unknown query parameter: only `server` and `starttls` are taken".into(),
+                )
+            }
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(format!("query parameter `{key}` is given twice"));
+        }
+    }
+    let server = server
+        .ok_or("query parameter `server` is required (HOST:PORT or an ldap:// / ldaps:// URL)")?;
+    if server.is_empty() || !server.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("query parameter `server` must be HOST:PORT or an ldap:// / ldaps:// URL, printable ASCII".into());
+    }
+    let starttls = match starttls.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no") => false,
+        Some("true" | "1" | "yes") => true,
+        Some(_) => return Err("query parameter `starttls` must be true or false".into()),
+    };
+    Ok((server, starttls))
 }
 
 /// How long `GET /v1/fingerprint` waits for connect, StartTLS and
@@ -86,26 +112,25 @@ const FINGERPRINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// connect; 422 when read but unusable (the reason says why); 400 for a
 /// target that is not `HOST:PORT` or an `ldap://`/`ldaps://` URL; 502 when
 /// the server could not be reached.
-async fn fingerprint(
-    query: Result<axum::extract::Query<FingerprintQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+async fn fingerprint(uri: axum::http::Uri) -> Response {
     use crate::fingerprint::{fetch, parse_target};
-    let Ok(axum::extract::Query(q)) = query else {
-        return (
+    let bad = |detail: String| {
+        (
             StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "bad_request", "detail": "query parameter `server` is required (HOST:PORT or an ldap:// / ldaps:// URL)" })),
+            Json(json!({ "error": "bad_request", "detail": detail })),
         )
-            .into_response();
+            .into_response()
     };
-    let (endpoint, starttls) = match parse_target(&q.server, q.starttls) {
+    let (server, starttls) = match fingerprint_query(uri.query()) {
+        Ok(q) => q,
+        Err(detail) => return bad(detail),
+    };
+    let (endpoint, starttls) = match parse_target(&server, starttls) {
         Ok(t) => t,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": "bad_request", "detail": e.to_string() })),
-            )
-                .into_response()
-        }
+        Err(_) => return bad(
+            "query parameter `server` is not HOST:PORT or an ldap:// / ldaps:// URL with a host"
+                .into(),
+        ),
     };
     match fetch(endpoint, starttls, FINGERPRINT_TIMEOUT).await {
         Ok(certs) if certs.unusable.is_some() => {
@@ -441,6 +466,36 @@ mod tests {
             );
         }
         assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn fingerprint_queries_take_a_server_once_and_quote_nothing() {
+        assert_eq!(
+            fingerprint_query(Some("server=ldaps%3A%2F%2Fdc1%3A636")),
+            Ok(("ldaps://dc1:636".into(), false))
+        );
+        assert_eq!(
+            fingerprint_query(Some("server=dc1:389&starttls=TRUE")),
+            Ok(("dc1:389".into(), true))
+        );
+        assert_eq!(
+            fingerprint_query(Some("server=dc1:389&starttls=0")),
+            Ok(("dc1:389".into(), false))
+        );
+        for (query, says) in [
+            (None, "required"),
+            (Some("starttls=1"), "required"),
+            (Some("server=a:1&server=b:2"), "twice"),
+            (Some("server=a:1&starttls=maybe"), "true or false"),
+            (Some("server=a:1&x=1"), "unknown"),
+            (Some("server=a%3A1%0d%0aX-Injected%3A%201"), "printable"),
+            (Some("server=a%3A1%00"), "printable"),
+            (Some("server="), "printable"),
+        ] {
+            let err = fingerprint_query(query).unwrap_err();
+            assert!(err.contains(says), "{query:?}: {err}");
+            assert!(!err.contains("Injected") && !err.contains("maybe"), "{err}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::ControlState;
+use crate::config::is_directory_name;
 use crate::directory::{Directories, Directory};
 
 /// The directory a request is for.
@@ -42,15 +43,25 @@ impl IntoResponse for ScopeError {
                 })),
             )
                 .into_response(),
-            ScopeError::Unknown { name, known } => (
-                StatusCode::NOT_FOUND,
-                Json(json!({
-                    "error": "unknown_directory",
-                    "detail": format!("no directory is named `{name}`; configured: {}", known.join(", ")),
-                    "directories": known,
-                })),
-            )
-                .into_response(),
+            ScopeError::Unknown { name, known } => {
+                // A name that could be configured is safe to repeat; any
+                // other text from the path is not.
+                let which = if is_directory_name(&name) {
+                    format!("no directory is named `{name}`")
+                } else {
+                    "no directory has that name (names are lowercase letters, digits and `-`)"
+                        .to_owned()
+                };
+                (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({
+                        "error": "unknown_directory",
+                        "detail": format!("{which}; configured: {}", known.join(", ")),
+                        "directories": known,
+                    })),
+                )
+                    .into_response()
+            }
         }
     }
 }
