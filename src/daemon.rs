@@ -457,15 +457,12 @@ async fn build(
         admission,
         budget,
     };
-    let mut directories = Vec::new();
-    for d in &config.directories {
+    // Each directory checks its servers while the others do: one whose
+    // servers do not answer delays none of the others.
+    let builds = config.directories.iter().map(|d| {
         let unchanged = kept
             .iter()
             .find(|k| k.name() == d.name && k.config.source == d.source);
-        if let (Some(directory), Some((limiter, _))) = (unchanged, limiters.get(&d.name)) {
-            directories.push((directory.clone(), limiter.clone()));
-            continue;
-        }
         let limiter = match limiters.get(&d.name) {
             Some((limiter, limits)) if *limits == d.ratelimit => limiter.clone(),
             Some((old, _)) => {
@@ -475,14 +472,21 @@ async fn build(
             }
             None => new_limiter(&d.ratelimit),
         };
-        let directory = Directory::build(d, &shared, limiter.clone())
-            .await
-            .map_err(|source| StartError::Pool {
-                directory: d.name.clone(),
-                source,
-            })?;
-        directories.push((Arc::new(directory), limiter));
-    }
+        let shared = &shared;
+        async move {
+            let directory = match unchanged {
+                Some(directory) => directory.clone(),
+                None => Arc::new(Directory::build(d, shared, limiter.clone()).await.map_err(
+                    |source| StartError::Pool {
+                        directory: d.name.clone(),
+                        source,
+                    },
+                )?),
+            };
+            Ok::<_, StartError>((directory, limiter))
+        }
+    });
+    let directories = futures_util::future::try_join_all(builds).await?;
     Ok(Built { directories })
 }
 

@@ -482,7 +482,20 @@ async fn run(path: &std::path::Path, config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = hup.recv() => reload(path, &running).await,
+            _ = hup.recv() => {
+                // A reload waits for directories that may not answer; a
+                // stop does not wait for it. Nothing of a reload is in force
+                // before its last step, which does not wait, so dropping it
+                // leaves the configuration as it was.
+                tokio::select! {
+                    _ = reload(path, &running) => {}
+                    _ = term.recv() => {
+                        warn!("SIGTERM during a reload: the reload is abandoned");
+                        break;
+                    }
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
         }
     }
     info!("shutting down: no new connections; open sessions may finish");

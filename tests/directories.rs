@@ -636,3 +636,69 @@ fn the_single_directory_form_still_answers_unscoped_and_scoped_paths() {
     let (code, out, err) = cli_sign_in(&proxy.config_path, None, "alice", "alice-pw");
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[tokio::test]
+async fn a_directory_whose_servers_never_answer_holds_up_no_other() {
+    let slapd = Slapd::start();
+    // Accepts TCP connections (the kernel does) and never says a word: a
+    // TLS handshake with it waits for connect_timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let files = ProxyFiles::new();
+    let state = files.dir.path().join("state");
+    let stuck_port = free_port();
+    let text = format!(
+        "{}{}[[directories]]\nname = \"stuck\"\nldap_listen = [\"127.0.0.1:{stuck_port}\"]\n\
+         servers = [\"ldaps://127.0.0.1:{silent_port}\", \"ldaps://127.0.0.1:{silent_port}\"]\n\
+         ca_file = \"{}\"\nbase_dn = \"{BASE_DN}\"\nconnect_timeout = \"30s\"\n\
+         [directories.sync]\nstate_dir = \"{}\"\n{}",
+        files.server_section(),
+        slapd_entry("ldap", &slapd, files.ldap_port, &state.join("ldap")),
+        slapd.certs.ca_pem.display(),
+        state.join("stuck").display(),
+        files.control_section(TOKEN),
+    );
+    let started = Instant::now();
+    let mut proxy = Proxy::start_text(files, &text, true);
+    let took = started.elapsed();
+    // Two servers of 30 s each, checked and then asked for the schema, held
+    // the listeners for two minutes before.
+    assert!(
+        took < Duration::from_secs(15),
+        "listening took {took:?}:\n{}",
+        proxy.log()
+    );
+    assert!(
+        proxy.log().contains("checking them in the background"),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(
+        sign_in(
+            &proxy,
+            "/v1/directories/ldap/authenticate",
+            "alice",
+            "alice-pw"
+        )
+        .0,
+        200
+    );
+    assert_eq!(ldap_bind(proxy.ldap_port, "alice", "alice-pw").await.0, 0);
+
+    // A reload that keeps `stuck` as it was does not wait for it again.
+    send_signal(proxy.pid(), "HUP");
+    proxy.wait_for_log("configuration reloaded");
+    // A stop is at once, even in the middle of a reload that rebuilds it.
+    let changed = text.replace("connect_timeout = \"30s\"", "connect_timeout = \"29s\"");
+    std::fs::write(&proxy.config_path, changed).unwrap();
+    send_signal(proxy.pid(), "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    send_signal(proxy.pid(), "TERM");
+    let status = proxy.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}:\n{}",
+        proxy.log()
+    );
+    drop(silent);
+}

@@ -30,6 +30,8 @@ use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamPool;
 use schema::DnSchemaReader;
 
+/// How long a directory's build waits for the first check of its servers.
+const FIRST_CHECK: Duration = Duration::from_secs(3);
 /// How long a TLS handshake from a client may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,11 +74,26 @@ impl Directory {
         let metrics = DirectoryMetrics::new(&config.name);
         let d = &config.directory;
         let pool = UpstreamPool::new(d, metrics.clone())?;
-        pool.check_health().await;
-        for server in pool.servers() {
-            if !server.is_up() {
-                warn!(directory = %config.name, server = %server.endpoint, "directory server is not reachable");
+        // The first check says in the log at once whether the directory is
+        // reachable, and warms the pool; a server that takes long to answer
+        // (or never does) must not hold up the listeners of this directory
+        // or of the others: after FIRST_CHECK the checks go on in the
+        // background.
+        let checked = tokio::time::timeout(FIRST_CHECK, pool.check_health())
+            .await
+            .is_ok();
+        if checked {
+            for server in pool.servers() {
+                if !server.is_up() {
+                    warn!(directory = %config.name, server = %server.endpoint, "directory server is not reachable");
+                }
             }
+        } else {
+            warn!(
+                directory = %config.name,
+                "the directory's servers did not all answer within {} s: serving, and checking them in the background",
+                FIRST_CHECK.as_secs()
+            );
         }
         pool.spawn_health_checks(d.health_check_interval);
         let authenticator = Arc::new(Authenticator::new(config, pool.clone(), limiter));
@@ -87,7 +104,7 @@ impl Directory {
         ));
         let policy = Policy::from_config(shared.server, config);
         DnSchemaReader::new(&service, &policy.dn_scope, d)
-            .start()
+            .start(checked && pool.any_up())
             .await;
         let server = shared.server;
         let starttls = server

@@ -48,12 +48,19 @@ impl DnSchemaReader {
         }
     }
 
-    /// Reads once now (the first sessions then compare by the directory's
-    /// schema), then keeps reading in a task that ends when the
-    /// configuration is replaced (its policy or service connections gone).
-    pub(super) async fn start(mut self) {
-        let Some(mut wait) = self.read().await else {
-            return;
+    /// Reads once now when `reachable` (the first sessions then compare by
+    /// the directory's schema; with no server up the read could only wait
+    /// for connect timeouts, and the directory's listeners for it), then
+    /// keeps reading in a task that ends when the configuration is replaced
+    /// (its policy or service connections gone).
+    pub(super) async fn start(mut self, reachable: bool) {
+        let mut wait = if reachable {
+            match self.read().await {
+                Some(wait) => wait,
+                None => return,
+            }
+        } else {
+            self.retry
         };
         tokio::spawn(async move {
             loop {
