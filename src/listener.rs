@@ -107,7 +107,8 @@ impl BoundListener {
         mut stop: watch::Receiver<bool>,
         shutdown: watch::Receiver<bool>,
     ) {
-        info!(addr = %self.addr, listener = self.kind.name(), "listening");
+        let directory = serving.borrow().ctx.metrics.directory().to_owned();
+        info!(%directory, addr = %self.addr, listener = self.kind.name(), "listening");
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -170,7 +171,7 @@ impl BoundListener {
                 drop(permit);
             });
         }
-        info!(addr = %self.addr, "stopped accepting");
+        info!(%directory, addr = %self.addr, "stopped accepting");
     }
 }
 

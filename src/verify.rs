@@ -172,7 +172,8 @@ impl ServerChecks<'_> {
                     "tcp",
                     Status::Fail,
                     format!(
-                        "{authority}: no connection within {after} (directory.connect_timeout)"
+                        "{authority}: no connection within {after} ({}.connect_timeout)",
+                        self.config.key
                     ),
                 );
                 return self.skip_rest(&["tls", "pin", "expiry", "bind", "base_dn"], "TCP failed");
@@ -208,24 +209,28 @@ impl ServerChecks<'_> {
             Scheme::Ldaps => "LDAPS",
             Scheme::Ldap => "StartTLS",
         };
+        let key = &self.config.key;
         if conn.stream.peer_leaf().is_none() {
-            self.push(
-                "tls",
-                Status::Warn,
-                "plain LDAP: the leg to this server is not encrypted (directory.starttls = false)",
+            let detail = format!(
+                "plain LDAP: the leg to this server is not encrypted ({key}.starttls = false)"
             );
+            self.push("tls", Status::Warn, detail);
             return self.skip_rest(&["pin", "expiry"], "no TLS");
         }
         let trust = if d.ca_file.is_some() {
-            "chain verified against directory.ca_file"
+            format!("chain verified against {key}.ca_file")
         } else if d.pins.is_empty() {
-            "chain verified against the system roots"
+            "chain verified against the system roots".to_owned()
         } else {
-            "trusted by pin alone"
+            "trusted by pin alone".to_owned()
         };
         self.push("tls", Status::Ok, format!("{how} handshake, {trust}"));
         if d.pins.is_empty() {
-            self.push("pin", Status::Skip, "no pins configured (directory.pins)");
+            self.push(
+                "pin",
+                Status::Skip,
+                format!("no pins configured ({key}.pins)"),
+            );
         } else {
             self.push(
                 "pin",
@@ -243,11 +248,13 @@ impl ServerChecks<'_> {
     async fn bind_and_base(&mut self, conn: &mut UpstreamConn) {
         let d = &self.config.directory;
         match &d.service_account {
-            None => self.push(
-                "bind",
-                Status::Skip,
-                "no service account (directory.bind_dn); searches run anonymously",
-            ),
+            None => {
+                let detail = format!(
+                    "no service account ({}.bind_dn); searches run anonymously",
+                    self.config.key
+                );
+                self.push("bind", Status::Skip, detail)
+            }
             Some(account) => {
                 let dn = account.dn.to_string();
                 let reply = conn
@@ -265,8 +272,8 @@ impl ServerChecks<'_> {
                             "bind",
                             Status::Fail,
                             format!(
-                                "bind as {dn} failed with result {}: {} (check directory.bind_dn and bind_password_file)",
-                                r.code, r.diagnostic
+                                "bind as {dn} failed with result {}: {} (check {key}.bind_dn and bind_password_file)",
+                                r.code, r.diagnostic, key = self.config.key
                             ),
                         );
                         return self.skip_rest(&["base_dn"], "the service bind failed");

@@ -275,6 +275,16 @@ async fn one_ldapgate_signs_in_to_slapd_and_active_directory_by_every_channel() 
         .success()
         .unwrap();
     assert_eq!(entries.len(), 1);
+    // Audit lines say which directory a sign-in was for.
+    let log = proxy.log();
+    for directory in ["ldap", "corp-ad"] {
+        assert!(
+            log.lines().any(|l| l.contains("authentication")
+                && l.contains("ldapgate::audit")
+                && l.contains(&format!("directory=\"{directory}\""))),
+            "no audit line for {directory}:\n{log}"
+        );
+    }
     proxy.assert_alive();
 }
 

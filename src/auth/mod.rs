@@ -147,13 +147,27 @@ pub struct Authenticator {
     binds: Semaphore,
     operation_timeout: Duration,
     max_message: usize,
-    /// Key of the login hash in audit lines; random per process.
-    audit_key: [u8; 32],
     /// What the directory answers a wrong password, which a login that
     /// names no entry gets too.
     wrong_password: WrongPasswordReply,
     /// The directory's metrics: outcomes and refusals.
     metrics: DirectoryMetrics,
+}
+
+/// Key of the login hash in audit lines: random, one per process, so that
+/// one login has one hash across reloads and directories (and none across
+/// restarts).
+fn audit_key() -> &'static [u8; 32] {
+    static KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
+        let mut key = [0u8; 32];
+        // Without the OS RNG the key is zero: the audit hash then only
+        // hides the login from a casual reader, which is logged.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key).is_err() {
+            tracing::warn!("no system randomness for the audit key; login hashes are unkeyed");
+        }
+        key
+    });
+    &KEY
 }
 
 impl Authenticator {
@@ -162,13 +176,6 @@ impl Authenticator {
         pool: Arc<UpstreamPool>,
         limiter: Arc<BindLimiter>,
     ) -> Authenticator {
-        let mut audit_key = [0u8; 32];
-        // Without the OS RNG the key is zero: the audit hash then only
-        // hides the login from a casual reader, which is logged below.
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut audit_key).is_err()
-        {
-            tracing::warn!("no system randomness for the audit key; login hashes are unkeyed");
-        }
         let service = Arc::new(ServiceConnections::new(
             pool.clone(),
             config.directory.service_account.clone(),
@@ -203,7 +210,6 @@ impl Authenticator {
             binds: Semaphore::new(config.ratelimit.max_concurrent_binds),
             operation_timeout: config.directory.operation_timeout,
             max_message: config.directory.max_message_bytes,
-            audit_key,
             wrong_password: WrongPasswordReply::new(&config.directory.base_dn),
             metrics: DirectoryMetrics::new(&config.name),
         }
@@ -304,7 +310,7 @@ impl Authenticator {
 
     fn login_hash(&self, login: &str) -> String {
         let digest = Sha256::new()
-            .chain_update(self.audit_key)
+            .chain_update(audit_key())
             .chain_update(login.as_bytes())
             .finalize();
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -330,6 +336,7 @@ impl Authenticator {
         self.metrics.authentication(verdict.outcome.as_str());
         info!(
             target: "ldapgate::audit",
+            directory = self.metrics.directory(),
             channel = attempt.channel,
             client = %attempt.client,
             login_hash = %self.login_hash(attempt.login),

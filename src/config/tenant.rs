@@ -43,6 +43,9 @@ pub struct TenantDirectory {
     /// `[a-z0-9-]+`, unique in the file; [`DEFAULT_NAME`] in the
     /// single-directory form.
     pub name: String,
+    /// Where its `[directory]` keys are in the file, for messages:
+    /// `directory` in the single-directory form, `directories[1]` else.
+    pub key: String,
     /// What the entry was made of (its text and the files it names): a
     /// reload keeps what was built from an entry whose digest is the same.
     pub source: SourceDigest,
@@ -111,6 +114,7 @@ impl Validator {
         let sync = self.sync(&raw.sync.clone().unwrap_or_default());
         Some(TenantDirectory {
             name: DEFAULT_NAME.to_owned(),
+            key: "directory".to_owned(),
             // Set from the file's text by the caller.
             source: SourceDigest::default(),
             ldap_listen,
@@ -147,8 +151,11 @@ impl Validator {
         let mut out = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let mut inner = Validator::default();
-            let parsed = inner.entry(entry);
             let prefix = format!("directories[{i}]");
+            let parsed = inner.entry(entry).map(|d| TenantDirectory {
+                key: prefix.clone(),
+                ..d
+            });
             self.problems
                 .extend(inner.problems.into_iter().map(|p| Problem {
                     key: entry_key(&prefix, &p.key),
@@ -226,6 +233,7 @@ impl Validator {
         );
         Some(TenantDirectory {
             name: name?,
+            key: String::new(),
             source,
             ldap_listen,
             ldaps_listen,
