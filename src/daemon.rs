@@ -22,9 +22,9 @@ use tracing::{info, warn};
 
 use crate::config::{Config, RateLimitConfig, TenantDirectory};
 use crate::control::{ControlError, ControlServer, ControlServing, ControlState};
-use crate::directory::{self, Directories, Directory, Shared};
+use crate::directory::{Directories, Directory, Shared};
 use crate::health::{MetricsBindError, MetricsServer, Readiness};
-use crate::listener::{Admission, BindError, BoundListener, ListenerKind, Serving};
+use crate::listener::{BindError, BoundListener, ListenerKind, Serving};
 use crate::metrics::{metrics, DirectoryMetrics};
 use crate::ratelimit::BindLimiter;
 use crate::session::budget::PduBudget;
@@ -96,6 +96,9 @@ pub struct Running {
     directories: watch::Sender<Arc<Directories>>,
     /// One permit per open client connection, across reloads.
     connections: Arc<Semaphore>,
+    /// Each directory's own connection limit and its permits, across
+    /// reloads that keep the limit.
+    directory_connections: Mutex<DirectoryPermits>,
     /// What unfinished large PDUs may hold in all, across reloads.
     budget: PduBudget,
     current: Mutex<Current>,
@@ -110,6 +113,8 @@ struct Built {
 /// more.
 struct Prepared {
     built: Built,
+    /// Each directory's own connection limit and permits.
+    permits: DirectoryPermits,
     /// The bound listeners of each directory the configuration adds.
     added: BTreeMap<String, Vec<BoundListener>>,
     directories: Arc<Directories>,
@@ -191,7 +196,8 @@ impl Running {
                 d.metrics.forget_certificates();
             }
         }
-        let built = self.build(config, limiters, &kept).await?;
+        let permits = self.directory_permits(config);
+        let built = self.build(config, &permits, limiters, &kept).await?;
         let mut added = BTreeMap::new();
         for (directory, _) in &built.directories {
             if !limiters.contains_key(directory.name()) {
@@ -211,6 +217,7 @@ impl Running {
         };
         Ok(Prepared {
             built,
+            permits,
             added,
             directories,
             control,
@@ -222,6 +229,7 @@ impl Running {
     fn commit(&self, prepared: Prepared, warnings: &mut Vec<String>) {
         let Prepared {
             built,
+            permits,
             mut added,
             directories,
             control,
@@ -246,6 +254,10 @@ impl Running {
             DirectoryMetrics::new(&name).forget();
         }
         self.directories.send_replace(directories);
+        *self
+            .directory_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = permits;
         if let (Some(sender), Some(control)) = (&self.control, control) {
             sender.send_replace(control);
         }
@@ -284,14 +296,29 @@ impl Running {
     async fn build(
         &self,
         config: &Config,
+        permits: &DirectoryPermits,
         limiters: &BTreeMap<String, (Arc<BindLimiter>, RateLimitConfig)>,
         kept: &[Arc<Directory>],
     ) -> Result<Built, StartError> {
-        let admission = Arc::new(directory::admission(
-            &config.server,
-            self.connections.clone(),
-        ));
-        build(config, admission, self.budget.clone(), limiters, kept).await
+        let own = semaphores(permits);
+        let shared = Shared {
+            server: &config.server,
+            connections: self.connections.clone(),
+            directory_connections: &own,
+            budget: self.budget.clone(),
+        };
+        build(config, &shared, limiters, kept).await
+    }
+
+    /// The permits of each directory of `config` with a `max_connections`
+    /// of its own: those in force when the limit is the same (open
+    /// connections hold them), new ones otherwise.
+    fn directory_permits(&self, config: &Config) -> DirectoryPermits {
+        let in_force = self
+            .directory_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        directory_permits(config, &in_force)
     }
 
     /// Starts serving `directory` on the listeners `bound` for it.
@@ -447,16 +474,10 @@ fn record_own_certificates(config: &Config) {
 /// carry over.
 async fn build(
     config: &Config,
-    admission: Arc<Admission>,
-    budget: PduBudget,
+    shared: &Shared<'_>,
     limiters: &BTreeMap<String, (Arc<BindLimiter>, RateLimitConfig)>,
     kept: &[Arc<Directory>],
 ) -> Result<Built, StartError> {
-    let shared = Shared {
-        server: &config.server,
-        admission,
-        budget,
-    };
     // Each directory checks its servers while the others do: one whose
     // servers do not answer delays none of the others.
     let builds = config.directories.iter().map(|d| {
@@ -472,7 +493,6 @@ async fn build(
             }
             None => new_limiter(&d.ratelimit),
         };
-        let shared = &shared;
         async move {
             let directory = match unchanged {
                 Some(directory) => directory.clone(),
@@ -512,12 +532,47 @@ async fn bind_listeners(d: &TenantDirectory) -> Result<Vec<BoundListener>, Start
     Ok(bound)
 }
 
+/// Each directory's own connection limit and its permits, by name.
+type DirectoryPermits = BTreeMap<String, (usize, Arc<Semaphore>)>;
+
+/// The permits of each directory of `config` with a `max_connections` of
+/// its own: those of `in_force` when the limit is unchanged, new otherwise.
+fn directory_permits(config: &Config, in_force: &DirectoryPermits) -> DirectoryPermits {
+    config
+        .directories
+        .iter()
+        .filter_map(|d| {
+            let max = d.max_connections?;
+            let permits = match in_force.get(&d.name) {
+                Some((was, permits)) if *was == max => permits.clone(),
+                _ => Arc::new(Semaphore::new(max)),
+            };
+            Some((d.name.clone(), (max, permits)))
+        })
+        .collect()
+}
+
+/// The semaphores of `permits`, by directory name.
+fn semaphores(permits: &DirectoryPermits) -> BTreeMap<String, Arc<Semaphore>> {
+    permits
+        .iter()
+        .map(|(name, (_, permits))| (name.clone(), permits.clone()))
+        .collect()
+}
+
 /// Binds every listener and starts serving.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let connections = Arc::new(Semaphore::new(config.server.max_connections));
     let budget = PduBudget::new(config.server.unfinished_pdu_budget);
-    let admission = Arc::new(directory::admission(&config.server, connections.clone()));
-    let built = build(config, admission, budget.clone(), &BTreeMap::new(), &[]).await?;
+    let in_force = directory_permits(config, &BTreeMap::new());
+    let own = semaphores(&in_force);
+    let shared = Shared {
+        server: &config.server,
+        connections: connections.clone(),
+        directory_connections: &own,
+        budget: budget.clone(),
+    };
+    let built = build(config, &shared, &BTreeMap::new(), &[]).await?;
     let mut bound = Vec::new();
     for (directory, _) in &built.directories {
         bound.push(bind_listeners(&directory.config).await?);
@@ -564,6 +619,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         control,
         directories: directories_tx,
         connections,
+        directory_connections: Mutex::new(in_force),
         budget,
         current: Mutex::new(Current {
             config: config.clone(),

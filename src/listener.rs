@@ -41,11 +41,15 @@ impl ListenerKind {
     }
 }
 
-/// What every accept loop shares.
+/// Who a directory's accept loops let in.
 pub struct Admission {
     pub allowed_clients: Vec<IpNet>,
-    /// One permit per open client connection (`max_connections`).
+    /// One permit per open client connection of every directory
+    /// (`server.max_connections`).
     pub connections: Arc<Semaphore>,
+    /// One permit per open client connection of this directory, when it
+    /// has a limit of its own (its `max_connections`).
+    pub directory_connections: Option<Arc<Semaphore>>,
     pub tls_handshake_timeout: Duration,
 }
 
@@ -138,8 +142,22 @@ impl BoundListener {
             crate::stream::keep_alive(&tcp);
             crate::stream::cap_send_buffer(&tcp);
             let Ok(permit) = admission.connections.clone().try_acquire_owned() else {
-                tokio::spawn(refuse_busy(tcp));
+                tokio::spawn(refuse_busy(
+                    tcp,
+                    "too many connections (server.max_connections)",
+                ));
                 continue;
+            };
+            let own_permit = match &admission.directory_connections {
+                None => None,
+                Some(own) => match own.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        let why = "too many connections to this directory (its max_connections)";
+                        tokio::spawn(refuse_busy(tcp, why));
+                        continue;
+                    }
+                },
             };
             let ldaps = if self.kind == ListenerKind::Ldaps {
                 ldaps
@@ -168,7 +186,7 @@ impl BoundListener {
                     }
                 };
                 session::serve(ctx, stream, peer, shutdown).await;
-                drop(permit);
+                drop((permit, own_permit));
             });
         }
         info!(%directory, addr = %self.addr, "stopped accepting");
@@ -191,12 +209,9 @@ impl Drop for ActiveConnection {
     }
 }
 
-/// Over `max_connections`: say so and close.
-async fn refuse_busy(mut tcp: TcpStream) {
-    let notice = response::notice_of_disconnection(
-        LdapResultCode::Busy,
-        "too many connections (server.max_connections)",
-    );
+/// Over a `max_connections`: say which, and close.
+async fn refuse_busy(mut tcp: TcpStream, why: &str) {
+    let notice = response::notice_of_disconnection(LdapResultCode::Busy, why);
     let _ = timeout(Duration::from_secs(1), tcp.write_all(&notice)).await;
 }
 
@@ -208,6 +223,7 @@ mod tests {
     fn allowlist_matches_v4_mapped_v6_peers() {
         let a = Admission {
             allowed_clients: vec!["10.0.0.0/8".parse().unwrap()],
+            directory_connections: None,
             connections: Arc::new(Semaphore::new(1)),
             tls_handshake_timeout: Duration::from_secs(1),
         };

@@ -712,3 +712,88 @@ async fn a_directory_whose_servers_never_answer_holds_up_no_other() {
     );
     drop(silent);
 }
+
+#[tokio::test]
+async fn each_directory_may_limit_its_own_clients() {
+    let slapd = Slapd::start();
+    let other = Slapd::start();
+    let files = ProxyFiles::new();
+    let state = files.dir.path().join("state");
+    let (closed_port, open_port) = (free_port(), free_port());
+    let with = |entry: String, name: &str, extra: &str| {
+        entry.replace(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\n{extra}\n"),
+        )
+    };
+    let text = format!(
+        "{}{}{}{}",
+        files.server_section(),
+        with(
+            slapd_entry("ldap", &slapd, files.ldap_port, &state.join("ldap")),
+            "ldap",
+            "max_connections = 2"
+        ),
+        with(
+            slapd_entry("closed", &other, closed_port, &state.join("closed")),
+            "closed",
+            "allowed_clients = [\"10.0.0.0/8\"]"
+        ),
+        slapd_entry("open", &other, open_port, &state.join("open")),
+    );
+    let proxy = Proxy::start_text(files, &text, false);
+    // Two connections fill `ldap`'s own limit: a third is told busy (51)...
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", proxy.ldap_port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", proxy.ldap_port)).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (tag, notice) = next_tlv(&mut third).expect("a Notice of Disconnection");
+    assert_eq!(tag, 0x30);
+    // resultCode busy (51), and which limit.
+    assert!(
+        notice.windows(3).any(|w| w == [0x0a, 0x01, 51]),
+        "{notice:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&notice).contains("this directory"),
+        "{notice:?}"
+    );
+    // ...while the other directories' clients get in.
+    assert_eq!(
+        ldap_bind(open_port, "bob", "bob-pw").await,
+        (0, String::new())
+    );
+    // `closed` lets no loopback client in: closed before a byte.
+    let mut refused = std::net::TcpStream::connect(("127.0.0.1", closed_port)).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut refused, &mut byte).unwrap_or(0),
+        0,
+        "closed without an answer"
+    );
+    drop(held);
+    // A slot of `ldap` comes back when a connection ends.
+    let start = Instant::now();
+    loop {
+        let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+        if ldap
+            .simple_bind("alice", "alice-pw")
+            .await
+            .is_ok_and(|r| r.rc == 0)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no slot came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -276,6 +276,24 @@ struct Validator {
 }
 
 impl Validator {
+    /// Client addresses: CIDRs, or single addresses (a /32 or /128).
+    fn clients(&mut self, key: &str, list: &[String]) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            let parsed = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => out.push(net.trunc()),
+                Err(_) => self.problem(
+                    &format!("{key}[{i}]"),
+                    format!("`{c}` is not a CIDR like \"10.0.0.0/8\" or an address"),
+                ),
+            }
+        }
+        out
+    }
+
     fn problem(&mut self, key: &str, message: impl fmt::Display) {
         self.problems.push(Problem {
             key: key.to_owned(),
@@ -371,19 +389,7 @@ impl Validator {
                 None
             }
         };
-        let mut allowed_clients = Vec::new();
-        for (i, c) in r.allowed_clients.iter().enumerate() {
-            let parsed = c
-                .parse::<IpNet>()
-                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from));
-            match parsed {
-                Ok(net) => allowed_clients.push(net.trunc()),
-                Err(_) => self.problem(
-                    &format!("server.allowed_clients[{i}]"),
-                    format!("`{c}` is not a CIDR like \"10.0.0.0/8\" or an address"),
-                ),
-            }
-        }
+        let allowed_clients = self.clients("server.allowed_clients", &r.allowed_clients);
         let max_message_bytes = self.range(
             "server.max_message_bytes",
             r.max_message_bytes,

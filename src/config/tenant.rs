@@ -11,16 +11,20 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
+
 use super::raw::{RawConfig, RawDirectory, RawRateLimit, RawSignIn, RawSync};
 use super::{
     DirectoryConfig, Problem, RateLimitConfig, SignInConfig, SourceDigest, SyncConfig, Validator,
 };
 
 /// The keys of a `[[directories]]` entry besides the `[directory]` ones.
-const ENTRY_KEYS: [&str; 6] = [
+const ENTRY_KEYS: [&str; 8] = [
     "name",
     "ldap_listen",
     "ldaps_listen",
+    "allowed_clients",
+    "max_connections",
     "signin",
     "ratelimit",
     "sync",
@@ -53,6 +57,13 @@ pub struct TenantDirectory {
     pub ldap_listen: Vec<SocketAddr>,
     /// LDAPS listeners whose clients reach this directory.
     pub ldaps_listen: Vec<SocketAddr>,
+    /// Who may connect to its listeners, in place of
+    /// `server.allowed_clients` (None: that list).
+    pub allowed_clients: Option<Vec<IpNet>>,
+    /// Its clients' connections at most, within `server.max_connections`
+    /// (None: no limit of its own), so that one directory's clients cannot
+    /// take every connection slot from another's.
+    pub max_connections: Option<usize>,
     pub directory: DirectoryConfig,
     pub signin: SignInConfig,
     pub ratelimit: RateLimitConfig,
@@ -119,6 +130,8 @@ impl Validator {
             source: SourceDigest::default(),
             ldap_listen,
             ldaps_listen,
+            allowed_clients: None,
+            max_connections: None,
             directory: directory?,
             signin,
             ratelimit,
@@ -206,6 +219,10 @@ impl Validator {
         };
         let ldap_listen: Vec<String> = self.table_part(take("ldap_listen"), "ldap_listen");
         let ldaps_listen: Vec<String> = self.table_part(take("ldaps_listen"), "ldaps_listen");
+        let allowed_clients: Option<Vec<String>> =
+            self.table_part(take("allowed_clients"), "allowed_clients");
+        let max_connections: Option<i64> =
+            self.table_part(take("max_connections"), "max_connections");
         let signin: RawSignIn = self.table_part(take("signin"), "signin");
         let ratelimit: RawRateLimit = self.table_part(take("ratelimit"), "ratelimit");
         let raw_sync = take("sync");
@@ -223,6 +240,9 @@ impl Validator {
         };
         let ldap_listen = self.addrs("ldap_listen", &ldap_listen);
         let ldaps_listen = self.addrs("ldaps_listen", &ldaps_listen);
+        let allowed_clients = allowed_clients.map(|c| self.clients("allowed_clients", &c));
+        let max_connections =
+            max_connections.map(|n| self.range("max_connections", n, 1, 1_000_000));
         let signin = self.signin(&signin);
         let ratelimit = self.ratelimit(&ratelimit);
         let sync = self.sync(&sync);
@@ -237,6 +257,8 @@ impl Validator {
             source,
             ldap_listen,
             ldaps_listen,
+            allowed_clients,
+            max_connections,
             directory: directory?,
             signin,
             ratelimit,

@@ -209,6 +209,31 @@ fn several_directories_each_have_their_own_settings() {
 }
 
 #[test]
+fn a_directory_may_limit_its_own_clients() {
+    let limited = TWO.replace(
+        "name = \"partners\"",
+        "name = \"partners\"\nmax_connections = 50\nallowed_clients = [\"192.0.2.0/24\", \"198.51.100.7\"]",
+    );
+    let c = parse(&limited).unwrap();
+    let partners = c.directory("partners").unwrap();
+    assert_eq!(partners.max_connections, Some(50));
+    assert_eq!(
+        partners.allowed_clients.as_deref(),
+        Some(&["192.0.2.0/24".parse().unwrap(), "198.51.100.7/32".parse().unwrap()][..])
+    );
+    let ad = c.directory("corp-ad").unwrap();
+    assert_eq!((ad.max_connections, ad.allowed_clients.as_ref()), (None, None));
+    let bad = TWO.replace(
+        "name = \"partners\"",
+        "name = \"partners\"\nmax_connections = 0\nallowed_clients = [\"nope\"]",
+    );
+    assert_eq!(
+        keys(parse(&bad).unwrap_err()),
+        ["directories[1].allowed_clients[0]", "directories[1].max_connections"]
+    );
+}
+
+#[test]
 fn the_single_directory_form_is_one_directory_named_default() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.directories.len(), 1);

@@ -9,9 +9,11 @@
 
 mod schema;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::warn;
 
@@ -56,7 +58,11 @@ pub struct Directory {
 /// connection permits and the PDU budget of the whole daemon.
 pub struct Shared<'a> {
     pub server: &'a ServerConfig,
-    pub admission: Arc<Admission>,
+    /// One permit per open client connection (`server.max_connections`).
+    pub connections: Arc<Semaphore>,
+    /// The permits of each directory with a `max_connections` of its own,
+    /// by name; kept across reloads like the shared ones.
+    pub directory_connections: &'a BTreeMap<String, Arc<Semaphore>>,
     pub budget: PduBudget,
 }
 
@@ -144,7 +150,15 @@ impl Directory {
             serving: Arc::new(Serving {
                 ctx,
                 ldaps: starttls,
-                admission: shared.admission.clone(),
+                admission: Arc::new(Admission {
+                    allowed_clients: config
+                        .allowed_clients
+                        .clone()
+                        .unwrap_or_else(|| server.allowed_clients.clone()),
+                    connections: shared.connections.clone(),
+                    directory_connections: shared.directory_connections.get(&config.name).cloned(),
+                    tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+                }),
             }),
             schedule,
         })
@@ -167,15 +181,6 @@ impl Directory {
             self.metrics
                 .upstream(&server.endpoint.to_string(), server.is_up(), idle, in_use);
         }
-    }
-}
-
-/// Admission shared by every directory's listeners.
-pub fn admission(server: &ServerConfig, connections: Arc<tokio::sync::Semaphore>) -> Admission {
-    Admission {
-        allowed_clients: server.allowed_clients.clone(),
-        connections,
-        tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
     }
 }
 
