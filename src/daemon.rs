@@ -248,10 +248,14 @@ impl Running {
             };
             current.slots.insert(name, slot);
         }
+        let previous = self.directories.borrow().clone();
         for (name, slot) in slots {
             info!(directory = %name, "directory removed: its listeners stop accepting; its open sessions go on until they end");
             slot.close();
-            DirectoryMetrics::new(&name).forget();
+            if let Some(removed) = previous.get(&name) {
+                // Retires the value its last sessions and tasks hold too.
+                removed.metrics.forget();
+            }
         }
         self.directories.send_replace(directories);
         *self

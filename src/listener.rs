@@ -195,7 +195,7 @@ impl BoundListener {
 
 /// One accepted client connection in its directory's metrics, until it
 /// closes.
-struct ActiveConnection(IntGauge);
+struct ActiveConnection(Option<IntGauge>);
 
 impl ActiveConnection {
     fn open(kind: ListenerKind, metrics: &DirectoryMetrics) -> Self {
@@ -205,7 +205,9 @@ impl ActiveConnection {
 
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(active) = &self.0 {
+            active.dec();
+        }
     }
 }
 

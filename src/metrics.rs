@@ -8,6 +8,7 @@
 //! directory has a `directory` label, recorded through that directory's
 //! [`DirectoryMetrics`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -255,10 +256,14 @@ impl Metrics {
 }
 
 /// The metrics of one directory: every series it records carries its
-/// `directory` label. Cheap to clone; one per component that records.
+/// `directory` label. Cheap to clone: the clones of one directory's value
+/// (its pool, sessions, sign-in and pulls hold them) are retired together.
 #[derive(Debug, Clone)]
 pub struct DirectoryMetrics {
     directory: Arc<str>,
+    /// Set by [`DirectoryMetrics::forget`]: the directory is no longer
+    /// configured, and what its last sessions and tasks do is not recorded.
+    retired: Arc<AtomicBool>,
 }
 
 impl DirectoryMetrics {
@@ -266,7 +271,12 @@ impl DirectoryMetrics {
     pub fn new(directory: &str) -> DirectoryMetrics {
         DirectoryMetrics {
             directory: directory.into(),
+            retired: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    fn retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// The directory's name, as in the `directory` label.
@@ -276,6 +286,9 @@ impl DirectoryMetrics {
 
     /// Records one finished client operation.
     pub fn operation(&self, op: &str, code: i64, elapsed: Duration) {
+        if self.retired() {
+            return;
+        }
         let m = metrics();
         let d = &*self.directory;
         let result = result_name(code);
@@ -291,17 +304,23 @@ impl DirectoryMetrics {
     /// A client connection accepted on a listener of `kind` (`ldap`,
     /// `ldaps`); the returned gauge is decremented when it ends (a handle,
     /// so that a directory forgotten meanwhile gets no series back).
-    pub fn connection_opened(&self, kind: &str) -> IntGauge {
+    pub fn connection_opened(&self, kind: &str) -> Option<IntGauge> {
+        if self.retired() {
+            return None;
+        }
         let m = metrics();
         let d = &*self.directory;
         m.connections_total.with_label_values(&[d, kind]).inc();
         let active = m.connections_active.with_label_values(&[d, kind]);
         active.inc();
-        active
+        Some(active)
     }
 
     /// A delegated authentication ended with `outcome` (its wire name).
     pub fn authentication(&self, outcome: &str) {
+        if self.retired() {
+            return;
+        }
         metrics()
             .auth_total
             .with_label_values(&[&self.directory, outcome])
@@ -310,6 +329,9 @@ impl DirectoryMetrics {
 
     /// A sign-in refused by a rate limit or lockout, for `reason`.
     pub fn rate_limited(&self, reason: &str) {
+        if self.retired() {
+            return;
+        }
         metrics()
             .ratelimit_rejections_total
             .with_label_values(&[&self.directory, reason])
@@ -318,6 +340,9 @@ impl DirectoryMetrics {
 
     /// A TLS handshake with `server` whose certificate matched no pin.
     pub fn pin_failure(&self, server: &str) {
+        if self.retired() {
+            return;
+        }
         metrics()
             .tls_pin_failures_total
             .with_label_values(&[&self.directory, server])
@@ -327,6 +352,9 @@ impl DirectoryMetrics {
     /// The certificate chain `server` presented expires at `not_after`
     /// (Unix seconds).
     pub fn certificate_expiry(&self, server: &str, not_after: i64) {
+        if self.retired() {
+            return;
+        }
         metrics()
             .certificate_expiry_seconds
             .with_label_values(&[&self.directory, server])
@@ -335,6 +363,9 @@ impl DirectoryMetrics {
 
     /// A directory server's health and pool occupancy now.
     pub fn upstream(&self, server: &str, up: bool, idle: usize, in_use: usize) {
+        if self.retired() {
+            return;
+        }
         let m = metrics();
         let d = &*self.directory;
         m.upstream_up
@@ -351,6 +382,9 @@ impl DirectoryMetrics {
     /// Records a sync run of `kind` ("full", "changes", "verify") that
     /// ended with `result` ("success" or an error code).
     pub fn sync_run(&self, kind: &str, result: &str) {
+        if self.retired() {
+            return;
+        }
         let m = metrics();
         let d = &*self.directory;
         m.sync_runs_total
@@ -365,6 +399,9 @@ impl DirectoryMetrics {
 
     /// What the last verification counted.
     pub fn verified(&self, orgs: usize, accounts: usize, shared_sign_in_values: usize) {
+        if self.retired() {
+            return;
+        }
         let m = metrics();
         let d = &*self.directory;
         m.sync_objects
@@ -382,6 +419,7 @@ impl DirectoryMetrics {
     /// or a rejected reload built it and it never served): dashboards must
     /// not show a directory that is not configured.
     pub fn forget(&self) {
+        self.retired.store(true, Ordering::Relaxed);
         let m = metrics();
         let d = &*self.directory;
         forget_in(&m.connections_active, d);
@@ -412,6 +450,9 @@ impl DirectoryMetrics {
     /// A changes pull whose change tracking reported deleted an object
     /// that still exists.
     pub fn tracking_mismatch(&self) {
+        if self.retired() {
+            return;
+        }
         metrics()
             .sync_tracking_mismatches_total
             .with_label_values(&[&self.directory])
@@ -529,7 +570,11 @@ mod tests {
             m.sync_run("full", "success");
             m.connection_opened("ldap");
         }
+        let session_of_gone = gone.clone();
         gone.forget();
+        // What its last sessions do is not recorded either.
+        session_of_gone.operation("search", 0, Duration::from_millis(1));
+        assert!(session_of_gone.connection_opened("ldap").is_none());
         let text = String::from_utf8(metrics().render()).unwrap();
         assert!(!text.contains("gone-dir"), "{text}");
         assert!(text.contains("ldapgate_operations_total{directory=\"kept-dir\""));

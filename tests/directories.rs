@@ -742,6 +742,8 @@ async fn each_directory_may_limit_its_own_clients() {
         slapd_entry("open", &other, open_port, &state.join("open")),
     );
     let proxy = Proxy::start_text(files, &text, false);
+    // The start-up probe's connection holds a slot until its session ends.
+    proxy.wait_for_log("session ended");
     // Two connections fill `ldap`'s own limit: a third is told busy (51)...
     let held: Vec<std::net::TcpStream> = (0..2)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", proxy.ldap_port)).unwrap())
@@ -751,7 +753,8 @@ async fn each_directory_may_limit_its_own_clients() {
     third
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let (tag, notice) = next_tlv(&mut third).expect("a Notice of Disconnection");
+    let (tag, notice) = next_tlv(&mut third)
+        .unwrap_or_else(|| panic!("no Notice of Disconnection:\n{}", proxy.log()));
     assert_eq!(tag, 0x30);
     // resultCode busy (51), and which limit.
     assert!(

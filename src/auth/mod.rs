@@ -176,6 +176,7 @@ impl Authenticator {
         pool: Arc<UpstreamPool>,
         limiter: Arc<BindLimiter>,
     ) -> Authenticator {
+        let metrics = pool.metrics().clone();
         let service = Arc::new(ServiceConnections::new(
             pool.clone(),
             config.directory.service_account.clone(),
@@ -211,7 +212,7 @@ impl Authenticator {
             operation_timeout: config.directory.operation_timeout,
             max_message: config.directory.max_message_bytes,
             wrong_password: WrongPasswordReply::new(&config.directory.base_dn),
-            metrics: DirectoryMetrics::new(&config.name),
+            metrics,
         }
     }
 

@@ -60,6 +60,12 @@ impl DnSchemaReader {
                 None => return,
             }
         } else {
+            warn!(
+                retry = %humantime::format_duration(self.retry),
+                "cannot read the directory's subschema: no directory server answered yet; \
+                 DNs compare by the built-in table of naming types until it can be read"
+            );
+            self.last = Some(None);
             self.retry
         };
         tokio::spawn(async move {

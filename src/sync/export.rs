@@ -53,6 +53,7 @@ impl Exporter {
     /// The pulls of the directory `config` describes, read over the
     /// service account's connections `service`.
     pub fn new(config: &TenantDirectory, service: Arc<ServiceConnections>) -> Exporter {
+        let metrics = service.pool().metrics().clone();
         let kind = config.directory.kind;
         let reader = DirectoryReader::new(
             service,
@@ -74,7 +75,7 @@ impl Exporter {
             tracker: Tracker::new(kind, config.sync.change_tracking),
             max_account_deletes: config.sync.max_account_deletes,
             max_org_deletes: config.sync.max_org_deletes,
-            metrics: DirectoryMetrics::new(&config.name),
+            metrics,
         }
     }
 

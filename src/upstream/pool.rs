@@ -148,6 +148,8 @@ pub struct PoolSettings {
 pub struct UpstreamPool {
     servers: Vec<UpstreamServer>,
     settings: PoolSettings,
+    /// The directory's metrics, shared with everything built on the pool.
+    metrics: DirectoryMetrics,
 }
 
 /// Why the pool could not be built from its configuration.
@@ -190,6 +192,7 @@ impl UpstreamPool {
             })
             .collect::<Result<Vec<_>, PoolSetupError>>()?;
         Ok(Arc::new(UpstreamPool {
+            metrics,
             servers,
             settings: PoolSettings {
                 connect_timeout: cfg.connect_timeout,
@@ -198,6 +201,12 @@ impl UpstreamPool {
                 max_message_bytes: cfg.max_message_bytes,
             },
         }))
+    }
+
+    /// The directory's metrics: what the pool, and what is built on it,
+    /// record.
+    pub fn metrics(&self) -> &DirectoryMetrics {
+        &self.metrics
     }
 
     pub fn settings(&self) -> PoolSettings {
