@@ -6,9 +6,9 @@ use std::time::Duration;
 use crate::stream::LdapStream;
 use rustls_pki_types::CertificateDer;
 
+use crate::ldap::url::{Endpoint, EndpointError, Scheme};
 use crate::tls::pin::CertParseError;
 use crate::tls::{verifier::Trust, CertFingerprints, ChainExpiry, DirectoryTls};
-use crate::upstream::endpoint::{Endpoint, EndpointError, Scheme};
 use crate::upstream::pool::UpstreamServer;
 use crate::upstream::{UpstreamConn, UpstreamError};
 

@@ -17,10 +17,10 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::config::{Config, TenantDirectory};
+use crate::ldap::url::Scheme;
 use crate::metrics::DirectoryMetrics;
 use crate::sync::export::{Exporter, SyncError};
 use crate::tls::ChainExpiry;
-use crate::upstream::endpoint::Scheme;
 use crate::upstream::pool::UpstreamServer;
 use crate::upstream::service::ServiceConnections;
 use crate::upstream::{UpstreamConn, UpstreamError, UpstreamPool};

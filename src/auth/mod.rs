@@ -29,6 +29,7 @@ use crate::metrics::DirectoryMetrics;
 use tracing::info;
 
 use crate::config::TenantDirectory;
+use crate::ldap::ppolicy::PolicyResponse;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
 use crate::upstream::pool::ConnStash;
 use crate::upstream::requests::BindReply;
@@ -37,7 +38,7 @@ use crate::upstream::{UpstreamConn, UpstreamPool};
 pub use dn_bind::BindTicket;
 use freshness::{ChangeMarker, ChangeWatch};
 use identity::IdentityIndex;
-use outcome::{bind_outcome, Outcome, PolicyResponse};
+use outcome::{bind_outcome, Outcome};
 use resolver::{Resolution, ResolvedEntry, SignInResolver};
 use wrong_password::WrongPasswordReply;
 

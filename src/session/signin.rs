@@ -6,8 +6,8 @@
 use ldap3_proto::proto::LdapResultCode;
 
 use super::{bind_response, Session};
-use crate::auth::outcome::PPOLICY_OID;
 use crate::auth::{Attempt, Verdict};
+use crate::ldap::ppolicy::PPOLICY_OID;
 use crate::ldap::request::{self, BindAuth, Request};
 use crate::ldap::response;
 use crate::upstream::UpstreamConn;

@@ -12,12 +12,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::endpoint::Scheme;
 use super::pool::UpstreamServer;
 use super::UpstreamError;
 use crate::ber::{self, FrameError};
 use crate::ldap::response::{self, ResultSummary};
 use crate::ldap::tag;
+use crate::ldap::url::Scheme;
 use crate::stream::LdapStream;
 use crate::tls::{probe, suites, ChainExpiry, Incompatibility, PinMismatch};
 

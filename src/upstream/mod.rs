@@ -3,7 +3,6 @@
 //! sessions with health checks and failover.
 
 pub mod connection;
-pub mod endpoint;
 pub mod pool;
 pub mod requests;
 pub mod schema;
@@ -16,7 +15,6 @@ use thiserror::Error;
 use crate::tls::{Incompatibility, PinMismatch};
 
 pub use connection::UpstreamConn;
-pub use endpoint::Endpoint;
 pub use pool::UpstreamPool;
 
 /// Why a directory server could not be used. Each names the server.

@@ -16,9 +16,9 @@ use rustls_pki_types::ServerName;
 use tracing::{debug, info, warn};
 
 use super::connection::UpstreamConn;
-use super::endpoint::Endpoint;
 use super::{NoServerAvailable, UpstreamError};
 use crate::config::DirectoryConfig;
+use crate::ldap::url::Endpoint;
 use crate::metrics::DirectoryMetrics;
 use crate::tls::{self, verifier::Trust, DirectoryTls, TlsFileError};
 
@@ -97,7 +97,7 @@ impl UpstreamServer {
         tls: DirectoryTls,
         max_idle: usize,
         metrics: Option<DirectoryMetrics>,
-    ) -> Result<Self, super::endpoint::EndpointError> {
+    ) -> Result<Self, crate::ldap::url::EndpointError> {
         Ok(UpstreamServer {
             server_name: endpoint.server_name()?,
             metrics,
@@ -158,7 +158,7 @@ pub enum PoolSetupError {
     #[error("directory TLS setup: {0}")]
     Tls(#[from] rustls::Error),
     #[error("directory.servers: {0}")]
-    ServerName(#[from] super::endpoint::EndpointError),
+    ServerName(#[from] crate::ldap::url::EndpointError),
 }
 
 impl UpstreamPool {

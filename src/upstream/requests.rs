@@ -17,8 +17,8 @@ use tokio::time::timeout;
 use tokio_util::codec::Decoder;
 
 use super::connection::{read_pdu, ExchangeError, UpstreamConn};
-use crate::auth::outcome::{decode_policy_response, PolicyResponse, PPOLICY_OID};
 use crate::ber::{self, FrameError};
+use crate::ldap::ppolicy::{decode_policy_response, PolicyResponse, PPOLICY_OID};
 use crate::ldap::response::{self, ResultSummary};
 use crate::ldap::tag;
 
