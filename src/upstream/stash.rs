@@ -1,0 +1,56 @@
+//! Idle connections kept for one purpose, newest last.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::connection::UpstreamConn;
+
+/// How long an idle connection is kept. Directories drop idle connections
+/// on their own schedule (AD after 15 minutes by default); a short bound
+/// keeps the pool from handing out connections about to close.
+const MAX_IDLE: Duration = Duration::from_secs(60);
+
+/// Up to `max` idle connections.
+pub(super) struct ConnStash {
+    max: usize,
+    conns: Mutex<Vec<(UpstreamConn, Instant)>>,
+}
+
+impl ConnStash {
+    pub(super) fn new(max: usize) -> Self {
+        ConnStash {
+            max,
+            conns: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection that is still alive and not too old, if any.
+    pub(super) fn take(&self) -> Option<UpstreamConn> {
+        let mut conns = self.conns.lock().ok()?;
+        while let Some((mut conn, since)) = conns.pop() {
+            if since.elapsed() < MAX_IDLE && conn.is_alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Idle connections held now.
+    pub(super) fn len(&self) -> usize {
+        self.conns.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// True when one more connection would be kept.
+    pub(super) fn has_room(&self) -> bool {
+        self.len() < self.max
+    }
+
+    /// Keeps `conn` for later, up to the stash's size.
+    pub(super) fn put(&self, conn: UpstreamConn) {
+        if let Ok(mut conns) = self.conns.lock() {
+            if conns.len() < self.max {
+                conns.push((conn, Instant::now()));
+            }
+        }
+    }
+}
