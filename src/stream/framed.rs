@@ -7,6 +7,7 @@
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::duplex::{self, Outbox, Step};
@@ -142,7 +143,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// True when the peer has sent nothing since and not closed: an idle
     /// connection still fit for use. Never waits.
     pub fn is_quiet(&mut self) -> bool {
-        use futures_util::FutureExt;
         if !self.buf.is_empty() {
             return false;
         }

@@ -1,9 +1,8 @@
 //! One connection to a directory server: the framed stream, the server it
 //! goes to and the limits it obeys, and what it could carry over to its next
-//! user ([`ConnState`]). Requests of ldapgate's own go through
-//! [`UpstreamConn::request`], which keeps that state and names the server in
-//! every error; a client session moves bytes on it with
-//! [`UpstreamConn::step`].
+//! user ([`ConnState`]). Requests of ldapgate's own ([`super::requests`])
+//! keep that state and name the server in every error; a client session
+//! moves bytes on it with [`UpstreamConn::step`] and notes what it leaves.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
