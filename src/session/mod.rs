@@ -274,7 +274,7 @@ impl Session {
         flow
     }
 
-    /// Moves PDUs both ways, both legs full-duplex ([`duplex`]), until the
+    /// Moves PDUs both ways, both legs full-duplex ([`crate::stream::duplex`]), until the
     /// session ends or asks for a TLS upgrade.
     async fn exchange(&mut self, client: &mut Framed) -> Flow {
         loop {
