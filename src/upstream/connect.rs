@@ -22,7 +22,7 @@ impl UpstreamServer {
     /// `connect_timeout`), then TLS from the first byte for `ldaps://`, or a
     /// StartTLS exchange for `ldap://` when configured; the TLS handshake has
     /// its own `connect_timeout`. A handshake the server refuses is
-    /// diagnosed (see [`handshake_refused`]).
+    /// diagnosed: which suites and versions it accepts instead.
     pub async fn connect(
         &self,
         index: usize,
