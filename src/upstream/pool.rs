@@ -243,29 +243,31 @@ impl UpstreamPool {
     /// Takes a connection back from a lease for `purpose`: kept, reset
     /// (in the background, so that nobody waits for it) and then checked in
     /// again, or closed, as [`checkin::check_in`] decides.
-    fn check_in(self: &Arc<Self>, purpose: Purpose, mut conn: UpstreamConn) {
+    fn check_in(self: &Arc<Self>, purpose: Purpose, conn: UpstreamConn) {
         let Some(stash) = self.stash(purpose, &conn) else {
             return;
         };
-        match checkin::check_in(purpose, conn.state(), stash.has_room()) {
-            CheckIn::Keep => stash.put(conn),
-            CheckIn::Close => {}
-            CheckIn::Reset => {
-                // Dropped outside a runtime (at exit), it is closed instead.
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    return;
-                };
-                let pool = Arc::clone(self);
-                runtime.spawn(async move {
-                    match conn.reset().await {
-                        Ok(()) => pool.check_in(purpose, conn),
-                        Err(e) => {
-                            debug!(error = %e, "dropping an upstream connection that did not reset")
-                        }
-                    }
-                });
+        let state = conn.state();
+        let mut verdict = CheckIn::Close;
+        let offered = stash.offer(conn, |room| {
+            verdict = checkin::check_in(purpose, state, room);
+            verdict == CheckIn::Keep
+        });
+        // Kept, or closed as it drops here, unless it is to be reset.
+        let (CheckIn::Reset, Some(mut conn)) = (verdict, offered) else {
+            return;
+        };
+        // Dropped outside a runtime (at exit), it is closed instead.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = Arc::clone(self);
+        runtime.spawn(async move {
+            match conn.reset().await {
+                Ok(()) => pool.check_in(purpose, conn),
+                Err(e) => debug!(error = %e, "dropping an upstream connection that did not reset"),
             }
-        }
+        });
     }
 
     /// Checks every server once: connect, TLS and pin, and an anonymous

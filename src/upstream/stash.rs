@@ -40,17 +40,22 @@ impl ConnStash {
         self.conns.lock().map(|v| v.len()).unwrap_or(0)
     }
 
-    /// True when one more connection would be kept.
-    pub(super) fn has_room(&self) -> bool {
-        self.len() < self.max
-    }
-
-    /// Keeps `conn` for later, up to the stash's size.
-    pub(super) fn put(&self, conn: UpstreamConn) {
-        if let Ok(mut conns) = self.conns.lock() {
-            if conns.len() < self.max {
-                conns.push((conn, Instant::now()));
-            }
+    /// Offers `conn` back: `keep` says, given whether the stash has room
+    /// for one more, whether it is kept as it is (true), under the one
+    /// lock. A connection not kept is returned, for the caller to reset
+    /// or drop.
+    pub(super) fn offer(
+        &self,
+        conn: UpstreamConn,
+        keep: impl FnOnce(bool) -> bool,
+    ) -> Option<UpstreamConn> {
+        let Ok(mut conns) = self.conns.lock() else {
+            return Some(conn);
+        };
+        if keep(conns.len() < self.max) {
+            conns.push((conn, Instant::now()));
+            return None;
         }
+        Some(conn)
     }
 }
