@@ -4,6 +4,7 @@
 //! ways at once ([`Framed::step`]) and takes PDUs out of the buffer as its
 //! routing decides, without copying them.
 
+use std::future::Future;
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -130,14 +131,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     }
 
     /// One full-duplex step ([`duplex::step`]): part of `out` written, or
-    /// a read into the buffer when `read`.
-    pub async fn step(&mut self, read: bool, out: &mut Outbox) -> Step {
-        duplex::step(&mut self.stream, &mut self.buf, read, out).await
+    /// a read into the buffer when `read`. The future is `duplex::step`'s
+    /// own: the hot path polls no wrapper.
+    pub fn step<'a>(
+        &'a mut self,
+        read: bool,
+        out: &'a mut Outbox,
+    ) -> impl Future<Output = Step> + 'a {
+        duplex::step(&mut self.stream, &mut self.buf, read, out)
     }
 
     /// Writes and flushes everything `out` holds, within `limit`.
-    pub async fn drain(&mut self, out: &mut Outbox, limit: std::time::Duration) -> io::Result<()> {
-        out.drain(&mut self.stream, limit).await
+    pub fn drain<'a>(
+        &'a mut self,
+        out: &'a mut Outbox,
+        limit: std::time::Duration,
+    ) -> impl Future<Output = io::Result<()>> + 'a {
+        out.drain(&mut self.stream, limit)
     }
 
     /// True when the peer has sent nothing since and not closed: an idle

@@ -4,6 +4,7 @@
 //! keep that state and name the server in every error; a client session
 //! moves bytes on it with [`UpstreamConn::step`] and notes what it leaves.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -245,8 +246,12 @@ impl UpstreamConn {
     }
 
     /// One full-duplex step on the connection ([`Framed::step`]).
-    pub async fn step(&mut self, read: bool, out: &mut Outbox) -> Step {
-        self.framed.step(read, out).await
+    pub fn step<'a>(
+        &'a mut self,
+        read: bool,
+        out: &'a mut Outbox,
+    ) -> impl Future<Output = Step> + 'a {
+        self.framed.step(read, out)
     }
 }
 
