@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use crate::stream::LdapStream;
 use rustls_pki_types::CertificateDer;
 
+use crate::ldap::url::{Endpoint, EndpointError, Scheme};
 use crate::tls::pin::CertParseError;
 use crate::tls::{verifier::Trust, CertFingerprints, ChainExpiry, DirectoryTls};
-use crate::upstream::endpoint::{Endpoint, EndpointError, Scheme};
-use crate::upstream::pool::UpstreamServer;
-use crate::upstream::{UpstreamConn, UpstreamError};
+use crate::upstream::{PoolSettings, UpstreamError, UpstreamServer};
 
 /// Why the certificate could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +78,13 @@ pub async fn fetch(
             }
         })?;
     let name = endpoint.to_string();
-    let conn = match UpstreamConn::connect(&server, 0, limit, limit, 1 << 20).await {
+    let settings = PoolSettings {
+        connect_timeout: limit,
+        operation_timeout: limit,
+        max_idle_per_server: 0,
+        max_message_bytes: 1 << 20,
+    };
+    let conn = match server.connect(0, &settings).await {
         Ok(conn) => conn,
         // ldapgate cannot speak this server's TLS, but a diagnostic
         // ClientHello read the certificate it presents: show it, with why
@@ -97,12 +101,7 @@ pub async fn fetch(
         }
         Err(e) => return Err(e.into()),
     };
-    let LdapStream::ClientTls(tls) = &conn.stream else {
-        return Err(FingerprintError::NoCertificate { server: name });
-    };
-    let certs = tls
-        .get_ref()
-        .1
+    let certs = conn
         .peer_certificates()
         .filter(|c| !c.is_empty())
         .ok_or_else(|| FingerprintError::NoCertificate {
@@ -111,7 +110,7 @@ pub async fn fetch(
     Ok(ServerCertificates {
         server: endpoint,
         chain: fingerprints(&name, certs)?,
-        expiry: conn.chain_expiry.clone(),
+        expiry: conn.chain_expiry().cloned(),
         unusable: None,
     })
 }

@@ -10,7 +10,8 @@
 //! - [`directory`]: one directory at run time, owned in one place: its pool,
 //!   authenticator, pulls, session context and health.
 //! - [`listener`]: accept loops for LDAP (StartTLS) and LDAPS, allowlist, connection cap.
-//! - [`stream`]: the plain-or-TLS byte stream under either leg.
+//! - [`stream`]: the plain-or-TLS byte stream under either leg, framed into PDUs
+//!   ([`stream::Framed`]) and moved both ways at once.
 //! - [`session`]: one client connection; [`session::policy`] decides per request.
 //! - [`auth`]: delegated authentication: sign-in resolution, bind, outcomes.
 //! - [`ratelimit`]: per-address and per-identity bind limits, lockout.
@@ -27,7 +28,8 @@
 //! - [`ber`]: raw PDU framing with size limits, and a zero-copy TLV reader.
 //! - [`ldap`]: protocol knowledge: tags, OIDs, DNs, request views, generated responses,
 //!   subschema attribute types and their equality matching rules.
-//! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover.
+//! - [`upstream`]: directory servers, connections (LDAPS/StartTLS), the pool with failover
+//!   that lends them per purpose (client session, sign-in bind, service account).
 //! - [`tls`]: rustls setup, certificate pins and the verifier enforcing them,
 //!   chain expiry, and the diagnosis of a directory with no cipher suite in common.
 //! - [`verify`]: `ldapgate verify` and `POST /v1/verify`, the checks before switching over.

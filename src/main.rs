@@ -12,7 +12,6 @@ use ldapgate::metrics::DirectoryMetrics;
 use ldapgate::ratelimit::BindLimiter;
 use ldapgate::sync::export::{self, Exporter};
 use ldapgate::sync::{changes, verify};
-use ldapgate::upstream::service::ServiceConnections;
 use ldapgate::upstream::UpstreamPool;
 use ldapgate::{daemon, fingerprint};
 use std::sync::Arc;
@@ -392,11 +391,7 @@ async fn authenticate(
 async fn sync(config: &TenantDirectory, action: &SyncCommand) -> anyhow::Result<bool> {
     use std::io::Write;
     let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
-    let service = Arc::new(ServiceConnections::new(
-        pool,
-        config.directory.service_account.clone(),
-    ));
-    let exporter = Arc::new(Exporter::new(config, service));
+    let exporter = Arc::new(Exporter::new(config, pool));
     if let SyncCommand::Verify { .. } = action {
         return Ok(
             match verify::verify(&exporter, &config.signin.attributes).await {

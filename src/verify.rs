@@ -10,20 +10,17 @@
 //! the fingerprint is compared, never recorded.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::config::{Config, TenantDirectory};
+use crate::ldap::url::Scheme;
 use crate::metrics::DirectoryMetrics;
 use crate::sync::export::{Exporter, SyncError};
 use crate::tls::ChainExpiry;
-use crate::upstream::endpoint::Scheme;
-use crate::upstream::pool::UpstreamServer;
-use crate::upstream::service::ServiceConnections;
-use crate::upstream::{UpstreamConn, UpstreamError, UpstreamPool};
+use crate::upstream::{PoolSettings, UpstreamConn, UpstreamError, UpstreamPool, UpstreamServer};
 
 /// A certificate closer to its expiry than this is a warning.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
@@ -104,10 +101,7 @@ pub async fn verify_directory(config: &TenantDirectory) -> Result<Report, Verify
     let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
     // The exporter knows the base entry's id attribute and the state
     // directory; it is used here only to read, never to record.
-    let exporter = Exporter::new(
-        config,
-        Arc::new(ServiceConnections::new(pool.clone(), None)),
-    );
+    let exporter = Exporter::new(config, pool.clone());
     let mut checks = Vec::new();
     for (index, server) in pool.servers().iter().enumerate() {
         ServerChecks {
@@ -115,6 +109,7 @@ pub async fn verify_directory(config: &TenantDirectory) -> Result<Report, Verify
             exporter: &exporter,
             server,
             index,
+            settings: pool.settings(),
             out: &mut checks,
         }
         .run()
@@ -129,6 +124,7 @@ struct ServerChecks<'a> {
     exporter: &'a Exporter,
     server: &'a UpstreamServer,
     index: usize,
+    settings: PoolSettings,
     out: &'a mut Vec<Check>,
 }
 
@@ -179,14 +175,7 @@ impl ServerChecks<'_> {
                 return self.skip_rest(&["tls", "pin", "expiry", "bind", "base_dn"], "TCP failed");
             }
         }
-        let connected = UpstreamConn::connect(
-            self.server,
-            self.index,
-            d.connect_timeout,
-            d.operation_timeout,
-            d.max_message_bytes,
-        )
-        .await;
+        let connected = self.server.connect(self.index, &self.settings).await;
         let mut conn = match connected {
             Ok(conn) => conn,
             Err(UpstreamError::PinMismatch { mismatch, .. }) => {
@@ -210,7 +199,7 @@ impl ServerChecks<'_> {
             Scheme::Ldap => "StartTLS",
         };
         let key = &self.config.key;
-        if conn.stream.peer_leaf().is_none() {
+        if conn.peer_certificates().is_none_or(|c| c.is_empty()) {
             let detail = format!(
                 "plain LDAP: the leg to this server is not encrypted ({key}.starttls = false)"
             );
@@ -239,7 +228,7 @@ impl ServerChecks<'_> {
             );
         }
         let (status, detail) = expiry_check(
-            conn.chain_expiry.as_ref(),
+            conn.chain_expiry(),
             d.ca_file.is_some() || d.pins.is_empty(),
         );
         self.push("expiry", status, detail);
@@ -257,14 +246,7 @@ impl ServerChecks<'_> {
             }
             Some(account) => {
                 let dn = account.dn.to_string();
-                let reply = conn
-                    .bind_simple(
-                        &dn,
-                        account.password.expose(),
-                        d.operation_timeout,
-                        d.max_message_bytes,
-                    )
-                    .await;
+                let reply = conn.bind_simple(&dn, account.password.expose()).await;
                 match reply {
                     Ok(r) if r.code == 0 => self.push("bind", Status::Ok, format!("bound as {dn}")),
                     Ok(r) => {

@@ -73,7 +73,7 @@ impl Authenticator {
         self.limiter.check_client(client).map_err(refused)?;
         let (identity, cached) = self
             .identities
-            .of_dn(dn, self.operation_timeout, self.max_message)
+            .of_dn(dn)
             .await
             .map_err(|e| Verdict::bare(Outcome::DirectoryUnavailable, Some(e.to_string())))?;
         let key = limit_key(&identity, client);
@@ -110,11 +110,7 @@ impl Authenticator {
         let mut account = matches!(ticket.identity, Identity::Account(_));
         if code == INVALID_CREDENTIALS && ticket.cached {
             self.identities.forget(&ticket.dn);
-            if let Ok((now, _)) = self
-                .identities
-                .of_dn(&ticket.dn, self.operation_timeout, self.max_message)
-                .await
-            {
+            if let Ok((now, _)) = self.identities.of_dn(&ticket.dn).await {
                 key = limit_key(&now, ticket.client);
                 account = matches!(now, Identity::Account(_));
             }

@@ -29,7 +29,7 @@ use tracing::debug;
 
 use crate::config::DirectoryKind;
 use crate::ldap::dn::Dn;
-use crate::upstream::service::ServiceConnections;
+use crate::upstream::UpstreamPool;
 
 /// The change generation of one directory.
 #[derive(Debug)]
@@ -112,30 +112,20 @@ impl ChangeWatch {
 
 /// Reads a directory's change marker.
 pub struct ChangeMarker {
-    service: Arc<ServiceConnections>,
+    pool: Arc<UpstreamPool>,
     kind: DirectoryKind,
     base_dn: Dn,
     /// The naming context holding `base_dn`, read once it can be.
     context: OnceCell<String>,
-    limit: Duration,
-    max_message: usize,
 }
 
 impl ChangeMarker {
-    pub fn new(
-        service: Arc<ServiceConnections>,
-        kind: DirectoryKind,
-        base_dn: Dn,
-        limit: Duration,
-        max_message: usize,
-    ) -> ChangeMarker {
+    pub fn new(pool: Arc<UpstreamPool>, kind: DirectoryKind, base_dn: Dn) -> ChangeMarker {
         ChangeMarker {
-            service,
+            pool,
             kind,
             base_dn,
             context: OnceCell::new(),
-            limit,
-            max_message,
         }
     }
 
@@ -165,13 +155,11 @@ impl ChangeMarker {
 
     async fn read_values(&self, dn: &str, attr: &str) -> Option<Vec<Vec<u8>>> {
         let reply = self
-            .service
+            .pool
             .read_base(
                 dn,
                 LdapFilter::Present("objectClass".into()),
                 vec![attr.to_owned()],
-                self.limit,
-                self.max_message,
             )
             .await
             .ok()?;

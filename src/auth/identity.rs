@@ -17,7 +17,7 @@ use super::accounts::AccountClasses;
 use super::freshness::ChangeWatch;
 use super::resolver::{entry_id, ResolveError};
 use crate::config::DirectoryKind;
-use crate::upstream::service::ServiceConnections;
+use crate::upstream::UpstreamPool;
 
 /// What the cache of DN identities may hold, in bytes of DN and id text
 /// (plus a per-entry allowance): bounded by size, not count, since a client
@@ -46,7 +46,7 @@ pub fn account_key(id: &str) -> String {
 
 /// Maps bind DNs to identities for one directory.
 pub struct IdentityIndex {
-    service: Arc<ServiceConnections>,
+    pool: Arc<UpstreamPool>,
     accounts: AccountClasses,
     id_attribute: &'static str,
     kind: DirectoryKind,
@@ -56,7 +56,7 @@ pub struct IdentityIndex {
 
 impl IdentityIndex {
     pub fn new(
-        service: Arc<ServiceConnections>,
+        pool: Arc<UpstreamPool>,
         accounts: AccountClasses,
         kind: DirectoryKind,
         watch: Arc<ChangeWatch>,
@@ -76,7 +76,7 @@ impl IdentityIndex {
                 .build()
         });
         IdentityIndex {
-            service,
+            pool,
             accounts,
             id_attribute: super::resolver::id_attribute(kind),
             kind,
@@ -89,19 +89,14 @@ impl IdentityIndex {
     ///
     /// Errors when the directory could not be asked; the caller then
     /// refuses the bind (a name that cannot be mapped cannot be limited).
-    pub async fn of_dn(
-        &self,
-        dn: &str,
-        limit: Duration,
-        max_message: usize,
-    ) -> Result<(Identity, bool), ResolveError> {
+    pub async fn of_dn(&self, dn: &str) -> Result<(Identity, bool), ResolveError> {
         if let Some((identity, stamp)) = self.cache.as_ref().and_then(|c| c.get(dn)) {
             if self.watch.still_valid(stamp) {
                 return Ok((identity, true));
             }
         }
         let stamp = self.watch.stamp();
-        let identity = self.look_up(dn, limit, max_message).await?;
+        let identity = self.look_up(dn).await?;
         // Names that reach no entry share one budget per address whatever
         // they are: nothing to remember them for.
         if let (Some(cache), false) = (&self.cache, identity == Identity::Unknown) {
@@ -119,32 +114,18 @@ impl IdentityIndex {
 
     /// Asks the directory: first as an account (the account filter, so the
     /// directory's schema decides), then as any entry.
-    async fn look_up(
-        &self,
-        dn: &str,
-        limit: Duration,
-        max_message: usize,
-    ) -> Result<Identity, ResolveError> {
+    async fn look_up(&self, dn: &str) -> Result<Identity, ResolveError> {
         let attrs = vec![self.id_attribute.to_owned()];
         let reply = self
-            .service
-            .read_base(
-                dn,
-                self.accounts.filter(),
-                attrs.clone(),
-                limit,
-                max_message,
-            )
+            .pool
+            .read_base(dn, self.accounts.filter(), attrs.clone())
             .await?;
         if let Some(id) = reply.entries.first().and_then(|e| entry_id(self.kind, e)) {
             return Ok(Identity::Account(id));
         }
         if reply.done.code == 0 {
             let any = LdapFilter::Present("objectClass".into());
-            let reply = self
-                .service
-                .read_base(dn, any, attrs, limit, max_message)
-                .await?;
+            let reply = self.pool.read_base(dn, any, attrs).await?;
             if let Some(id) = reply.entries.first().and_then(|e| entry_id(self.kind, e)) {
                 return Ok(Identity::Service(id));
             }

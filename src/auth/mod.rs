@@ -29,20 +29,16 @@ use crate::metrics::DirectoryMetrics;
 use tracing::info;
 
 use crate::config::TenantDirectory;
+use crate::ldap::ppolicy::PolicyResponse;
 use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
-use crate::upstream::pool::ConnStash;
 use crate::upstream::requests::BindReply;
-use crate::upstream::service::ServiceConnections;
-use crate::upstream::{UpstreamConn, UpstreamPool};
+use crate::upstream::{Lease, UpstreamPool};
 pub use dn_bind::BindTicket;
 use freshness::{ChangeMarker, ChangeWatch};
 use identity::IdentityIndex;
-use outcome::{bind_outcome, Outcome, PolicyResponse};
+use outcome::{bind_outcome, Outcome};
 use resolver::{Resolution, ResolvedEntry, SignInResolver};
 use wrong_password::WrongPasswordReply;
-
-/// Idle connections kept in the bind pool at most.
-const MAX_IDLE_BIND_CONNECTIONS: usize = 64;
 
 /// Logins longer than this are refused without touching the directory.
 pub const MAX_LOGIN_BYTES: usize = 256;
@@ -138,15 +134,13 @@ pub struct Authenticator {
     watch: Arc<ChangeWatch>,
     /// Reads the directory's change marker for `watch`.
     marker: std::sync::Mutex<Option<ChangeMarker>>,
+    /// Lends the connections that binds and the service account's
+    /// searches go over.
     pool: Arc<UpstreamPool>,
-    /// The bind pool: connections that carry nothing but user binds, so
-    /// they need no reset between sign-ins and never hold the service
-    /// account's identity.
-    bind_conns: ConnStash,
     limiter: Arc<BindLimiter>,
     binds: Semaphore,
+    /// How long an attempt waits for its turn (`directory.operation_timeout`).
     operation_timeout: Duration,
-    max_message: usize,
     /// What the directory answers a wrong password, which a login that
     /// names no entry gets too.
     wrong_password: WrongPasswordReply,
@@ -177,40 +171,27 @@ impl Authenticator {
         limiter: Arc<BindLimiter>,
     ) -> Authenticator {
         let metrics = pool.metrics().clone();
-        let service = Arc::new(ServiceConnections::new(
-            pool.clone(),
-            config.directory.service_account.clone(),
-        ));
         let watch = ChangeWatch::new(config.signin.change_check_interval);
         let d = &config.directory;
         Authenticator {
-            resolver: SignInResolver::new(config, service.clone(), watch.clone()),
+            resolver: SignInResolver::new(config, pool.clone(), watch.clone()),
             identities: IdentityIndex::new(
-                service.clone(),
+                pool.clone(),
                 accounts::AccountClasses::from_config(config),
                 d.kind,
                 watch.clone(),
                 config.signin.cache_ttl,
             ),
             marker: std::sync::Mutex::new(Some(ChangeMarker::new(
-                service,
+                pool.clone(),
                 d.kind,
                 d.base_dn.clone(),
-                d.operation_timeout,
-                d.max_message_bytes,
             ))),
             watch,
             pool,
-            bind_conns: ConnStash::new(
-                config
-                    .ratelimit
-                    .max_concurrent_binds
-                    .min(MAX_IDLE_BIND_CONNECTIONS),
-            ),
             limiter,
             binds: Semaphore::new(config.ratelimit.max_concurrent_binds),
             operation_timeout: config.directory.operation_timeout,
-            max_message: config.directory.max_message_bytes,
             wrong_password: WrongPasswordReply::new(&config.directory.base_dn),
             metrics,
         }
@@ -237,10 +218,7 @@ impl Authenticator {
                 let bound = self
                     .directory_bind(self.wrong_password.probe_dn(), &password, &mut facts)
                     .await;
-                bound.ok().map(|(reply, conn)| {
-                    self.bind_conns.put(conn);
-                    reply
-                })
+                bound.ok().map(|(reply, _lease)| reply)
             }
             None => None,
         };
@@ -251,15 +229,15 @@ impl Authenticator {
         }
     }
 
-    /// One simple bind on a connection of the bind pool, within the limit
-    /// on binds in progress; only over an encrypted leg. Err: the verdict
-    /// when the directory could not be asked.
+    /// One simple bind on a connection lent for sign-in binds, within the
+    /// limit on binds in progress; only over an encrypted leg. Err: the
+    /// verdict when the directory could not be asked.
     async fn directory_bind(
         &self,
         dn: &str,
         password: &str,
         facts: &mut AuditFacts,
-    ) -> Result<(BindReply, UpstreamConn), Verdict> {
+    ) -> Result<(BindReply, Lease), Verdict> {
         let unavailable =
             |detail: String| Verdict::bare(Outcome::DirectoryUnavailable, Some(detail));
         let Ok(_permit) = tokio::time::timeout(self.operation_timeout, self.binds.acquire()).await
@@ -268,29 +246,23 @@ impl Authenticator {
             self.metrics.rate_limited("concurrency");
             return Err(Verdict::bare(Outcome::RateLimited, Some(detail.into())));
         };
-        let mut conn = match self.bind_conns.take() {
-            Some(c) => c,
-            None => self
-                .pool
-                .checkout()
-                .await
-                .map_err(|e| unavailable(e.to_string()))?,
-        };
-        let server = self.pool.server_name(conn.server);
-        facts.server = Some(server.clone());
+        let mut conn = self
+            .pool
+            .sign_in_lease()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let server = conn.server_name().to_owned();
         if !conn.encrypted() {
             // A password leaves ldapgate only over TLS.
-            self.bind_conns.put(conn);
+            facts.server = Some(server.clone());
             return Err(unavailable(format!(
                 "{server}: the directory leg is not encrypted (use ldaps:// or starttls)"
             )));
         }
-        match conn
-            .bind_simple(dn, password, self.operation_timeout, self.max_message)
-            .await
-        {
+        facts.server = Some(server);
+        match conn.bind_simple(dn, password).await {
             Ok(reply) => Ok((reply, conn)),
-            Err(e) => Err(unavailable(e.at(&server, "bind").to_string())),
+            Err(e) => Err(unavailable(e.to_string())),
         }
     }
 
@@ -324,13 +296,13 @@ impl Authenticator {
 
     /// Like [`Self::authenticate`]; with `keep`, a successful attempt also
     /// hands back the upstream connection now bound as the user, for an
-    /// LDAP session to carry on with. Otherwise that connection is reset to
-    /// anonymous and pooled.
+    /// LDAP session to carry on with, lent for the session from then on.
+    /// Otherwise the connection goes back to the pool for the next sign-in.
     pub async fn authenticate_keeping(
         &self,
         attempt: &Attempt<'_>,
         keep: bool,
-    ) -> (Verdict, Option<UpstreamConn>) {
+    ) -> (Verdict, Option<Lease>) {
         let started = Instant::now();
         let mut facts = AuditFacts::default();
         let (verdict, conn) = self.decide(attempt, keep, &mut facts).await;
@@ -359,7 +331,7 @@ impl Authenticator {
         attempt: &Attempt<'_>,
         keep: bool,
         facts: &mut AuditFacts,
-    ) -> (Verdict, Option<UpstreamConn>) {
+    ) -> (Verdict, Option<Lease>) {
         if let Some(verdict) = self.refusal(attempt) {
             return (verdict, None);
         }
@@ -471,11 +443,7 @@ impl Authenticator {
         facts: &mut AuditFacts,
     ) -> Result<(Arc<ResolvedEntry>, String, bool), Verdict> {
         let login = attempt.login;
-        let (resolution, cached) = match self
-            .resolver
-            .resolve(login, use_cache, self.operation_timeout, self.max_message)
-            .await
-        {
+        let (resolution, cached) = match self.resolver.resolve(login, use_cache).await {
             Ok(r) => r,
             Err(e) => {
                 return Err(Verdict::bare(
@@ -520,7 +488,7 @@ impl Authenticator {
         password: &str,
         keep: bool,
         facts: &mut AuditFacts,
-    ) -> (Verdict, Option<UpstreamConn>) {
+    ) -> (Verdict, Option<Lease>) {
         let (reply, conn) = match self.directory_bind(&entry.dn, password, facts).await {
             Ok(answered) => answered,
             Err(verdict) => return (verdict, None),
@@ -537,14 +505,9 @@ impl Authenticator {
         }
         // Bound as the user (the directory said success, perhaps with a
         // password policy restriction it enforces itself), or anonymous
-        // after a failure: hand it to the session that asked, or keep it
+        // after a failure: hand it to the session that asked, or return it
         // for the next sign-in's bind.
-        let kept = if keep && reply.code == 0 {
-            Some(conn)
-        } else {
-            self.bind_conns.put(conn);
-            None
-        };
+        let kept = (keep && reply.code == 0).then(|| conn.into_session());
         if outcome != Outcome::Success {
             let detail = match outcome {
                 Outcome::InvalidCredentials => None,

@@ -1,13 +1,11 @@
 //! What a sign-in attempt came to, from the directory's own words: AD's
 //! `data XXX` sub-code in the diagnostic of an invalidCredentials result,
-//! and the password policy response control of OpenLDAP and 389-DS.
+//! and the password policy response control of OpenLDAP and 389-DS
+//! ([`crate::ldap::ppolicy`]).
 
 use serde::Serialize;
 
-use crate::ber::{FrameError, TlvReader};
-
-/// OID of the password policy control (draft-behera-ldap-password-policy).
-pub const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
+use crate::ldap::ppolicy::PolicyResponse;
 
 /// The outcome of a sign-in, as the control channel reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -79,49 +77,6 @@ pub fn ad_outcome(subcode: u16) -> Outcome {
     }
 }
 
-/// The password policy response control's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct PolicyResponse {
-    /// Seconds until the password expires.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_before_expiration: Option<i64>,
-    /// Logins left on an expired password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grace_logins_remaining: Option<i64>,
-    /// The PasswordPolicyResponseValue error enumeration.
-    #[serde(skip)]
-    pub error: Option<i64>,
-}
-
-/// Decodes `PasswordPolicyResponseValue ::= SEQUENCE { warning [0] CHOICE {
-/// timeBeforeExpiration [0] INTEGER, graceAuthNsRemaining [1] INTEGER }
-/// OPTIONAL, error [1] ENUMERATED OPTIONAL }`.
-pub fn decode_policy_response(value: &[u8]) -> Result<PolicyResponse, FrameError> {
-    let mut outer = TlvReader::new(value);
-    let seq = outer.expect(0x30, "PasswordPolicyResponseValue is not a SEQUENCE")?;
-    let mut fields = seq.children();
-    let mut resp = PolicyResponse::default();
-    while !fields.is_empty() {
-        let field = fields.next()?;
-        match field.tag {
-            // warning [0], constructed (a CHOICE of two implicit INTEGERs)
-            0xa0 => {
-                let mut choice = field.children();
-                let w = choice.next()?;
-                match w.tag {
-                    0x80 => resp.time_before_expiration = Some(w.as_int()?),
-                    0x81 => resp.grace_logins_remaining = Some(w.as_int()?),
-                    _ => return Err(FrameError::Malformed("unknown ppolicy warning")),
-                }
-            }
-            // error [1], implicit ENUMERATED
-            0x81 => resp.error = Some(field.as_int()?),
-            _ => return Err(FrameError::Malformed("unknown ppolicy response field")),
-        }
-    }
-    Ok(resp)
-}
-
 /// The outcome of a bind whose result code was `code`, read with what the
 /// directory said beside it.
 pub fn bind_outcome(code: i64, diagnostic: &str, policy: Option<&PolicyResponse>) -> Outcome {
@@ -147,6 +102,7 @@ pub fn bind_outcome(code: i64, diagnostic: &str, policy: Option<&PolicyResponse>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ldap::ppolicy::decode_policy_response;
 
     #[test]
     fn reads_ad_subcodes() {

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ldap3_proto::proto::{
     LdapDerefAliases, LdapFilter, LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
@@ -24,8 +23,8 @@ use serde::Serialize;
 use super::accounts::AccountClasses;
 use super::freshness::ChangeWatch;
 use crate::config::{DirectoryKind, TenantDirectory};
-use crate::upstream::connection::ExchangeError;
-use crate::upstream::service::{ServiceConnections, ServiceError};
+use crate::upstream::service::ServiceError;
+use crate::upstream::UpstreamPool;
 
 /// How many entries a resolution asks for: two would prove ambiguity, a few
 /// more let the audit line say which attributes collided.
@@ -58,18 +57,13 @@ pub enum Resolution {
 pub enum ResolveError {
     #[error(transparent)]
     Service(#[from] ServiceError),
-    #[error("sign-in search on {server}: {source}")]
-    Exchange {
-        server: String,
-        source: ExchangeError,
-    },
     #[error("sign-in search failed with result {code}: {diagnostic}")]
     Search { code: i64, diagnostic: String },
 }
 
 /// Resolves logins for one directory.
 pub struct SignInResolver {
-    service: Arc<ServiceConnections>,
+    pool: Arc<UpstreamPool>,
     base_dn: String,
     attributes: Vec<String>,
     accounts: AccountClasses,
@@ -83,7 +77,7 @@ pub struct SignInResolver {
 impl SignInResolver {
     pub fn new(
         config: &TenantDirectory,
-        service: Arc<ServiceConnections>,
+        pool: Arc<UpstreamPool>,
         watch: Arc<ChangeWatch>,
     ) -> SignInResolver {
         let kind = config.directory.kind;
@@ -94,7 +88,7 @@ impl SignInResolver {
                 .build()
         });
         SignInResolver {
-            service,
+            pool,
             base_dn: config.directory.base_dn.to_string(),
             attributes: config.signin.attributes.clone(),
             accounts: AccountClasses::from_config(config),
@@ -120,8 +114,6 @@ impl SignInResolver {
         &self,
         login: &str,
         use_cache: bool,
-        limit: Duration,
-        max_message: usize,
     ) -> Result<(Resolution, bool), ResolveError> {
         if let Some((hit, stamp)) = self
             .cache
@@ -136,7 +128,8 @@ impl SignInResolver {
         // Taken before the search: a change that lands while it runs makes
         // the result stale at once.
         let stamp = self.watch.stamp();
-        let mut conn = self.service.get(limit, max_message).await?;
+        let mut conn = self.pool.service_lease().await?;
+        let limit = conn.settings().operation_timeout;
         let mut attrs = self.attributes.clone();
         attrs.extend([
             "cn".to_owned(),
@@ -153,16 +146,8 @@ impl SignInResolver {
             filter: signin_filter(&self.accounts, &self.attributes, login),
             attrs,
         };
-        let reply = match conn.search(request, limit, max_message).await {
-            Ok(r) => r,
-            Err(source) => {
-                return Err(ResolveError::Exchange {
-                    server: self.service.pool().server_name(conn.server),
-                    source,
-                })
-            }
-        };
-        self.service.put(conn);
+        let reply = conn.search(request).await.map_err(ServiceError::from)?;
+        drop(conn);
         // sizeLimitExceeded (4) still carries the entries: ambiguous.
         if reply.done.code != 0 && reply.done.code != 4 {
             return Err(ResolveError::Search {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::raw::RawDirectory;
 use super::{Secret, Validator};
 use crate::ldap::dn::Dn;
+use crate::ldap::url::{Endpoint, Scheme};
 use crate::tls::{self, Pin};
-use crate::upstream::endpoint::{Endpoint, Scheme};
 
 /// Which directory product is behind the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

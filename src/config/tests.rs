@@ -219,17 +219,28 @@ fn a_directory_may_limit_its_own_clients() {
     assert_eq!(partners.max_connections, Some(50));
     assert_eq!(
         partners.allowed_clients.as_deref(),
-        Some(&["192.0.2.0/24".parse().unwrap(), "198.51.100.7/32".parse().unwrap()][..])
+        Some(
+            &[
+                "192.0.2.0/24".parse().unwrap(),
+                "198.51.100.7/32".parse().unwrap()
+            ][..]
+        )
     );
     let ad = c.directory("corp-ad").unwrap();
-    assert_eq!((ad.max_connections, ad.allowed_clients.as_ref()), (None, None));
+    assert_eq!(
+        (ad.max_connections, ad.allowed_clients.as_ref()),
+        (None, None)
+    );
     let bad = TWO.replace(
         "name = \"partners\"",
         "name = \"partners\"\nmax_connections = 0\nallowed_clients = [\"nope\"]",
     );
     assert_eq!(
         keys(parse(&bad).unwrap_err()),
-        ["directories[1].allowed_clients[0]", "directories[1].max_connections"]
+        [
+            "directories[1].allowed_clients[0]",
+            "directories[1].max_connections"
+        ]
     );
 }
 

@@ -28,7 +28,6 @@ use crate::session::{SessionContext, SessionLimits};
 use crate::sync::export::Exporter;
 use crate::sync::verify::Schedule;
 use crate::upstream::pool::PoolSetupError;
-use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamPool;
 use schema::DnSchemaReader;
 
@@ -104,12 +103,8 @@ impl Directory {
         pool.spawn_health_checks(d.health_check_interval);
         let authenticator = Arc::new(Authenticator::new(config, pool.clone(), limiter));
         authenticator.watch_changes();
-        let service = Arc::new(ServiceConnections::new(
-            pool.clone(),
-            d.service_account.clone(),
-        ));
         let policy = Policy::from_config(shared.server, config);
-        DnSchemaReader::new(&service, &policy.dn_scope, d)
+        DnSchemaReader::new(&pool, &policy.dn_scope, d)
             .start(checked && pool.any_up())
             .await;
         let server = shared.server;
@@ -135,7 +130,7 @@ impl Directory {
                 tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
             },
         });
-        let exporter = Arc::new(Exporter::new(config, service));
+        let exporter = Arc::new(Exporter::new(config, pool.clone()));
         let schedule = Arc::new(Schedule {
             exporter: exporter.clone(),
             sign_in: config.signin.attributes.clone(),

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::config::DirectoryConfig;
 use crate::ldap::dn_schema::DnSchema;
 use crate::session::policy::{SharedDnScope, WeakDnScope};
-use crate::upstream::service::ServiceConnections;
+use crate::upstream::UpstreamPool;
 
 /// How often the directory's subschema is read again once it has been
 /// read: schemas change rarely, and a change is seen within this long.
@@ -22,10 +22,8 @@ const DN_SCHEMA_REFRESH: Duration = Duration::from_secs(600);
 /// account). Until the first read succeeds DNs compare by the built-in
 /// table; a failed re-read keeps the schema read before.
 pub(super) struct DnSchemaReader {
-    service: Weak<ServiceConnections>,
+    pool: Weak<UpstreamPool>,
     scope: WeakDnScope,
-    limit: Duration,
-    max_message: usize,
     retry: Duration,
     /// What the last read gave: the number of attribute types, or None
     /// after a failure; logged only when it changes.
@@ -34,15 +32,13 @@ pub(super) struct DnSchemaReader {
 
 impl DnSchemaReader {
     pub(super) fn new(
-        service: &Arc<ServiceConnections>,
+        pool: &Arc<UpstreamPool>,
         scope: &SharedDnScope,
         directory: &DirectoryConfig,
     ) -> DnSchemaReader {
         DnSchemaReader {
-            service: Arc::downgrade(service),
+            pool: Arc::downgrade(pool),
             scope: scope.downgrade(),
-            limit: directory.operation_timeout,
-            max_message: directory.max_message_bytes,
             retry: directory.health_check_interval,
             last: None,
         }
@@ -52,7 +48,7 @@ impl DnSchemaReader {
     /// the directory's schema; with no server up the read could only wait
     /// for connect timeouts, and the directory's listeners for it), then
     /// keeps reading in a task that ends when the configuration is replaced
-    /// (its policy or service connections gone).
+    /// (its policy or pool gone).
     pub(super) async fn start(mut self, reachable: bool) {
         let mut wait = if reachable {
             match self.read().await {
@@ -81,9 +77,9 @@ impl DnSchemaReader {
 
     /// One read; how long until the next, or None when nobody needs it.
     async fn read(&mut self) -> Option<Duration> {
-        let service = self.service.upgrade()?;
+        let pool = self.pool.upgrade()?;
         let scope = self.scope.upgrade()?;
-        let read = service.read_schema(self.limit, self.max_message).await;
+        let read = pool.read_schema().await;
         let applied = read.map(|schema| {
             let types = schema.len();
             scope

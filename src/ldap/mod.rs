@@ -1,15 +1,18 @@
 //! LDAP protocol knowledge the proxy acts on: operation tags, OIDs, DNs,
 //! the few request fields policy reads, the responses ldapgate writes itself,
-//! and the subschema's attribute types ([`schema`]) with the equality
+//! server URLs ([`url`]), the password policy control ([`ppolicy`]), and the
+//! subschema's attribute types ([`schema`]) with the equality
 //! matching rules they compare values by ([`matching`]), which also decide
 //! how DNs compare ([`dn_schema`]).
 
 pub mod dn;
 pub mod dn_schema;
 pub mod matching;
+pub mod ppolicy;
 pub mod request;
 pub mod response;
 pub mod schema;
+pub mod url;
 
 /// Protocol operation tags (RFC 4511 §4.2–4.14, [APPLICATION n]).
 pub mod tag {

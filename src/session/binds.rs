@@ -20,7 +20,9 @@ impl Session {
         bind: &request::BindRequest<'_>,
     ) -> Result<(), (LdapResultCode, String)> {
         if !bind.name.is_empty() || !matches!(bind.auth, BindAuth::Simple(_)) {
-            self.needs_reset = true;
+            if let Some(conn) = self.upstream.as_mut() {
+                conn.note_bind();
+            }
         }
         // RFC 4511 §4.2.1: anonymous until the bind succeeds.
         self.authenticated = false;
@@ -36,7 +38,7 @@ impl Session {
             self.inflight.outstanding.clear();
             self.inflight.scoped.clear();
             self.inflight.root_dse.clear();
-            self.needs_reset = true;
+            self.upstream_abandoned();
         }
         self.inflight.start(msgid, "bind");
         Ok(())

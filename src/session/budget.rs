@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Session;
 use crate::ber;
+use crate::stream::Framed;
 
 /// Bytes of an unfinished PDU a session buffers without a reservation.
 pub const READ_ALLOWANCE: usize = 16 * 1024;
@@ -73,28 +73,28 @@ impl Session {
     /// The whole length of a large PDU that is arriving without the budget
     /// holding it yet. A PDU over the limit is left to the framing, which
     /// refuses it.
-    pub(super) fn unreserved_pdu(&self) -> Option<usize> {
-        let len = ber::declared_len(&self.cbuf)?;
+    pub(super) fn unreserved_pdu(&self, client: &Framed) -> Option<usize> {
+        let buffered = client.buffered();
+        let len = ber::declared_len(buffered)?;
         let reserved = self.reservation.as_ref().map_or(0, |r| r.bytes);
-        (len > READ_ALLOWANCE && len > self.cbuf.len() && len <= self.pdu_limit() && reserved < len)
+        (len > READ_ALLOWANCE && len > buffered.len() && len <= self.pdu_limit() && reserved < len)
             .then_some(len)
     }
 
     /// Room in the client's buffer for the next read: the rest of a large
     /// PDU the budget holds, in one allocation, or a read buffer's worth.
-    pub(super) fn make_room_for_client(&mut self) {
+    pub(super) fn make_room_for_client(&self, client: &mut Framed) {
         let reserved = self.reservation.as_ref().map_or(0, |r| r.bytes);
-        match ber::declared_len(&self.cbuf) {
-            Some(len) if len > self.cbuf.len() && len <= reserved => {
-                self.cbuf.reserve(len - self.cbuf.len());
-            }
-            _ => super::reserve_for_read(&mut self.cbuf),
+        let buffered = client.buffered().len();
+        match ber::declared_len(client.buffered()) {
+            Some(len) if len > buffered && len <= reserved => client.reserve(len - buffered),
+            _ => client.reserve_for_read(),
         }
     }
 
     /// A PDU of `len` bytes has been taken from the client's buffer: the
     /// budget it held is returned, and so is its memory.
-    pub(super) fn pdu_arrived(&mut self, len: usize) {
+    pub(super) fn pdu_arrived(&mut self, client: &mut Framed, len: usize) {
         self.last_client_activity = tokio::time::Instant::now();
         self.unfinished_since = None;
         if len > READ_ALLOWANCE {
@@ -102,7 +102,7 @@ impl Session {
             // The buffer shares the large allocation with the PDU taken
             // from it; what follows moves to a buffer of its own so that
             // the allocation goes when the PDU does.
-            self.cbuf = BytesMut::from(&self.cbuf[..]);
+            client.compact();
         }
     }
 }

@@ -6,8 +6,8 @@
 use ldap3_proto::proto::LdapResultCode;
 use tokio::time::{Duration, Instant};
 
-use super::duplex::MAX_QUEUED;
 use super::{Flow, Session, SessionEnd};
+use crate::stream::duplex::MAX_QUEUED;
 
 /// What a session waits for against the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +90,12 @@ impl Session {
                 let up = self
                     .upstream
                     .as_ref()
-                    .and_then(|conn| self.ctx.pool.servers().get(conn.server))
+                    .and_then(|conn| self.ctx.pool.servers().get(conn.server_index()))
                     .is_none_or(|server| server.is_up());
                 if up {
                     return None;
                 }
-                self.reusable = false;
+                self.upstream_unsettled();
                 self.notify(
                     LdapResultCode::Unavailable,
                     "the directory server stopped answering health checks",
@@ -114,7 +114,7 @@ impl Session {
                 Flow::End(SessionEnd::IdleTimeout)
             }
             Deadline::ClientStalled => {
-                self.reusable = false;
+                self.upstream_unsettled();
                 self.notify(
                     LdapResultCode::Unavailable,
                     "answers were left unread for server.send_timeout",
@@ -124,7 +124,7 @@ impl Session {
                 ))
             }
             Deadline::Operation => {
-                self.reusable = false;
+                self.upstream_unsettled();
                 self.notify(
                     LdapResultCode::Unavailable,
                     "the directory did not answer within operation_timeout",

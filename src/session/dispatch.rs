@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::policy::Verdict;
 use super::{record, violation, Flow, Session, SessionEnd};
-use crate::auth::outcome::PPOLICY_OID;
+use crate::ldap::ppolicy::PPOLICY_OID;
 use crate::ldap::request;
 use crate::ldap::response;
 

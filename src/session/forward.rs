@@ -30,7 +30,7 @@ impl Session {
                 // Nothing to abandon on a connection never opened.
                 return Flow::Continue;
             }
-            match self.ctx.pool.checkout().await {
+            match self.ctx.pool.session_lease().await {
                 Ok(conn) => self.upstream = Some(conn),
                 Err(e) => {
                     debug!(peer = %self.peer, error = %e, "no directory server");
@@ -60,7 +60,7 @@ impl Session {
                 if let (Ok(target), true) = (i32::try_from(target), performed) {
                     self.inflight.abandon(target);
                 }
-                self.needs_reset = true;
+                self.upstream_abandoned();
             }
             Request::Bind(b) => {
                 if let Err((code, message)) = self.send_bind(msgid, &b).await {
@@ -77,7 +77,7 @@ impl Session {
                     .iter()
                     .any(|known| known.as_bytes() == o)
                 {
-                    self.reusable = false;
+                    self.upstream_unsettled();
                 }
                 // A Cancel (RFC 3909) goes to the directory like any other
                 // request, and everything it answers comes back: the

@@ -3,14 +3,15 @@
 //! The session frames client PDUs, asks [`policy`] what to do with each,
 //! and forwards the allowed ones byte-for-byte on an upstream connection it
 //! holds for its lifetime (so message IDs need no rewriting); responses
-//! stream back PDU by PDU as they arrive. At the end the upstream connection
-//! returns to the pool if it is clean.
+//! stream back PDU by PDU as they arrive. The connection is a lease of the
+//! pool's: the session notes on it what it may carry over (a bind, abandoned
+//! operations, an unknown state), and the pool's check-in rule decides at
+//! the end whether it is kept, reset or closed.
 
 mod binds;
 pub mod budget;
 mod deadline;
 mod dispatch;
-pub mod duplex;
 mod forward;
 pub mod policy;
 pub mod responses;
@@ -21,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use ldap3_proto::proto::LdapResultCode;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -32,10 +33,10 @@ use crate::auth::{Authenticator, BindTicket};
 use crate::ber::{self, FrameError};
 use crate::ldap::response;
 use crate::metrics::DirectoryMetrics;
-use crate::stream::LdapStream;
-use crate::upstream::{UpstreamConn, UpstreamPool};
+use crate::stream::duplex::{Outbox, Step, MAX_QUEUED};
+use crate::stream::{Framed, LdapStream};
+use crate::upstream::{Lease, UpstreamPool};
 use budget::{PduBudget, Reservation};
-use duplex::{Outbox, Step, MAX_QUEUED};
 use policy::Policy;
 use responses::{InFlight, Piece, StreamEnd};
 use root_dse::Served;
@@ -101,6 +102,10 @@ enum Flow {
     End(SessionEnd),
 }
 
+/// Read buffer of a client connection, bytes; a large PDU grows it once
+/// its length is known ([`budget`]).
+const CLIENT_READ_BUFFER: usize = 8 * 1024;
+
 /// At most this long is spent handing the client what is queued for it
 /// (a Notice of Disconnection among it) when a session ends.
 const FAREWELL_LIMIT: Duration = Duration::from_secs(5);
@@ -120,22 +125,25 @@ pub async fn serve(
     // StartTLS upgrades a plain connection only.
     let plain = matches!(stream, LdapStream::Plain(_));
     let mut session = Session::new(ctx, peer, plain, shutdown);
-    let mut client = stream;
+    let mut client = Framed::new(stream, CLIENT_READ_BUFFER);
     let end = loop {
         match session.run(&mut client).await {
             Flow::End(end) => break end,
             Flow::Continue => continue,
             Flow::StartTls => {
-                let (LdapStream::Plain(tcp), Some(acceptor)) =
-                    (client, session.ctx.starttls.clone())
+                let (Some(LdapStream::Plain(tcp)), Some(acceptor)) =
+                    (client.into_stream(), session.ctx.starttls.clone())
                 else {
                     // run() only asks for an upgrade of a plain stream when
-                    // StartTLS is configured.
+                    // StartTLS is configured, and with nothing buffered.
                     break SessionEnd::TlsHandshakeFailed("no plaintext stream to upgrade".into());
                 };
                 let limit = session.ctx.limits.tls_handshake_timeout;
                 match timeout(limit, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => client = LdapStream::ServerTls(Box::new(tls)),
+                    Ok(Ok(tls)) => {
+                        client =
+                            Framed::new(LdapStream::ServerTls(Box::new(tls)), CLIENT_READ_BUFFER)
+                    }
                     Ok(Err(e)) => break SessionEnd::TlsHandshakeFailed(e.to_string()),
                     Err(_) => break SessionEnd::TlsHandshakeFailed("handshake timed out".into()),
                 }
@@ -143,29 +151,20 @@ pub async fn serve(
         }
     };
     debug!(%peer, ?end, "session ended");
-    session.release();
+    session.replace_upstream(None);
     end
 }
 
 struct Session {
     ctx: Arc<SessionContext>,
     peer: SocketAddr,
-    /// Bytes from the client not yet framed.
-    cbuf: BytesMut,
     /// Responses waiting for the client to take them.
     to_client: Outbox,
     /// Requests waiting for the directory to take them.
     to_upstream: Outbox,
-    upstream: Option<UpstreamConn>,
+    /// The directory connection, opened on the first request forwarded.
+    upstream: Option<Lease>,
     inflight: InFlight,
-    /// The upstream connection must be reset before another client uses it:
-    /// a non-anonymous bind went up (its identity must not leak), or an
-    /// abandoned operation may still send late results (the reset bind is a
-    /// barrier that waits them out).
-    needs_reset: bool,
-    /// False once the upstream connection carries state another client must
-    /// not inherit, or is in an unknown state.
-    reusable: bool,
     last_client_activity: Instant,
     last_upstream_progress: Instant,
     /// A bind on its way to the directory. Until its response arrives the
@@ -209,13 +208,10 @@ impl Session {
         Session {
             ctx,
             peer,
-            cbuf: BytesMut::with_capacity(8 * 1024),
             to_client: Outbox::default(),
             to_upstream: Outbox::default(),
             upstream: None,
             inflight: InFlight::new(served),
-            needs_reset: false,
-            reusable: true,
             last_client_activity: now,
             last_upstream_progress: now,
             bind_pending: None,
@@ -229,35 +225,47 @@ impl Session {
         }
     }
 
-    /// Returns the upstream connection to the pool when nothing of this
-    /// session is still in flight on it.
-    fn release(&mut self) {
-        if let Some(conn) = self.upstream.take() {
-            if self.reusable
-                && self.inflight.is_idle()
-                && conn.buf.is_empty()
-                && self.to_upstream.is_settled()
-            {
-                self.ctx.pool.checkin(conn, self.needs_reset);
+    /// Gives the upstream connection back to the pool, or puts `next` (a
+    /// sign-in's connection) in its place: one with operations of this
+    /// session still in flight, or requests not yet sent, is unsettled.
+    fn replace_upstream(&mut self, next: Option<Lease>) {
+        if let Some(mut old) = std::mem::replace(&mut self.upstream, next) {
+            if !self.inflight.is_idle() || !self.to_upstream.is_settled() {
+                old.note_unsettled();
             }
+        }
+    }
+
+    /// Operations on the upstream connection were abandoned: their late
+    /// results may still come.
+    fn upstream_abandoned(&mut self) {
+        if let Some(conn) = self.upstream.as_mut() {
+            conn.note_abandoned();
+        }
+    }
+
+    /// The upstream connection is in a state no other client may inherit.
+    fn upstream_unsettled(&mut self) {
+        if let Some(conn) = self.upstream.as_mut() {
+            conn.note_unsettled();
         }
     }
 
     /// Runs until the session ends or asks for a TLS upgrade. What is
     /// queued for the client when it ends (a Notice of Disconnection among
     /// it) goes out first, within [`FAREWELL_LIMIT`].
-    async fn run(&mut self, client: &mut LdapStream) -> Flow {
+    async fn run(&mut self, client: &mut Framed) -> Flow {
         let flow = self.exchange(client).await;
         match &flow {
             Flow::End(_) => {
                 let limit = FAREWELL_LIMIT.min(self.ctx.limits.idle_timeout);
-                let _ = self.to_client.drain(client, limit).await;
+                let _ = client.drain(&mut self.to_client, limit).await;
             }
             Flow::StartTls => {
                 // The StartTLS response goes out in the clear, before the
                 // handshake.
                 let limit = self.ctx.limits.tls_handshake_timeout;
-                if let Err(e) = self.to_client.drain(client, limit).await {
+                if let Err(e) = client.drain(&mut self.to_client, limit).await {
                     return Flow::End(SessionEnd::ClientError(e.to_string()));
                 }
             }
@@ -266,11 +274,11 @@ impl Session {
         flow
     }
 
-    /// Moves PDUs both ways, both legs full-duplex ([`duplex`]), until the
+    /// Moves PDUs both ways, both legs full-duplex ([`crate::stream::duplex`]), until the
     /// session ends or asks for a TLS upgrade.
-    async fn exchange(&mut self, client: &mut LdapStream) -> Flow {
+    async fn exchange(&mut self, client: &mut Framed) -> Flow {
         loop {
-            match self.drain_client(client.is_tls()).await {
+            match self.drain_client(client).await {
                 Flow::Continue => {}
                 other => return other,
             }
@@ -287,18 +295,17 @@ impl Session {
                 && self.to_client.len() < 2 * MAX_QUEUED;
             // A large PDU is read on only once the budget holds its length,
             // asked for only while the client is being read.
-            let unreserved = self.unreserved_pdu().filter(|_| may_read_client);
+            let unreserved = self.unreserved_pdu(client).filter(|_| may_read_client);
             let read_client = may_read_client && unreserved.is_none();
             let read_upstream = self.to_client.len() < MAX_QUEUED;
             let deadline = self.deadline();
-            self.make_room_for_client();
+            self.make_room_for_client(client);
             if let Some(conn) = self.upstream.as_mut() {
-                reserve_for_read(&mut conn.buf);
+                conn.reserve_for_read();
             }
             let budget = self.ctx.budget.clone();
             let draining = self.draining;
             let Session {
-                cbuf,
                 upstream,
                 to_client,
                 to_upstream,
@@ -308,7 +315,7 @@ impl Session {
             let client_busy = read_client || !to_client.is_settled();
             let upstream_busy = read_upstream || !to_upstream.is_settled();
             tokio::select! {
-                step = duplex::step(client, cbuf, read_client, to_client), if client_busy => match step {
+                step = client.step(read_client, to_client), if client_busy => match step {
                     Step::Read(Ok(0)) => return Flow::End(SessionEnd::ClientClosed),
                     // Activity is a whole PDU (drain_client): bytes alone do
                     // not keep a connection open.
@@ -326,7 +333,7 @@ impl Session {
                 },
                 step = upstream_step(upstream, read_upstream, to_upstream), if upstream_busy => match step {
                     Step::Read(Ok(0)) => {
-                        self.reusable = false;
+                        self.upstream_unsettled();
                         if let Flow::End(end) = self.forward_responses() {
                             return Flow::End(end);
                         }
@@ -342,7 +349,7 @@ impl Session {
                     }
                     Step::Wrote(Ok(())) => {}
                     Step::Read(Err(e)) | Step::Wrote(Err(e)) => {
-                        self.reusable = false;
+                        self.upstream_unsettled();
                         self.notify(LdapResultCode::Unavailable, "lost the connection to the directory");
                         return Flow::End(SessionEnd::UpstreamError(e.to_string()));
                     }
@@ -365,7 +372,8 @@ impl Session {
     }
 
     /// Handles every complete PDU the client has sent.
-    async fn drain_client(&mut self, client_tls: bool) -> Flow {
+    async fn drain_client(&mut self, client: &mut Framed) -> Flow {
+        let client_tls = client.get_ref().is_tls();
         let timed_before = self.inflight.awaits_answer();
         let mut to_upstream = BytesMut::new();
         let mut to_client = Vec::new();
@@ -373,7 +381,7 @@ impl Session {
             if self.bind_pending.is_some() {
                 break Flow::Continue;
             }
-            let header = match ber::peek_pdu(&self.cbuf, self.pdu_limit()) {
+            let header = match client.peek_pdu(self.pdu_limit()) {
                 Ok(h) => h,
                 Err(FrameError::Incomplete) => break Flow::Continue,
                 Err(e) => {
@@ -393,8 +401,8 @@ impl Session {
                     break Flow::End(SessionEnd::ProtocolViolation(reason));
                 }
             };
-            let pdu = self.cbuf.split_to(header.len).freeze();
-            self.pdu_arrived(header.len);
+            let pdu = client.take(header.len);
+            self.pdu_arrived(client, header.len);
             match self
                 .handle_request(
                     &pdu,
@@ -420,13 +428,13 @@ impl Session {
             }
         }
         self.to_client.push(&to_client);
-        let unfinished = ber::unfinished_tail(&self.cbuf);
+        let unfinished = ber::unfinished_tail(client.buffered());
         self.unfinished_since = match (unfinished, self.unfinished_since) {
             (false, _) => None,
             (true, since) => Some(since.unwrap_or_else(Instant::now)),
         };
         if let Flow::StartTls = flow {
-            if !self.cbuf.is_empty() {
+            if client.has_unread() {
                 // The client sent more after StartTLS, before the handshake:
                 // those bytes would be taken as plaintext commands from
                 // before TLS (the STARTTLS injection class). Close.
@@ -447,7 +455,7 @@ impl Session {
         // the scope is fetched for them alone, not on every read.
         let scope = (!self.inflight.scoped.is_empty()).then(|| self.ctx.policy.dn_scope.current());
         let in_scope = |dn: &[u8]| scope.as_ref().is_some_and(|s| s.holds(dn));
-        let routing = responses::route(&conn.buf, limit, &mut self.inflight, &in_scope);
+        let routing = responses::route(conn.buffered(), limit, &mut self.inflight, &in_scope);
         for done in &routing.finished {
             // A response whose code cannot be read is forwarded as it is;
             // it counts as "other".
@@ -473,21 +481,21 @@ impl Session {
         for piece in routing.pieces {
             match piece {
                 Piece::Forward(n) => {
-                    self.to_client.push(&conn.buf[..n]);
-                    conn.buf.advance(n);
+                    self.to_client.push(&conn.buffered()[..n]);
+                    conn.skip(n);
                 }
-                Piece::Skip(n) => conn.buf.advance(n),
+                Piece::Skip(n) => conn.skip(n),
                 Piece::Own(bytes) => self.to_client.push(&bytes),
             }
         }
         match routing.end {
             None => Flow::Continue,
             Some(StreamEnd::Unsolicited) => {
-                self.reusable = false;
+                conn.note_unsettled();
                 Flow::End(SessionEnd::UpstreamClosed)
             }
             Some(StreamEnd::Malformed(reason)) => {
-                self.reusable = false;
+                conn.note_unsettled();
                 self.notify(LdapResultCode::Unavailable, &reason);
                 Flow::End(SessionEnd::UpstreamError(reason))
             }
@@ -530,18 +538,10 @@ fn violation(to_client: &mut Vec<u8>, reason: String) -> Flow {
     Flow::End(SessionEnd::ProtocolViolation(reason))
 }
 
-/// Makes room for a read of useful size; `read_buf` alone would grow a
-/// full buffer 64 bytes at a time.
-fn reserve_for_read(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
-    }
-}
-
 /// One I/O step on the upstream connection, or never when there is none.
-async fn upstream_step(upstream: &mut Option<UpstreamConn>, read: bool, out: &mut Outbox) -> Step {
+async fn upstream_step(upstream: &mut Option<Lease>, read: bool, out: &mut Outbox) -> Step {
     match upstream {
-        Some(conn) => duplex::step(&mut conn.stream, &mut conn.buf, read, out).await,
+        Some(conn) => conn.step(read, out).await,
         None => std::future::pending().await,
     }
 }

@@ -6,11 +6,11 @@
 use ldap3_proto::proto::LdapResultCode;
 
 use super::{bind_response, Session};
-use crate::auth::outcome::PPOLICY_OID;
 use crate::auth::{Attempt, Verdict};
+use crate::ldap::ppolicy::PPOLICY_OID;
 use crate::ldap::request::{self, BindAuth, Request};
 use crate::ldap::response;
-use crate::upstream::UpstreamConn;
+use crate::upstream::Lease;
 
 /// What a bind by sign-in ID answers the client.
 pub(super) struct SignInAnswer {
@@ -47,14 +47,7 @@ impl Session {
             Some((response::result_code(&response)?, response))
         });
         if let Some(conn) = conn {
-            if let Some(old) = self.upstream.take() {
-                if self.reusable && old.buf.is_empty() {
-                    self.ctx.pool.checkin(old, self.needs_reset);
-                }
-            }
-            self.upstream = Some(conn);
-            self.reusable = true;
-            self.needs_reset = true;
+            self.replace_upstream(Some(conn));
             self.upstream_bound = true;
             let (code, response) =
                 directory.unwrap_or_else(|| (0, bind_response(msgid, LdapResultCode::Success, "")));
@@ -81,7 +74,7 @@ impl Session {
     async fn authenticate(
         &mut self,
         req: &Request<'_>,
-    ) -> Result<(Verdict, Option<UpstreamConn>), (LdapResultCode, String)> {
+    ) -> Result<(Verdict, Option<Lease>), (LdapResultCode, String)> {
         let invalid = || {
             (
                 LdapResultCode::InvalidCredentials,

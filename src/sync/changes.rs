@@ -123,7 +123,7 @@ async fn change_set(
     } else {
         containers
     };
-    reader.release(conn);
+    drop(conn);
 
     let account_deletes = deletes.iter().filter(|(k, ..)| *k == Kind::Account).count();
     let org_deletes = deletes.len() - account_deletes;

@@ -116,7 +116,6 @@ impl Exporter {
                 .await?;
             // A tracker that cannot answer makes the pull compare anyway.
             let Ok(delta) = delta else {
-                reader.release(conn);
                 continue;
             };
             let mut ids = delta.deleted;
@@ -154,7 +153,7 @@ impl Exporter {
             }
             drifted.extend(reported.vanished(walked, &before));
             drifted.sort();
-            reader.release(conn);
+            drop(conn);
             if !drifted.is_empty() {
                 snapshot::mark_drift(self.state(), &cookie, &reason(&drifted))?;
                 most = most.max(drifted.len());

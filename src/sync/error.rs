@@ -5,19 +5,16 @@ use crate::metrics::DirectoryMetrics;
 use serde_json::{json, Value};
 
 use super::state::StateError;
-use crate::upstream::connection::ExchangeError;
 use crate::upstream::service::ServiceError;
+use crate::upstream::UpstreamError;
 
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
     Service(#[from] ServiceError),
-    #[error("{server}: {source}")]
-    Exchange {
-        server: String,
-        source: ExchangeError,
-    },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     #[error("search under {base} failed with result {code}: {diagnostic}")]
     Search {
         base: String,
@@ -57,7 +54,7 @@ impl SyncError {
     pub fn code(&self) -> &'static str {
         match self {
             SyncError::BaseDnMoved { .. } => "base_dn_moved",
-            SyncError::Service(_) | SyncError::Exchange { .. } => "directory_unavailable",
+            SyncError::Service(_) | SyncError::Upstream(_) => "directory_unavailable",
             SyncError::Search { .. } | SyncError::BaseMissing(_) => "directory_error",
             SyncError::State(_) => "state_error",
             SyncError::ConsumerGone => "consumer_gone",

@@ -31,8 +31,8 @@ use crate::auth::accounts::AccountClasses;
 use crate::config::TenantDirectory;
 use crate::ldap::dn::Dn;
 use crate::metrics::DirectoryMetrics;
-use crate::upstream::service::ServiceConnections;
 use crate::upstream::UpstreamConn;
+use crate::upstream::UpstreamPool;
 
 /// Pulls for one directory: full and changes pulls and verification, over
 /// what they read the directory with and the state they keep.
@@ -51,17 +51,15 @@ pub struct Exporter {
 
 impl Exporter {
     /// The pulls of the directory `config` describes, read over the
-    /// service account's connections `service`.
-    pub fn new(config: &TenantDirectory, service: Arc<ServiceConnections>) -> Exporter {
-        let metrics = service.pool().metrics().clone();
+    /// service account's connections of `pool`.
+    pub fn new(config: &TenantDirectory, pool: Arc<UpstreamPool>) -> Exporter {
+        let metrics = pool.metrics().clone();
         let kind = config.directory.kind;
         let reader = DirectoryReader::new(
-            service,
+            pool,
             config.directory.base_dn.clone(),
             kind,
             config.sync.page_size,
-            config.directory.operation_timeout,
-            config.directory.max_message_bytes,
         );
         let classifier = Classifier::new(
             kind,
@@ -151,7 +149,6 @@ impl Exporter {
         while let Some(page) = pages.next(&mut conn).await? {
             page.iter().for_each(&mut visit);
         }
-        reader.release(conn);
         Ok(())
     }
 
@@ -170,7 +167,7 @@ impl Exporter {
         // change made during it is reported again next time, never lost.
         let mut conn = reader.connection().await?;
         let cursor = self.tracker.begin(reader, &mut conn).await?;
-        reader.release(conn);
+        drop(conn);
         let (tx, mut rx) = mpsc::channel::<Item>(256);
         let forward = async move {
             let mut objects = Objects::new();
@@ -189,7 +186,7 @@ impl Exporter {
         let objects = objects?;
         let mut conn = reader.connection().await?;
         let containers = containers_of(reader, &mut conn, &objects, &Containers::new()).await?;
-        reader.release(conn);
+        drop(conn);
         let cookie = snapshot::save(&self.state, objects, containers, cursor)?;
         Ok((counts, cookie))
     }
@@ -200,11 +197,7 @@ impl Exporter {
     pub async fn walk(&self, out: mpsc::Sender<Item>) -> Result<Counts, SyncError> {
         let reader = self.reader();
         let mut conn = reader.connection().await?;
-        let result = self.walk_on(&mut conn, &out).await;
-        if result.is_ok() {
-            reader.release(conn);
-        }
-        result
+        self.walk_on(&mut conn, &out).await
     }
 
     /// [`Self::walk`] on a connection of the caller's.

@@ -7,7 +7,6 @@
 //! an error for the whole search.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
@@ -20,44 +19,36 @@ use crate::auth::resolver::{entry_id, id_attribute};
 use crate::config::DirectoryKind;
 use crate::ldap::dn::Dn;
 use crate::ldap::schema::Schema;
-use crate::upstream::connection::ExchangeError;
 use crate::upstream::requests::{Page, SearchReply};
 use crate::upstream::schema::SubschemaError;
-use crate::upstream::service::ServiceConnections;
-use crate::upstream::UpstreamConn;
+use crate::upstream::{Lease, UpstreamConn, UpstreamPool};
 
 /// Reads one directory for sync: what is under `base_dn`, page by page.
 pub struct DirectoryReader {
-    service: Arc<ServiceConnections>,
+    /// Lends the service account's connections; its settings bound every
+    /// request.
+    pool: Arc<UpstreamPool>,
     base_dn: Dn,
     kind: DirectoryKind,
     /// Entries asked for per page (the RFC 2696 size).
     page_size: i64,
-    /// How long one request (or, for long searches, one response) may take.
-    limit: Duration,
-    /// The largest PDU accepted from the directory, in bytes.
-    max_message: usize,
 }
 
 impl DirectoryReader {
-    /// A reader of the directory of `kind` under `base_dn`, over `service`;
-    /// `page_size` entries per page, `operation_timeout` per request,
-    /// `max_message` bytes at most per PDU from the directory.
+    /// A reader of the directory of `kind` under `base_dn`, over the
+    /// service account's connections of `pool`; `page_size` entries per
+    /// page.
     pub fn new(
-        service: Arc<ServiceConnections>,
+        pool: Arc<UpstreamPool>,
         base_dn: Dn,
         kind: DirectoryKind,
         page_size: u32,
-        operation_timeout: Duration,
-        max_message: usize,
     ) -> DirectoryReader {
         DirectoryReader {
-            service,
+            pool,
             base_dn,
             kind,
             page_size: i64::from(page_size),
-            limit: operation_timeout,
-            max_message,
         }
     }
 
@@ -77,25 +68,10 @@ impl DirectoryReader {
         id_attribute(self.kind)
     }
 
-    /// How long one request (or, for long searches, one response) may take.
-    pub fn operation_timeout(&self) -> Duration {
-        self.limit
-    }
-
-    /// The largest PDU accepted from the directory, in bytes.
-    pub fn max_message(&self) -> usize {
-        self.max_message
-    }
-
-    /// A service-account connection, for [`Self::release`] after a
-    /// successful read (a failed one may have left it mid-answer).
-    pub async fn connection(&self) -> Result<UpstreamConn, SyncError> {
-        Ok(self.service.get(self.limit, self.max_message).await?)
-    }
-
-    /// Returns a connection after its requests completed cleanly.
-    pub fn release(&self, conn: UpstreamConn) {
-        self.service.put(conn);
+    /// A service-account connection; the pool takes it back when the
+    /// lease is dropped, unless a failed read left it mid-answer.
+    pub async fn connection(&self) -> Result<Lease, SyncError> {
+        Ok(self.pool.service_lease().await?)
     }
 
     /// The stable id of an entry read with [`Self::id_attr`], in its
@@ -104,17 +80,9 @@ impl DirectoryReader {
         entry_id(self.kind, entry)
     }
 
-    /// `source` as a pull failure, naming the server `conn` talks to.
-    pub fn exchange_err(&self, conn: &UpstreamConn, source: ExchangeError) -> SyncError {
-        SyncError::Exchange {
-            server: self.service.pool().server_name(conn.server),
-            source,
-        }
-    }
-
     /// The directory's subschema, read on a service connection.
     pub async fn read_schema(&self) -> Result<Schema, SubschemaError> {
-        self.service.read_schema(self.limit, self.max_message).await
+        self.pool.read_schema().await
     }
 
     /// A paged subtree search under `base` for `filter`, with `attrs` and
@@ -172,9 +140,7 @@ impl DirectoryReader {
         filter: LdapFilter,
         attrs: Vec<String>,
     ) -> Result<SearchReply, SyncError> {
-        conn.read_base(dn, filter, attrs, self.limit, self.max_message)
-            .await
-            .map_err(|e| self.exchange_err(conn, e))
+        Ok(conn.read_base(dn, filter, attrs).await?)
     }
 
     /// One checked page of the subtree search under `base` for `filter`.
@@ -195,16 +161,8 @@ impl DirectoryReader {
             attrs: search.attrs.to_vec(),
         };
         let page = conn
-            .search_page(
-                request,
-                self.page_size,
-                cookie,
-                search.controls,
-                self.limit,
-                self.max_message,
-            )
-            .await
-            .map_err(|e| self.exchange_err(conn, e))?;
+            .search_page(request, self.page_size, cookie, search.controls)
+            .await?;
         if page.done.code != 0 {
             // sizeLimitExceeded, adminLimitExceeded, busy...: never a short
             // export.

@@ -1,13 +1,22 @@
-//! The directory side: server addresses, connections (TCP, LDAPS, StartTLS,
-//! CA and pin verification) and the pool that reuses them across client
-//! sessions with health checks and failover.
+//! The directory side: the configured servers ([`server`]), connections to
+//! them (TCP, LDAPS, StartTLS, CA and pin verification: [`connect`]), each a
+//! framed stream with its server's name and limits ([`connection`]), and the
+//! pool that lends them out per purpose — client sessions, sign-in binds,
+//! the service account's searches ([`service`]) — with health checks and
+//! failover. Every lease comes back through one check-in rule ([`checkin`]).
+//!
+//! Dependencies run one way: `server` and `connection` know nothing of the
+//! pool; `connect` builds a connection to a server; the pool lends them.
 
+pub mod checkin;
+pub mod connect;
 pub mod connection;
-pub mod endpoint;
 pub mod pool;
 pub mod requests;
 pub mod schema;
+pub mod server;
 pub mod service;
+mod stash;
 
 use std::time::Duration;
 
@@ -16,8 +25,22 @@ use thiserror::Error;
 use crate::tls::{Incompatibility, PinMismatch};
 
 pub use connection::UpstreamConn;
-pub use endpoint::Endpoint;
-pub use pool::UpstreamPool;
+pub use pool::{Lease, UpstreamPool};
+pub use server::UpstreamServer;
+
+/// Timeouts and limits every connection of a pool obeys.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// TCP connect, and the TLS handshake after it, each.
+    pub connect_timeout: Duration,
+    /// One request of ldapgate's own, from sending it to its final
+    /// response (for long searches: between two responses).
+    pub operation_timeout: Duration,
+    /// Idle connections kept per server for client sessions.
+    pub max_idle_per_server: usize,
+    /// The largest PDU accepted from the directory, in bytes.
+    pub max_message_bytes: usize,
+}
 
 /// Why a directory server could not be used. Each names the server.
 #[derive(Debug, Error)]

@@ -1,148 +1,37 @@
-//! The upstream pool: warm connections to the directory servers, handed to
-//! one client session at a time and reset to anonymous between sessions, so
-//! clients that connect, bind and unbind per request cost no TCP or TLS
-//! handshake upstream.
+//! The upstream pool: warm connections to the directory servers of one
+//! directory, lent out per purpose ([`Purpose`]) and checked in through one
+//! rule ([`super::checkin`]) when the lease ends. Client sessions get
+//! anonymous connections, reset between sessions, so clients that connect,
+//! bind and unbind per request cost no TCP or TLS handshake upstream;
+//! sign-in binds and the service account keep connections of their own.
 //!
 //! Servers are tried in configured order, healthy ones first; a server that
 //! fails to connect is marked down and the next one tried. Only connection
 //! establishment fails over: a request that was sent is never re-sent
 //! elsewhere, so an answered bind is never retried on another server.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
 
-use rustls_pki_types::ServerName;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
+use super::checkin::{self, CheckIn, Purpose};
 use super::connection::UpstreamConn;
-use super::endpoint::Endpoint;
-use super::{NoServerAvailable, UpstreamError};
-use crate::config::DirectoryConfig;
+use super::server::UpstreamServer;
+use super::stash::ConnStash;
+use super::{NoServerAvailable, PoolSettings, UpstreamError};
+use crate::config::{DirectoryConfig, ServiceAccount};
+use crate::ldap::url::EndpointError;
 use crate::metrics::DirectoryMetrics;
 use crate::tls::{self, verifier::Trust, DirectoryTls, TlsFileError};
 
-/// How long an idle pooled connection is kept. Directories drop idle
-/// connections on their own schedule (AD after 15 minutes by default); a
-/// short bound keeps the pool from handing out connections about to close.
-const MAX_IDLE: Duration = Duration::from_secs(60);
+/// Idle connections kept for sign-in binds. Binds in progress are capped
+/// by `ratelimit.max_concurrent_binds`, so no more are ever in use at once.
+const MAX_IDLE_SIGN_IN: usize = 64;
 
-/// Idle connections set aside for one purpose (service-account searches,
-/// user binds), never handed to client sessions.
-pub struct ConnStash {
-    max: usize,
-    conns: Mutex<Vec<UpstreamConn>>,
-}
-
-impl ConnStash {
-    pub fn new(max: usize) -> Self {
-        ConnStash {
-            max,
-            conns: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// An idle connection that is still alive and not too old, if any.
-    pub fn take(&self) -> Option<UpstreamConn> {
-        let mut conns = self.conns.lock().ok()?;
-        while let Some(mut conn) = conns.pop() {
-            if conn.idle_since.elapsed() < MAX_IDLE && conn.is_alive() {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    /// Idle connections held now.
-    pub fn len(&self) -> usize {
-        self.conns.lock().map(|v| v.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Keeps `conn` for later, up to the stash's size.
-    pub fn put(&self, mut conn: UpstreamConn) {
-        if let Ok(mut conns) = self.conns.lock() {
-            if conns.len() < self.max {
-                conn.idle_since = Instant::now();
-                conns.push(conn);
-            }
-        }
-    }
-}
-
-/// One configured directory server and its idle connections.
-pub struct UpstreamServer {
-    pub endpoint: Endpoint,
-    pub starttls: bool,
-    pub tls: DirectoryTls,
-    pub server_name: ServerName<'static>,
-    /// Where its pin failures and certificate expiry are recorded; None for
-    /// a server that is no configured directory's (a fingerprint probe),
-    /// whose URL must not become a label.
-    pub metrics: Option<DirectoryMetrics>,
-    up: AtomicBool,
-    idle: ConnStash,
-    /// Connections to this server open now, idle or in use.
-    pub(super) open: Arc<AtomicUsize>,
-}
-
-impl UpstreamServer {
-    /// A server reached through `tls` when its leg is encrypted.
-    pub fn new(
-        endpoint: Endpoint,
-        starttls: bool,
-        tls: DirectoryTls,
-        max_idle: usize,
-        metrics: Option<DirectoryMetrics>,
-    ) -> Result<Self, super::endpoint::EndpointError> {
-        Ok(UpstreamServer {
-            server_name: endpoint.server_name()?,
-            metrics,
-            endpoint,
-            starttls,
-            tls,
-            // Optimistic until proven otherwise, so the first client is not
-            // refused before the first health check.
-            up: AtomicBool::new(true),
-            idle: ConnStash::new(max_idle),
-            open: Arc::new(AtomicUsize::new(0)),
-        })
-    }
-
-    /// True when the last connection attempt or health check succeeded.
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    /// Connections open now: (idle in the pool, in use).
-    pub fn occupancy(&self) -> (usize, usize) {
-        let idle = self.idle.len();
-        (idle, self.open.load(Ordering::Relaxed).saturating_sub(idle))
-    }
-
-    fn set_up(&self, up: bool, why: Option<&UpstreamError>) {
-        let was = self.up.swap(up, Ordering::Relaxed);
-        match (was, up, why) {
-            (false, true, _) => info!(server = %self.endpoint, "directory server is up"),
-            (true, false, Some(e)) => {
-                warn!(server = %self.endpoint, error = %e, "directory server is down")
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Timeouts and limits every upstream connection obeys.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    pub connect_timeout: Duration,
-    pub operation_timeout: Duration,
-    pub max_idle_per_server: usize,
-    pub max_message_bytes: usize,
-}
+/// Idle service-account connections kept.
+const MAX_IDLE_SERVICE: usize = 8;
 
 /// Connections to the directory servers of one directory.
 pub struct UpstreamPool {
@@ -150,6 +39,13 @@ pub struct UpstreamPool {
     settings: PoolSettings,
     /// The directory's metrics, shared with everything built on the pool.
     metrics: DirectoryMetrics,
+    /// Connections that carry nothing but sign-in binds, so they need no
+    /// reset between sign-ins and never hold the service account's identity.
+    sign_in: ConnStash,
+    /// Connections bound as the service account.
+    service: ConnStash,
+    /// Whom ldapgate's own searches bind as; anonymous when None.
+    account: Option<ServiceAccount>,
 }
 
 /// Why the pool could not be built from its configuration.
@@ -160,7 +56,66 @@ pub enum PoolSetupError {
     #[error("directory TLS setup: {0}")]
     Tls(#[from] rustls::Error),
     #[error("directory.servers: {0}")]
-    ServerName(#[from] super::endpoint::EndpointError),
+    ServerName(#[from] EndpointError),
+}
+
+/// A connection lent for one purpose. It dereferences to the connection;
+/// when dropped, the connection is checked in by the rule of
+/// [`checkin::check_in`]: kept, reset, or closed.
+pub struct Lease {
+    /// Some until the lease is dropped.
+    conn: Option<UpstreamConn>,
+    purpose: Purpose,
+    pool: Arc<UpstreamPool>,
+}
+
+impl Lease {
+    /// What the connection is lent for.
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
+    /// The lease, now for a client session: a sign-in's connection that a
+    /// session carries on with, bound as the user. It is reset when the
+    /// session ends.
+    pub fn into_session(self) -> Lease {
+        self.for_purpose(Purpose::Session)
+    }
+
+    /// The same connection, lent for the service account's requests.
+    pub(super) fn for_service(self) -> Lease {
+        self.for_purpose(Purpose::Service)
+    }
+
+    /// The same connection, lent for `purpose` instead.
+    fn for_purpose(mut self, purpose: Purpose) -> Lease {
+        self.purpose = purpose;
+        self
+    }
+}
+
+impl Deref for Lease {
+    type Target = UpstreamConn;
+
+    fn deref(&self) -> &UpstreamConn {
+        // Taken only in drop.
+        self.conn.as_ref().expect("a lease holds its connection")
+    }
+}
+
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut UpstreamConn {
+        // Taken only in drop.
+        self.conn.as_mut().expect("a lease holds its connection")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.check_in(self.purpose, conn);
+        }
+    }
 }
 
 impl UpstreamPool {
@@ -182,15 +137,15 @@ impl UpstreamPool {
             .servers
             .iter()
             .map(|endpoint| {
-                Ok(UpstreamServer::new(
+                UpstreamServer::new(
                     endpoint.clone(),
                     cfg.starttls,
                     directory_tls.clone(),
                     cfg.pool_size,
                     Some(metrics.clone()),
-                )?)
+                )
             })
-            .collect::<Result<Vec<_>, PoolSetupError>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(UpstreamPool {
             metrics,
             servers,
@@ -200,6 +155,9 @@ impl UpstreamPool {
                 max_idle_per_server: cfg.pool_size,
                 max_message_bytes: cfg.max_message_bytes,
             },
+            sign_in: ConnStash::new(MAX_IDLE_SIGN_IN),
+            service: ConnStash::new(MAX_IDLE_SERVICE),
+            account: cfg.service_account.clone(),
         }))
     }
 
@@ -217,30 +175,28 @@ impl UpstreamPool {
         &self.servers
     }
 
-    /// The URL of server `index`, for messages.
-    pub fn server_name(&self, index: usize) -> String {
-        self.servers
-            .get(index)
-            .map_or_else(|| format!("server #{index}"), |s| s.endpoint.to_string())
-    }
-
     /// True when at least one server is up.
     pub fn any_up(&self) -> bool {
         self.servers.iter().any(UpstreamServer::is_up)
     }
 
+    /// The service account ldapgate's own searches bind as.
+    pub(super) fn account(&self) -> Option<&ServiceAccount> {
+        self.account.as_ref()
+    }
+
     /// A connection for one client session: an idle pooled one when there
     /// is one, else a new one, trying servers in order (up ones first).
-    pub async fn checkout(&self) -> Result<UpstreamConn, NoServerAvailable> {
+    pub async fn session_lease(self: &Arc<Self>) -> Result<Lease, NoServerAvailable> {
         let mut order: Vec<usize> = (0..self.servers.len()).collect();
         order.sort_by_key(|i| !self.servers[*i].is_up());
         let mut errors = Vec::new();
         for i in order {
             if let Some(conn) = self.servers[i].idle.take() {
-                return Ok(conn);
+                return Ok(self.lend(Purpose::Session, conn));
             }
             match self.connect(i).await {
-                Ok(conn) => return Ok(conn),
+                Ok(conn) => return Ok(self.lend(Purpose::Session, conn)),
                 Err(e) => {
                     debug!(error = %e, "directory connect failed; trying the next server");
                     errors.push(e);
@@ -250,17 +206,33 @@ impl UpstreamPool {
         Err(NoServerAvailable(errors))
     }
 
+    /// A connection for sign-in binds: one kept from an earlier sign-in,
+    /// else one as a client session would get it.
+    pub async fn sign_in_lease(self: &Arc<Self>) -> Result<Lease, NoServerAvailable> {
+        match self.sign_in.take() {
+            Some(conn) => Ok(self.lend(Purpose::SignIn, conn)),
+            None => Ok(self.session_lease().await?.for_purpose(Purpose::SignIn)),
+        }
+    }
+
+    /// An idle service-account connection, if one is kept.
+    pub(super) fn idle_service(self: &Arc<Self>) -> Option<Lease> {
+        self.service
+            .take()
+            .map(|conn| self.lend(Purpose::Service, conn))
+    }
+
+    fn lend(self: &Arc<Self>, purpose: Purpose, conn: UpstreamConn) -> Lease {
+        Lease {
+            conn: Some(conn),
+            purpose,
+            pool: Arc::clone(self),
+        }
+    }
+
     async fn connect(&self, i: usize) -> Result<UpstreamConn, UpstreamError> {
         let server = &self.servers[i];
-        let s = self.settings;
-        let result = UpstreamConn::connect(
-            server,
-            i,
-            s.connect_timeout,
-            s.operation_timeout,
-            s.max_message_bytes,
-        )
-        .await;
+        let result = server.connect(i, &self.settings).await;
         match &result {
             Ok(_) => server.set_up(true, None),
             Err(e) => server.set_up(false, Some(e)),
@@ -268,60 +240,57 @@ impl UpstreamPool {
         result
     }
 
-    /// Takes a connection back after a client session. With `needs_reset`
-    /// (the session bound, or abandoned an operation) it is first reset with
-    /// an anonymous bind, in the background so the client does not wait.
-    pub fn checkin(self: &Arc<Self>, mut conn: UpstreamConn, needs_reset: bool) {
-        if self.servers[conn.server].idle.len() >= self.settings.max_idle_per_server {
-            return;
+    /// The idle connections of `purpose` that `conn` would join.
+    fn stash(&self, purpose: Purpose, conn: &UpstreamConn) -> Option<&ConnStash> {
+        match purpose {
+            Purpose::Session => self.servers.get(conn.server_index()).map(|s| &s.idle),
+            Purpose::SignIn => Some(&self.sign_in),
+            Purpose::Service => Some(&self.service),
         }
-        if !needs_reset {
-            self.park(conn);
+    }
+
+    /// Takes a connection back from a lease for `purpose`: kept, reset
+    /// (in the background, so that nobody waits for it) and then checked in
+    /// again, or closed, as [`checkin::check_in`] decides.
+    fn check_in(self: &Arc<Self>, purpose: Purpose, conn: UpstreamConn) {
+        let Some(stash) = self.stash(purpose, &conn) else {
             return;
-        }
+        };
+        let state = conn.state();
+        let mut verdict = CheckIn::Close;
+        let offered = stash.offer(conn, |room| {
+            verdict = checkin::check_in(purpose, state, room);
+            verdict == CheckIn::Keep
+        });
+        // Kept, or closed as it drops here, unless it is to be reset.
+        let (CheckIn::Reset, Some(mut conn)) = (verdict, offered) else {
+            return;
+        };
+        // Dropped outside a runtime (at exit), it is closed instead.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let pool = Arc::clone(self);
-        tokio::spawn(async move {
-            let name = pool.servers[conn.server].endpoint.to_string();
-            let s = pool.settings;
-            match conn
-                .reset(&name, s.operation_timeout, s.max_message_bytes)
-                .await
-            {
-                Ok(()) => {
-                    conn.idle_since = Instant::now();
-                    pool.park(conn);
-                }
+        runtime.spawn(async move {
+            match conn.reset().await {
+                Ok(()) => pool.check_in(purpose, conn),
                 Err(e) => debug!(error = %e, "dropping an upstream connection that did not reset"),
             }
         });
     }
 
-    fn park(&self, conn: UpstreamConn) {
-        self.servers[conn.server].idle.put(conn);
-    }
-
     /// Checks every server once: connect, TLS and pin, and an anonymous
     /// bind. A healthy check's connection warms the pool.
-    pub async fn check_health(&self) {
+    pub async fn check_health(self: &Arc<Self>) {
         for i in 0..self.servers.len() {
             let result = match self.connect(i).await {
-                Ok(mut conn) => {
-                    let name = self.servers[i].endpoint.to_string();
-                    let s = self.settings;
-                    match conn
-                        .reset(&name, s.operation_timeout, s.max_message_bytes)
-                        .await
-                    {
-                        Ok(()) => Ok(conn),
-                        Err(e) => Err(e),
-                    }
-                }
+                Ok(mut conn) => conn.reset().await.map(|()| conn),
                 Err(e) => Err(e),
             };
             match result {
                 Ok(conn) => {
                     self.servers[i].set_up(true, None);
-                    self.park(conn);
+                    self.check_in(Purpose::Session, conn);
                 }
                 Err(e) => self.servers[i].set_up(false, Some(&e)),
             }

@@ -1,9 +1,8 @@
 //! Requests ldapgate makes on its own account on an upstream connection
 //! (resolving sign-in IDs, verifying passwords, sync pulls): a simple bind
-//! that asks for the password policy control, and a search that collects
-//! its entries. One request at a time per connection.
-
-use std::time::Duration;
+//! that asks for the password policy control, and searches that collect or
+//! stream their entries. One request at a time per connection, within the
+//! pool's `operation_timeout`; every error names the server.
 
 use bytes::BytesMut;
 use ldap3_proto::control::LdapControl;
@@ -12,18 +11,15 @@ use ldap3_proto::proto::{
     LdapOp, LdapSearchRequest, LdapSearchResultEntry, LdapSearchScope,
 };
 use ldap3_proto::LdapCodec;
-use tokio::io::AsyncWriteExt;
-use tokio::time::timeout;
 use tokio_util::codec::Decoder;
 
-use super::connection::{read_pdu, ExchangeError, UpstreamConn};
-use crate::auth::outcome::{decode_policy_response, PolicyResponse, PPOLICY_OID};
+use super::checkin::Identity;
+use super::connection::{Limit, Strays, UpstreamConn, OWN_MSGID};
+use super::UpstreamError;
 use crate::ber::{self, FrameError};
+use crate::ldap::ppolicy::{decode_policy_response, PolicyResponse, PPOLICY_OID};
 use crate::ldap::response::{self, ResultSummary};
 use crate::ldap::tag;
-
-/// Message ID of ldapgate's own requests; they never overlap.
-const MSGID: i32 = 7;
 
 /// What a bind answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,27 +58,19 @@ pub enum SearchMessage {
     Intermediate(LdapIntermediateResponse),
 }
 
-/// How long a request of ldapgate's own may take.
-#[derive(Debug, Clone, Copy)]
-enum Limit {
-    /// The whole request, from sending it to its final response.
-    Whole(Duration),
-    /// Each response: a long search stays alive while the server keeps
-    /// answering.
-    Silence(Duration),
-}
-
 impl UpstreamConn {
-    /// A simple bind, asking (non-critically) for the password policy control.
+    /// A simple bind, asking (non-critically) for the password policy
+    /// control. The connection counts as bound as someone from then on,
+    /// unless the directory refused the bind, which leaves it anonymous
+    /// (RFC 4511 §4.2.1).
     pub async fn bind_simple(
         &mut self,
         dn: &str,
         password: &str,
-        limit: Duration,
-        max_message_bytes: usize,
-    ) -> Result<BindReply, ExchangeError> {
+    ) -> Result<BindReply, UpstreamError> {
+        const STAGE: &str = "bind";
         let request = response::encode(LdapMsg::new_with_ctrls(
-            MSGID,
+            OWN_MSGID,
             LdapOp::BindRequest(LdapBindRequest {
                 version: 3,
                 dn: dn.to_owned(),
@@ -90,13 +78,16 @@ impl UpstreamConn {
             }),
             vec![LdapControl::PasswordPolicyRequest { criticality: false }],
         ));
+        self.note_bind();
+        let limit = Limit::Whole(self.settings().operation_timeout);
         let pdu = self
-            .send_and_await(&request, Limit::Whole(limit), max_message_bytes, |_, _| {
-                Ok(())
-            })
+            .request(&request, STAGE, limit, Strays::Fail, |_, _| Ok(()))
             .await?;
-        let summary = response::read_result(&pdu).map_err(ExchangeError::Frame)?;
-        let policy = policy_control(&pdu).map_err(ExchangeError::Frame)?;
+        let summary = response::read_result(&pdu).map_err(|e| self.bad_response(STAGE, e))?;
+        let policy = policy_control(&pdu).map_err(|e| self.bad_response(STAGE, e))?;
+        if summary.code != 0 {
+            self.set_identity(Identity::Anonymous);
+        }
         Ok(BindReply {
             code: summary.code,
             diagnostic: summary.diagnostic,
@@ -113,9 +104,8 @@ impl UpstreamConn {
         dn: &str,
         filter: LdapFilter,
         attrs: Vec<String>,
-        limit: Duration,
-        max_message_bytes: usize,
-    ) -> Result<SearchReply, ExchangeError> {
+    ) -> Result<SearchReply, UpstreamError> {
+        let limit = self.settings().operation_timeout;
         let request = LdapSearchRequest {
             base: dn.to_owned(),
             scope: LdapSearchScope::Base,
@@ -126,47 +116,48 @@ impl UpstreamConn {
             filter,
             attrs,
         };
-        self.search(request, limit, max_message_bytes).await
+        self.search(request).await
     }
 
     /// A search; entries are decoded, references ignored.
     pub async fn search(
         &mut self,
         request: LdapSearchRequest,
-        limit: Duration,
-        max_message_bytes: usize,
-    ) -> Result<SearchReply, ExchangeError> {
-        let pdu = response::encode(LdapMsg::new(MSGID, LdapOp::SearchRequest(request)));
-        let (entries, done) = self.collect_entries(&pdu, limit, max_message_bytes).await?;
-        let done = response::read_result(&done).map_err(ExchangeError::Frame)?;
+    ) -> Result<SearchReply, UpstreamError> {
+        const STAGE: &str = "search";
+        let pdu = response::encode(LdapMsg::new(OWN_MSGID, LdapOp::SearchRequest(request)));
+        let (entries, done) = self.collect_entries(&pdu, STAGE).await?;
+        let done = response::read_result(&done).map_err(|e| self.bad_response(STAGE, e))?;
         Ok(SearchReply { entries, done })
     }
 
     /// A search whose responses go to `visit` as they arrive, decoded
     /// with their controls; returns the result and the SearchResultDone PDU
-    /// (for [`response_control`]). `silence` bounds the wait for each
-    /// response, not the whole search.
+    /// (for [`response_control`]). `operation_timeout` bounds the wait for
+    /// each response, not the whole search.
     pub async fn search_streamed(
         &mut self,
         request: LdapSearchRequest,
         controls: Vec<LdapControl>,
-        silence: Duration,
-        max_message_bytes: usize,
         mut visit: impl FnMut(SearchMessage) -> Result<(), FrameError>,
-    ) -> Result<(ResultSummary, bytes::Bytes), ExchangeError> {
+    ) -> Result<(ResultSummary, bytes::Bytes), UpstreamError> {
+        const STAGE: &str = "search";
         let pdu = response::encode(LdapMsg::new_with_ctrls(
-            MSGID,
+            OWN_MSGID,
             LdapOp::SearchRequest(request),
             controls,
         ));
+        let max = self.settings().max_message_bytes;
+        let silence = Limit::Silence(self.settings().operation_timeout);
         let done = self
-            .send_and_await(
+            .request(
                 &pdu,
-                Limit::Silence(silence),
-                max_message_bytes,
+                STAGE,
+                silence,
+                Strays::Fail,
                 |op_tag, pdu| match op_tag {
                     tag::SEARCH_RESULT_ENTRY | tag::INTERMEDIATE_RESPONSE => {
-                        match decode(pdu, max_message_bytes)? {
+                        match decode(pdu, max)? {
                             LdapMsg {
                                 op: LdapOp::SearchResultEntry(entry),
                                 ctrl,
@@ -183,7 +174,7 @@ impl UpstreamConn {
                 },
             )
             .await?;
-        let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
+        let summary = response::read_result(&done).map_err(|e| self.bad_response(STAGE, e))?;
         Ok((summary, done))
     }
 
@@ -191,37 +182,39 @@ impl UpstreamConn {
     /// pass the previous page's cookie (empty for the first). A server that
     /// ignores paging answers without the control: that is an error, not a
     /// last page, so a short export can never pass for a complete one.
+    /// Until the last page is read the server holds a cursor on the
+    /// connection ([`super::checkin::ConnState::open_cursor`]).
     pub async fn search_page(
         &mut self,
         request: LdapSearchRequest,
         page_size: i64,
         cookie: Vec<u8>,
         controls: &[LdapControl],
-        limit: Duration,
-        max_message_bytes: usize,
-    ) -> Result<Page, ExchangeError> {
+    ) -> Result<Page, UpstreamError> {
+        const STAGE: &str = "paged search";
         let mut all = vec![LdapControl::SimplePagedResults {
             size: page_size,
             cookie,
         }];
         all.extend_from_slice(controls);
         let pdu = response::encode(LdapMsg::new_with_ctrls(
-            MSGID,
+            OWN_MSGID,
             LdapOp::SearchRequest(request),
             all,
         ));
-        let (entries, done) = self.collect_entries(&pdu, limit, max_message_bytes).await?;
-        let summary = response::read_result(&done).map_err(ExchangeError::Frame)?;
-        let cookie =
-            match response_control(&done, PAGED_RESULTS_OID).map_err(ExchangeError::Frame)? {
-                Some(Some(value)) => paged_cookie(value).map_err(ExchangeError::Frame)?,
-                _ if summary.code != 0 => Vec::new(),
-                _ => {
-                    return Err(ExchangeError::Frame(FrameError::Malformed(
-                        "paged search answered without the paged results control",
-                    )))
-                }
-            };
+        let (entries, done) = self.collect_entries(&pdu, STAGE).await?;
+        let bad = |e| self.bad_response(STAGE, e);
+        let summary = response::read_result(&done).map_err(bad)?;
+        let cookie = match response_control(&done, PAGED_RESULTS_OID).map_err(bad)? {
+            Some(Some(value)) => paged_cookie(value).map_err(bad)?,
+            _ if summary.code != 0 => Vec::new(),
+            _ => {
+                return Err(bad(FrameError::Malformed(
+                    "paged search answered without the paged results control",
+                )))
+            }
+        };
+        self.set_open_cursor(!cookie.is_empty());
         Ok(Page {
             entries,
             done: summary,
@@ -234,72 +227,20 @@ impl UpstreamConn {
     async fn collect_entries(
         &mut self,
         pdu: &[u8],
-        limit: Duration,
-        max_message_bytes: usize,
-    ) -> Result<(Vec<LdapSearchResultEntry>, bytes::Bytes), ExchangeError> {
+        stage: &'static str,
+    ) -> Result<(Vec<LdapSearchResultEntry>, bytes::Bytes), UpstreamError> {
         let mut entries = Vec::new();
+        let max = self.settings().max_message_bytes;
+        let limit = Limit::Whole(self.settings().operation_timeout);
         let done = self
-            .send_and_await(
-                pdu,
-                Limit::Whole(limit),
-                max_message_bytes,
-                |op_tag, pdu| {
-                    if op_tag == tag::SEARCH_RESULT_ENTRY {
-                        entries.push(decode_entry(pdu, max_message_bytes)?);
-                    }
-                    Ok(())
-                },
-            )
+            .request(pdu, stage, limit, Strays::Fail, |op_tag, pdu| {
+                if op_tag == tag::SEARCH_RESULT_ENTRY {
+                    entries.push(decode_entry(pdu, max)?);
+                }
+                Ok(())
+            })
             .await?;
         Ok((entries, done))
-    }
-
-    /// Sends `request` and reads until its final response, which it
-    /// returns; the responses before it go to `on_response` (with their
-    /// operation tag) as they arrive.
-    async fn send_and_await(
-        &mut self,
-        request: &[u8],
-        limit: Limit,
-        max_message_bytes: usize,
-        mut on_response: impl FnMut(u8, &[u8]) -> Result<(), FrameError>,
-    ) -> Result<bytes::Bytes, ExchangeError> {
-        let silence = match limit {
-            Limit::Silence(d) => Some(d),
-            Limit::Whole(_) => None,
-        };
-        let work = async {
-            self.stream
-                .write_all(request)
-                .await
-                .map_err(ExchangeError::Io)?;
-            self.stream.flush().await.map_err(ExchangeError::Io)?;
-            loop {
-                let read = read_pdu(&mut self.stream, &mut self.buf, max_message_bytes);
-                let pdu = match silence {
-                    Some(d) => timeout(d, read)
-                        .await
-                        .map_err(|_| ExchangeError::Timeout(d))??,
-                    None => read.await?,
-                };
-                let h = ber::peek_pdu(&pdu, max_message_bytes).map_err(ExchangeError::Frame)?;
-                if h.msgid != MSGID {
-                    // A Notice of Disconnection, or a stray; the connection
-                    // cannot be trusted with this request.
-                    return Err(ExchangeError::Closed);
-                }
-                if tag::is_final_response(h.op_tag) {
-                    return Ok(pdu);
-                }
-                on_response(h.op_tag, &pdu).map_err(ExchangeError::Frame)?;
-            }
-        };
-        match limit {
-            Limit::Whole(d) => timeout(d, work)
-                .await
-                .map_err(|_| ExchangeError::Timeout(d))?,
-            Limit::Silence(_) => work.await,
-        }
     }
 }
 

@@ -5,13 +5,14 @@
 //! takes the equality rules of the sign-in attributes from it, and sessions
 //! the DN comparison ([`crate::ldap::dn_schema`]).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use ldap3_proto::proto::LdapFilter;
 use tracing::warn;
 
 use super::requests::SearchReply;
-use super::service::{ServiceConnections, ServiceError};
+use super::service::ServiceError;
+use super::UpstreamPool;
 use crate::ldap::schema::Schema;
 
 /// Why the subschema could not be read.
@@ -25,20 +26,16 @@ pub enum SubschemaError {
     NoAttributeTypes(String),
 }
 
-impl ServiceConnections {
+impl UpstreamPool {
     /// The attribute types of the directory's subschema, read as the
     /// service account (anonymously without one). Descriptions that do not
     /// parse are skipped with a warning; the rest are used.
-    pub async fn read_schema(
-        &self,
-        limit: Duration,
-        max_message: usize,
-    ) -> Result<Schema, SubschemaError> {
+    pub async fn read_schema(self: &Arc<Self>) -> Result<Schema, SubschemaError> {
         let read = |dn: &str, attr: &str| {
             let (dn, attrs) = (dn.to_owned(), vec![attr.to_owned()]);
             async move {
                 let any = LdapFilter::Present("objectClass".into());
-                self.read_base(&dn, any, attrs, limit, max_message).await
+                self.read_base(&dn, any, attrs).await
             }
         };
         let root = read("", "subschemaSubentry").await?;

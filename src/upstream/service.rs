@@ -1,21 +1,17 @@
 //! Connections bound as the service account, for ldapgate's own searches
-//! (sign-in resolution, sync). They never reach client sessions.
+//! (sign-in resolution, identities of bind DNs, sync). They never reach
+//! client sessions.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ldap3_proto::proto::LdapFilter;
 
-use super::connection::ExchangeError;
-use super::pool::ConnStash;
+use super::checkin::Identity;
+use super::pool::Lease;
 use super::requests::SearchReply;
-use super::{NoServerAvailable, UpstreamConn, UpstreamPool};
-use crate::config::ServiceAccount;
+use super::{NoServerAvailable, UpstreamError, UpstreamPool};
 
-/// Idle service-account connections kept.
-const IDLE: usize = 8;
-
-/// Why a service-account connection could not be had.
+/// Why a request as the service account failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
@@ -26,53 +22,21 @@ pub enum ServiceError {
         code: i64,
         diagnostic: String,
     },
-    #[error("{server}: {source}")]
-    Exchange {
-        server: String,
-        source: ExchangeError,
-    },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
-/// Hands out connections bound as the service account (anonymous when
-/// none is configured).
-pub struct ServiceConnections {
-    pool: Arc<UpstreamPool>,
-    account: Option<ServiceAccount>,
-    idle: ConnStash,
-}
-
-impl ServiceConnections {
-    pub fn new(pool: Arc<UpstreamPool>, account: Option<ServiceAccount>) -> Self {
-        ServiceConnections {
-            pool,
-            account,
-            idle: ConnStash::new(IDLE),
+impl UpstreamPool {
+    /// A connection bound as the service account (anonymous when none is
+    /// configured): an idle one, or a new one bound now.
+    pub async fn service_lease(self: &Arc<Self>) -> Result<Lease, ServiceError> {
+        if let Some(lease) = self.idle_service() {
+            return Ok(lease);
         }
-    }
-
-    pub fn pool(&self) -> &Arc<UpstreamPool> {
-        &self.pool
-    }
-
-    /// A bound connection: an idle one, or a new one bound now.
-    pub async fn get(
-        &self,
-        limit: Duration,
-        max_message: usize,
-    ) -> Result<UpstreamConn, ServiceError> {
-        if let Some(conn) = self.idle.take() {
-            return Ok(conn);
-        }
-        let mut conn = self.pool.checkout().await?;
-        if let Some(account) = &self.account {
+        let mut lease = self.session_lease().await?.for_service();
+        if let Some(account) = self.account() {
             let dn = account.dn.to_string();
-            let reply = conn
-                .bind_simple(&dn, account.password.expose(), limit, max_message)
-                .await
-                .map_err(|source| ServiceError::Exchange {
-                    server: self.pool.server_name(conn.server),
-                    source,
-                })?;
+            let reply = lease.bind_simple(&dn, account.password.expose()).await?;
             if reply.code != 0 {
                 return Err(ServiceError::Bind {
                     dn,
@@ -81,33 +45,18 @@ impl ServiceConnections {
                 });
             }
         }
-        Ok(conn)
+        lease.set_identity(Identity::ServiceAccount);
+        Ok(lease)
     }
 
-    /// Returns a connection after a request completed cleanly.
-    pub fn put(&self, conn: UpstreamConn) {
-        self.idle.put(conn);
-    }
-
-    /// [`UpstreamConn::read_base`] on a service connection.
+    /// [`super::UpstreamConn::read_base`] as the service account.
     pub async fn read_base(
-        &self,
+        self: &Arc<Self>,
         dn: &str,
         filter: LdapFilter,
         attrs: Vec<String>,
-        limit: Duration,
-        max_message: usize,
     ) -> Result<SearchReply, ServiceError> {
-        let mut conn = self.get(limit, max_message).await?;
-        match conn.read_base(dn, filter, attrs, limit, max_message).await {
-            Ok(reply) => {
-                self.put(conn);
-                Ok(reply)
-            }
-            Err(source) => Err(ServiceError::Exchange {
-                server: self.pool.server_name(conn.server),
-                source,
-            }),
-        }
+        let mut lease = self.service_lease().await?;
+        Ok(lease.read_base(dn, filter, attrs).await?)
     }
 }

@@ -22,7 +22,6 @@ use super::{hex, unhex, Cursor, Delta, Fallback, Watched};
 use crate::ber::{FrameError, TlvReader};
 use crate::sync::error::SyncError;
 use crate::sync::reader::DirectoryReader;
-use crate::upstream::connection::ExchangeError;
 use crate::upstream::requests::response_control;
 use crate::upstream::requests::SearchMessage;
 use crate::upstream::UpstreamConn;
@@ -139,7 +138,6 @@ impl Refresh {
 
 /// A refreshOnly search from `cookie` (none: from the beginning).
 async fn refresh(
-    reader: &DirectoryReader,
     conn: &mut UpstreamConn,
     request: LdapSearchRequest,
     cookie: Option<Vec<u8>>,
@@ -154,18 +152,11 @@ async fn refresh(
     };
     let mut refresh = Refresh::default();
     let (done, done_pdu) = conn
-        .search_streamed(
-            request,
-            vec![control],
-            reader.operation_timeout(),
-            reader.max_message(),
-            |message| {
-                refresh.visit(message);
-                Ok(())
-            },
-        )
-        .await
-        .map_err(|e| reader.exchange_err(conn, e))?;
+        .search_streamed(request, vec![control], |message| {
+            refresh.visit(message);
+            Ok(())
+        })
+        .await?;
     match done.code {
         0 => {}
         SYNC_REFRESH_REQUIRED => {
@@ -191,7 +182,7 @@ async fn refresh(
     }
     let value = response_control(&done_pdu, SYNC_DONE_OID)
         .and_then(|found| found.map(|v| sync_done(v.unwrap_or_default())).transpose())
-        .map_err(|e| reader.exchange_err(conn, ExchangeError::Frame(e)))?;
+        .map_err(|e| conn.bad_response("search", e))?;
     if let Some((cookie, refresh_deletes)) = value {
         refresh.note(cookie);
         refresh.refresh_deletes = Some(refresh_deletes);
@@ -221,7 +212,7 @@ pub async fn begin(
         filter: LdapFilter::Present("objectClass".into()),
         attrs: vec!["1.1".into()],
     };
-    Ok(match refresh(reader, conn, request, None).await? {
+    Ok(match refresh(conn, request, None).await? {
         Ok(Refresh {
             cookie: Some(cookie),
             ..
@@ -255,7 +246,7 @@ pub async fn since(
         filter: watched.filter.clone(),
         attrs: watched.attrs.clone(),
     };
-    let refresh = match refresh(reader, conn, request, Some(bytes.clone())).await? {
+    let refresh = match refresh(conn, request, Some(bytes.clone())).await? {
         Ok(r) => r,
         Err(fallback) => return Ok(Err(fallback)),
     };

@@ -1,9 +1,17 @@
-//! The byte stream under an LDAP connection, either leg: plain TCP or TLS.
+//! The byte stream under an LDAP connection, either leg: plain TCP or TLS
+//! ([`LdapStream`]), framed into PDUs ([`framed`]) and moved both ways at
+//! once ([`duplex`]).
+
+pub mod duplex;
+pub mod framed;
+
+pub use framed::Framed;
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -61,21 +69,16 @@ impl LdapStream {
         !matches!(self, LdapStream::Plain(_))
     }
 
-    /// The TCP socket underneath.
-    /// The leaf certificate a server presented, on ldapgate's side of a
-    /// client TLS connection.
-    pub fn peer_leaf(&self) -> Option<&[u8]> {
+    /// The certificate chain a server presented, leaf first, on
+    /// ldapgate's side of a client TLS connection.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {
-            LdapStream::ClientTls(s) => s
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.as_ref()),
+            LdapStream::ClientTls(s) => s.get_ref().1.peer_certificates(),
             _ => None,
         }
     }
 
+    /// The TCP socket underneath.
     pub fn tcp(&self) -> &TcpStream {
         match self {
             LdapStream::Plain(s) => s,

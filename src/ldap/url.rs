@@ -1,4 +1,5 @@
-//! A directory server address: `ldap://host[:port]` or `ldaps://host[:port]`.
+//! An LDAP URL naming one directory server (RFC 4516, reduced to what a
+//! server address needs): `ldap://host[:port]` or `ldaps://host[:port]`.
 
 use std::fmt;
 use std::str::FromStr;
