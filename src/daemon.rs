@@ -258,10 +258,22 @@ impl Running {
             }
         }
         self.directories.send_replace(directories);
-        *self
+        let mut in_force = self
             .directory_connections
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = permits;
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, (max, semaphore)) in &permits {
+            let old = in_force.get(name).map(|(old, _)| *old);
+            if let Some(old) = old.filter(|old| old != max) {
+                let over = resize_permits(semaphore, old, *max);
+                if over > 0 {
+                    warnings.push(format!(
+                        "directory `{name}`: max_connections: {over} connections over the new limit stay open until they end"
+                    ));
+                }
+            }
+        }
+        *in_force = permits;
         if let (Some(sender), Some(control)) = (&self.control, control) {
             sender.send_replace(control);
         }
@@ -357,26 +369,11 @@ impl Running {
     /// Adds or retires connection permits for a changed `max_connections`.
     fn resize_connections(&self, old: &Config, new: &Config, warnings: &mut Vec<String>) {
         let (old_max, new_max) = (old.server.max_connections, new.server.max_connections);
-        if new_max > old_max {
-            self.connections.add_permits(new_max - old_max);
-        } else if new_max < old_max {
-            let over = (old_max - new_max) - self.connections.forget_permits(old_max - new_max);
-            if over > 0 {
-                // The permits still held by open connections are retired as
-                // those connections end.
-                warnings.push(format!(
-                    "server.max_connections: {over} connections over the new limit stay open until they end"
-                ));
-                let connections = self.connections.clone();
-                tokio::spawn(async move {
-                    for _ in 0..over {
-                        match connections.acquire().await {
-                            Ok(permit) => permit.forget(),
-                            Err(_) => return,
-                        }
-                    }
-                });
-            }
+        let over = resize_permits(&self.connections, old_max, new_max);
+        if over > 0 {
+            warnings.push(format!(
+                "server.max_connections: {over} connections over the new limit stay open until they end"
+            ));
         }
     }
 
@@ -540,7 +537,9 @@ async fn bind_listeners(d: &TenantDirectory) -> Result<Vec<BoundListener>, Start
 type DirectoryPermits = BTreeMap<String, (usize, Arc<Semaphore>)>;
 
 /// The permits of each directory of `config` with a `max_connections` of
-/// its own: those of `in_force` when the limit is unchanged, new otherwise.
+/// its own: those of `in_force` for a directory that had a limit (resized
+/// when the configuration is put in force, see [`resize_permits`], so that
+/// its open connections keep counting), new ones otherwise.
 fn directory_permits(config: &Config, in_force: &DirectoryPermits) -> DirectoryPermits {
     config
         .directories
@@ -548,12 +547,36 @@ fn directory_permits(config: &Config, in_force: &DirectoryPermits) -> DirectoryP
         .filter_map(|d| {
             let max = d.max_connections?;
             let permits = match in_force.get(&d.name) {
-                Some((was, permits)) if *was == max => permits.clone(),
-                _ => Arc::new(Semaphore::new(max)),
+                Some((_, permits)) => permits.clone(),
+                None => Arc::new(Semaphore::new(max)),
             };
             Some((d.name.clone(), (max, permits)))
         })
         .collect()
+}
+
+/// Changes the permits of `permits` from `old` to `new` in place, so that
+/// the connections open now keep counting. Returns how many open
+/// connections are over a lower limit: their permits are retired as they
+/// end.
+fn resize_permits(permits: &Arc<Semaphore>, old: usize, new: usize) -> usize {
+    if new >= old {
+        permits.add_permits(new - old);
+        return 0;
+    }
+    let over = (old - new) - permits.forget_permits(old - new);
+    if over > 0 {
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            for _ in 0..over {
+                match permits.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    over
 }
 
 /// The semaphores of `permits`, by directory name.

@@ -781,6 +781,29 @@ async fn each_directory_may_limit_its_own_clients() {
         0,
         "closed without an answer"
     );
+    // A reload that raises the limit to 3 counts the two still open: one
+    // more gets in, the next is told busy again.
+    let raised = text.replace("max_connections = 2", "max_connections = 3");
+    std::fs::write(&proxy.config_path, raised).unwrap();
+    send_signal(proxy.pid(), "HUP");
+    proxy.wait_for_log("configuration reloaded");
+    let mut ldap = connect(&proxy.ldap_url(), None, false).await;
+    ldap.simple_bind("alice", "alice-pw")
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let mut fourth = std::net::TcpStream::connect(("127.0.0.1", proxy.ldap_port)).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (_, notice) =
+        next_tlv(&mut fourth).unwrap_or_else(|| panic!("the fourth was let in:\n{}", proxy.log()));
+    assert!(
+        notice.windows(3).any(|w| w == [0x0a, 0x01, 51]),
+        "{notice:?}"
+    );
+    let _ = ldap.unbind().await;
     drop(held);
     // A slot of `ldap` comes back when a connection ends.
     let start = Instant::now();

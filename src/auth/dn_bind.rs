@@ -133,6 +133,7 @@ impl Authenticator {
         };
         info!(
             target: "ldapgate::audit",
+            directory = self.metrics.directory(),
             channel = "ldap_dn",
             client = %ticket.client,
             login_hash = %self.login_hash(&ticket.dn),

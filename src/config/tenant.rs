@@ -373,6 +373,11 @@ impl Validator {
         let mut taken: Vec<(SocketAddr, String)> = Vec::new();
         let mut claim = |v: &mut Validator, key: String, addr: SocketAddr, who: String| {
             if let Some((_, other)) = taken.iter().find(|(a, _)| clash(*a, addr)) {
+                let other = if *other == who {
+                    "this directory".to_owned()
+                } else {
+                    other.clone()
+                };
                 v.problem(
                     &key,
                     format!("{addr} is also where {other} listens: an address serves one listener"),
@@ -387,7 +392,7 @@ impl Validator {
             ];
             for (key, list) in lists {
                 for addr in list {
-                    let who = format!("directory `{}` ({key})", d.name);
+                    let who = format!("directory `{}`", d.name);
                     claim(self, format!("{prefix}.{key}"), *addr, who);
                 }
             }

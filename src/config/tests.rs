@@ -331,7 +331,9 @@ fn names_listeners_and_state_are_each_one_directory_s() {
         "ldap_listen = [\"127.0.0.1:2389\"]",
         "ldap_listen = [\"127.0.0.1:2389\"]\nldaps_listen = [\"127.0.0.1:2389\"]",
     );
-    let found = keys(parse(&twice).unwrap_err());
+    let err = parse(&twice).unwrap_err();
+    assert!(err.to_string().contains("this directory"), "{err}");
+    let found = keys(err);
     assert!(
         found.contains(&"directories[1].ldaps_listen".to_owned()),
         "{found:?}"

@@ -77,10 +77,13 @@ impl UpstreamServer {
 
     pub(super) fn set_up(&self, up: bool, why: Option<&UpstreamError>) {
         let was = self.up.swap(up, Ordering::Relaxed);
+        let directory = self.metrics.as_ref().map_or("", |m| m.directory());
         match (was, up, why) {
-            (false, true, _) => info!(server = %self.endpoint, "directory server is up"),
+            (false, true, _) => {
+                info!(%directory, server = %self.endpoint, "directory server is up")
+            }
             (true, false, Some(e)) => {
-                warn!(server = %self.endpoint, error = %e, "directory server is down")
+                warn!(%directory, server = %self.endpoint, error = %e, "directory server is down")
             }
             _ => {}
         }
