@@ -20,11 +20,14 @@ fuzz_target!(|data: &[u8]| {
     }
     match Config::parse(text, Path::new("fuzz.toml")) {
         Ok(config) => {
-            let base = &config.directory.base_dn;
-            assert_eq!(Dn::parse(base.as_str()).as_ref(), Ok(base));
-            let policy = Policy::from_config(&config);
-            assert!(policy.dn_scope.current().contains(base));
-            let _ = AccountClasses::from_config(&config).filter();
+            assert!(!config.directories.is_empty(), "valid, with no directory");
+            for tenant in &config.directories {
+                let base = &tenant.directory.base_dn;
+                assert_eq!(Dn::parse(base.as_str()).as_ref(), Ok(base));
+                let policy = Policy::from_config(&config.server, tenant);
+                assert!(policy.dn_scope.current().contains(base));
+                let _ = AccountClasses::from_config(tenant).filter();
+            }
             let _ = format!("{config:?}");
         }
         Err(ConfigError::Invalid(problems)) => {

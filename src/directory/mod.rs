@@ -79,27 +79,7 @@ impl Directory {
         let metrics = DirectoryMetrics::new(&config.name);
         let d = &config.directory;
         let pool = UpstreamPool::new(d, metrics.clone())?;
-        // The first check says in the log at once whether the directory is
-        // reachable, and warms the pool; a server that takes long to answer
-        // (or never does) must not hold up the listeners of this directory
-        // or of the others: after FIRST_CHECK the checks go on in the
-        // background.
-        let checked = tokio::time::timeout(FIRST_CHECK, pool.check_health())
-            .await
-            .is_ok();
-        if checked {
-            for server in pool.servers() {
-                if !server.is_up() {
-                    warn!(directory = %config.name, server = %server.endpoint, "directory server is not reachable");
-                }
-            }
-        } else {
-            warn!(
-                directory = %config.name,
-                "the directory's servers did not all answer within {} s: serving, and checking them in the background",
-                FIRST_CHECK.as_secs()
-            );
-        }
+        let checked = first_check(&pool, &config.name).await;
         pool.spawn_health_checks(d.health_check_interval);
         let authenticator = Arc::new(Authenticator::new(config, pool.clone(), limiter));
         authenticator.watch_changes();
@@ -145,15 +125,7 @@ impl Directory {
             serving: Arc::new(Serving {
                 ctx,
                 ldaps: starttls,
-                admission: Arc::new(Admission {
-                    allowed_clients: config
-                        .allowed_clients
-                        .clone()
-                        .unwrap_or_else(|| server.allowed_clients.clone()),
-                    connections: shared.connections.clone(),
-                    directory_connections: shared.directory_connections.get(&config.name).cloned(),
-                    tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
-                }),
+                admission: Arc::new(admission(config, shared)),
             }),
             schedule,
         })
@@ -176,6 +148,45 @@ impl Directory {
             self.metrics
                 .upstream(&server.endpoint.to_string(), server.is_up(), idle, in_use);
         }
+    }
+}
+
+/// Checks `pool`'s servers once, which says in the log at once whether the
+/// directory is reachable and warms the pool. A server that takes long to
+/// answer (or never does) must not hold up the listeners of this directory
+/// or of the others: after [`FIRST_CHECK`] the checks go on in the
+/// background. True when the check finished.
+async fn first_check(pool: &Arc<UpstreamPool>, directory: &str) -> bool {
+    let checked = tokio::time::timeout(FIRST_CHECK, pool.check_health())
+        .await
+        .is_ok();
+    if !checked {
+        warn!(
+            %directory,
+            "the directory's servers did not all answer within {} s: serving, and checking them in the background",
+            FIRST_CHECK.as_secs()
+        );
+        return false;
+    }
+    for server in pool.servers() {
+        if !server.is_up() {
+            warn!(%directory, server = %server.endpoint, "directory server is not reachable");
+        }
+    }
+    true
+}
+
+/// Who the listeners of `config` let in: its own `allowed_clients` or the
+/// shared ones, within the shared connection limit and its own.
+fn admission(config: &TenantDirectory, shared: &Shared<'_>) -> Admission {
+    Admission {
+        allowed_clients: config
+            .allowed_clients
+            .clone()
+            .unwrap_or_else(|| shared.server.allowed_clients.clone()),
+        connections: shared.connections.clone(),
+        directory_connections: shared.directory_connections.get(&config.name).cloned(),
+        tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
     }
 }
 

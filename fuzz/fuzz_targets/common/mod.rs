@@ -33,7 +33,10 @@ pub fn policy(base_dn: &str, rewrite: bool) -> Policy {
         .replace("{rewrite}", if rewrite { "true" } else { "false" });
     let config = Config::parse(&text, Path::new("fuzz.toml"))
         .unwrap_or_else(|e| panic!("the fuzz configuration is invalid: {e}"));
-    Policy::from_config(&config)
+    let tenant = config
+        .only_directory()
+        .unwrap_or_else(|e| panic!("the fuzz configuration has one directory: {e}"));
+    Policy::from_config(&config.server, tenant)
 }
 
 /// slapd's core naming types and three a site defines (case-exact,
