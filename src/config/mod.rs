@@ -232,12 +232,7 @@ impl Config {
     /// The directory a command without `--directory` (or an unscoped
     /// control path) means: the only one, or an error naming the choices.
     pub fn only_directory(&self) -> Result<&TenantDirectory, DirectoryChoice> {
-        match self.directories.as_slice() {
-            [only] => Ok(only),
-            several => Err(DirectoryChoice::Ambiguous(
-                several.iter().map(|d| d.name.clone()).collect(),
-            )),
-        }
+        self.choose_directory(None)
     }
 
     /// The directory `name` names, or the only one when `name` is None.
@@ -245,14 +240,30 @@ impl Config {
         &self,
         name: Option<&str>,
     ) -> Result<&TenantDirectory, DirectoryChoice> {
-        match name {
-            None => self.only_directory(),
-            Some(name) => self
-                .directory(name)
+        choose(&self.directories, |d| &d.name, name)
+    }
+}
+
+/// The item of `items` (in file order) whose name (`name_of`) is `name`, or
+/// the only item when `name` is None: what `--directory` and the control
+/// paths resolve, over the configuration or the directories running.
+pub fn choose<'a, T>(
+    items: &'a [T],
+    name_of: impl Fn(&T) -> &str,
+    name: Option<&str>,
+) -> Result<&'a T, DirectoryChoice> {
+    let names = || items.iter().map(|d| name_of(d).to_owned()).collect();
+    match (name, items) {
+        (None, [only]) => Ok(only),
+        (None, _) => Err(DirectoryChoice::Ambiguous(names())),
+        (Some(name), _) => {
+            items
+                .iter()
+                .find(|d| name_of(d) == name)
                 .ok_or_else(|| DirectoryChoice::Unknown {
                     name: name.to_owned(),
-                    configured: self.directories.iter().map(|d| d.name.clone()).collect(),
-                }),
+                    configured: names(),
+                })
         }
     }
 }

@@ -13,55 +13,45 @@ use axum::Json;
 use serde_json::json;
 
 use super::ControlState;
-use crate::config::is_directory_name;
+use crate::config::{choose, is_directory_name, DirectoryChoice};
 use crate::directory::{Directories, Directory};
 
 /// The directory a request is for.
 pub struct Scoped(pub Arc<Directory>);
 
-/// Why a request names no configured directory.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ScopeError {
-    /// An unscoped path while several directories are configured.
-    Ambiguous(Vec<String>),
-    /// `/v1/directories/{name}/...` with a name that is not configured.
-    Unknown { name: String, known: Vec<String> },
-}
-
-impl IntoResponse for ScopeError {
-    fn into_response(self) -> Response {
-        match self {
-            ScopeError::Ambiguous(directories) => (
-                StatusCode::BAD_REQUEST,
+/// Why a request names no configured directory, as an HTTP answer.
+fn refusal(choice: DirectoryChoice) -> Response {
+    match choice {
+        DirectoryChoice::Ambiguous(directories) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "directory_required",
+                "detail": format!(
+                    "several directories are configured: use /v1/directories/{{name}}/... with one of {}",
+                    directories.join(", ")
+                ),
+                "directories": directories,
+            })),
+        )
+            .into_response(),
+        DirectoryChoice::Unknown { name, configured } => {
+            // A name that could be configured is safe to repeat; any
+            // other text from the path is not.
+            let which = if is_directory_name(&name) {
+                format!("no directory is named `{name}`")
+            } else {
+                "no directory has that name (names are lowercase letters, digits and `-`)"
+                    .to_owned()
+            };
+            (
+                StatusCode::NOT_FOUND,
                 Json(json!({
-                    "error": "directory_required",
-                    "detail": format!(
-                        "several directories are configured: use /v1/directories/{{name}}/... with one of {}",
-                        directories.join(", ")
-                    ),
-                    "directories": directories,
+                    "error": "unknown_directory",
+                    "detail": format!("{which}; configured: {}", configured.join(", ")),
+                    "directories": configured,
                 })),
             )
-                .into_response(),
-            ScopeError::Unknown { name, known } => {
-                // A name that could be configured is safe to repeat; any
-                // other text from the path is not.
-                let which = if is_directory_name(&name) {
-                    format!("no directory is named `{name}`")
-                } else {
-                    "no directory has that name (names are lowercase letters, digits and `-`)"
-                        .to_owned()
-                };
-                (
-                    StatusCode::NOT_FOUND,
-                    Json(json!({
-                        "error": "unknown_directory",
-                        "detail": format!("{which}; configured: {}", known.join(", ")),
-                        "directories": known,
-                    })),
-                )
-                    .into_response()
-            }
+                .into_response()
         }
     }
 }
@@ -70,21 +60,8 @@ impl IntoResponse for ScopeError {
 pub fn resolve(
     directories: &Directories,
     name: Option<&str>,
-) -> Result<Arc<Directory>, ScopeError> {
-    let known = || directories.names().into_iter().map(str::to_owned).collect();
-    match name {
-        Some(name) => directories
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ScopeError::Unknown {
-                name: name.to_owned(),
-                known: known(),
-            }),
-        None => directories
-            .only()
-            .cloned()
-            .ok_or_else(|| ScopeError::Ambiguous(known())),
-    }
+) -> Result<Arc<Directory>, DirectoryChoice> {
+    choose(directories.as_slice(), |d| d.name(), name).cloned()
 }
 
 impl FromRequestParts<Arc<ControlState>> for Scoped {
@@ -103,6 +80,6 @@ impl FromRequestParts<Arc<ControlState>> for Scoped {
             .map(|(_, value)| value.to_owned());
         resolve(&state.directories, name.as_deref())
             .map(Scoped)
-            .map_err(IntoResponse::into_response)
+            .map_err(refusal)
     }
 }

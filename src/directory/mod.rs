@@ -206,20 +206,12 @@ impl Directories {
         self.list.iter().find(|d| d.name() == name)
     }
 
-    /// The only directory, when there is exactly one.
-    pub fn only(&self) -> Option<&Arc<Directory>> {
-        match self.list.as_slice() {
-            [only] => Some(only),
-            _ => None,
-        }
+    /// Every directory, in file order.
+    pub fn as_slice(&self) -> &[Arc<Directory>] {
+        &self.list
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Directory>> {
         self.list.iter()
-    }
-
-    /// The configured names, in file order.
-    pub fn names(&self) -> Vec<&str> {
-        self.list.iter().map(|d| d.name()).collect()
     }
 }
