@@ -90,6 +90,25 @@ fn cli_sign_in(
     )
 }
 
+/// Signs `login` in on `directory` over HTTP: the answer has `status`
+/// and `outcome`.
+fn expect_sign_in(
+    proxy: &Proxy,
+    directory: &str,
+    login: &str,
+    password: &str,
+    status: u16,
+    outcome: &str,
+) {
+    let path = format!("/v1/directories/{directory}/authenticate");
+    let (got, v) = sign_in(proxy, &path, login, password);
+    assert_eq!(
+        (got, v["outcome"].as_str()),
+        (status, Some(outcome)),
+        "{login} on {directory}: {v}"
+    );
+}
+
 async fn ldap_bind(port: u16, name: &str, password: &str) -> (i64, String) {
     let mut ldap = connect(&format!("ldap://127.0.0.1:{port}"), None, false).await;
     let r = ldap.simple_bind(name, password).await.unwrap();
@@ -144,27 +163,21 @@ async fn one_ldapgate_signs_in_to_slapd_and_active_directory_by_every_channel() 
     }
     // A login of one directory is unknown to the other: a wrong password's
     // answer, as for any unknown login.
-    let (status, v) = sign_in(
+    expect_sign_in(
         &proxy,
-        "/v1/directories/corp-ad/authenticate",
+        "corp-ad",
         "alice",
         "alice-pw",
+        401,
+        "invalid_credentials",
     );
-    assert_eq!(
-        (status, v["outcome"].as_str()),
-        (401, Some("invalid_credentials")),
-        "{v}"
-    );
-    let (status, v) = sign_in(
+    expect_sign_in(
         &proxy,
-        "/v1/directories/ldap/authenticate",
+        "ldap",
         "ada",
         "Ada!Passw0rd1",
-    );
-    assert_eq!(
-        (status, v["outcome"].as_str()),
-        (401, Some("invalid_credentials")),
-        "{v}"
+        401,
+        "invalid_credentials",
     );
 
     // The unscoped path cannot know which directory: 400 naming both; an
@@ -434,28 +447,15 @@ async fn pulls_and_verification_of_both_directories_and_one_directory_down() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, v) = sign_in(
+    expect_sign_in(
         &proxy,
-        "/v1/directories/ldap/authenticate",
+        "ldap",
         "alice",
         "alice-pw",
+        503,
+        "directory_unavailable",
     );
-    assert_eq!(
-        (status, v["outcome"].as_str()),
-        (503, Some("directory_unavailable")),
-        "{v}"
-    );
-    let (status, v) = sign_in(
-        &proxy,
-        "/v1/directories/corp-ad/authenticate",
-        "ada",
-        "Ada!Passw0rd1",
-    );
-    assert_eq!(
-        (status, v["outcome"].as_str()),
-        (200, Some("success")),
-        "{v}"
-    );
+    expect_sign_in(&proxy, "corp-ad", "ada", "Ada!Passw0rd1", 200, "success");
     assert_eq!(ldap_bind(ad_port, "ada", "Ada!Passw0rd1").await.0, 0);
     let (code, out, _) = cli_sign_in(&proxy.config_path, Some("corp-ad"), "ada", "Ada!Passw0rd1");
     assert_eq!(code, 0, "{out}");
