@@ -20,12 +20,14 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::cluster::{ClusterStore, StoreSetupError};
 use crate::config::{Config, RateLimitConfig, TenantDirectory};
 use crate::control::{ControlError, ControlServer, ControlServing, ControlState};
 use crate::directory::{Directories, Directory, Shared};
 use crate::health::{MetricsBindError, MetricsServer, Readiness};
 use crate::listener::{BindError, BoundListener, ListenerKind, Serving};
 use crate::metrics::{metrics, DirectoryMetrics};
+use crate::ratelimit::shared::SharedLimits;
 use crate::ratelimit::BindLimiter;
 use crate::session::budget::PduBudget;
 use crate::sync::verify::{self, Schedule};
@@ -55,6 +57,8 @@ pub enum StartError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Metrics(#[from] MetricsBindError),
+    #[error(transparent)]
+    Cluster(#[from] StoreSetupError),
 }
 
 /// One directory's place in the running daemon, kept across reloads that
@@ -88,6 +92,8 @@ pub struct Running {
     pub ldaps_addrs: Vec<SocketAddr>,
     pub control_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The shared store of `[cluster]`, for the life of the process.
+    cluster: Option<Arc<ClusterStore>>,
     /// The daemon stops: listeners stop accepting, sessions hear it.
     stop: watch::Sender<bool>,
     listeners: TaskTracker,
@@ -322,6 +328,7 @@ impl Running {
             connections: self.connections.clone(),
             directory_connections: &own,
             budget: self.budget.clone(),
+            cluster: self.cluster.clone(),
         };
         build(config, &shared, limiters, kept).await
     }
@@ -442,11 +449,24 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.metrics != new.metrics {
         warnings.push("[metrics] changed: restart to apply".into());
     }
+    if old.cluster != new.cluster {
+        warnings.push("[cluster] changed: restart to apply".into());
+    }
     warnings
 }
 
-fn new_limiter(config: &RateLimitConfig) -> Arc<BindLimiter> {
-    let limiter = BindLimiter::new(config);
+/// The limiter of `d`: counted with the tenant's other instances through
+/// `cluster`, when there is one.
+fn new_limiter(d: &TenantDirectory, cluster: Option<&Arc<ClusterStore>>) -> Arc<BindLimiter> {
+    let shared = cluster.map(|store| {
+        SharedLimits::new(
+            store.clone(),
+            &d.name,
+            &d.ratelimit,
+            d.directory.operation_timeout,
+        )
+    });
+    let limiter = BindLimiter::with_shared(&d.ratelimit, shared);
     limiter.spawn_housekeeping(LIMITER_HOUSEKEEPING);
     limiter
 }
@@ -488,11 +508,11 @@ async fn build(
         let limiter = match limiters.get(&d.name) {
             Some((limiter, limits)) if *limits == d.ratelimit => limiter.clone(),
             Some((old, _)) => {
-                let limiter = new_limiter(&d.ratelimit);
+                let limiter = new_limiter(d, shared.cluster.as_ref());
                 limiter.carry_over(old);
                 limiter
             }
-            None => new_limiter(&d.ratelimit),
+            None => new_limiter(d, shared.cluster.as_ref()),
         };
         async move {
             let directory = match unchanged {
@@ -589,6 +609,18 @@ fn semaphores(permits: &DirectoryPermits) -> BTreeMap<String, Arc<Semaphore>> {
 
 /// Binds every listener and starts serving.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let store = ClusterStore::new(c)?;
+            // One answer before serving, so that the first sign-ins count
+            // in the store; a store that is down delays the start by at
+            // most a second and is probed again every second.
+            store.probe().await;
+            store.spawn_probe();
+            Some(store)
+        }
+        None => None,
+    };
     let connections = Arc::new(Semaphore::new(config.server.max_connections));
     let budget = PduBudget::new(config.server.unfinished_pdu_budget);
     let in_force = directory_permits(config, &BTreeMap::new());
@@ -598,6 +630,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         connections: connections.clone(),
         directory_connections: &own,
         budget: budget.clone(),
+        cluster: cluster.clone(),
     };
     let built = build(config, &shared, &BTreeMap::new(), &[]).await?;
     let mut bound = Vec::new();
@@ -632,6 +665,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics_addr = Some(server.addr);
         let readiness = Arc::new(Readiness {
             directories: directories_rx,
+            cluster: cluster.clone(),
         });
         listeners.spawn(server.serve(readiness, stop_rx.clone()));
     }
@@ -640,6 +674,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ldaps_addrs: Vec::new(),
         control_addr,
         metrics_addr,
+        cluster,
         stop,
         listeners,
         sessions: TaskTracker::new(),

@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
+use crate::cluster::ClusterStore;
 use crate::config::HttpLimits;
 use crate::directory::Directories;
 use crate::http_server::{self, HttpListener};
@@ -28,6 +29,9 @@ const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Readiness {
     /// The directories of the configuration in force (replaced on reload).
     pub directories: watch::Receiver<Arc<Directories>>,
+    /// The shared store of `[cluster]`: a warning line while it is down
+    /// (not a reason to be unready: sign-in goes on without it).
+    pub cluster: Option<Arc<ClusterStore>>,
 }
 
 impl Readiness {
@@ -44,6 +48,14 @@ impl Readiness {
                 ": ready\n"
             } else {
                 ": not ready: no directory server is up\n"
+            });
+        }
+        if let Some(store) = &self.cluster {
+            lines.push_str(&format!("cluster store {}: ", store.address()));
+            lines.push_str(if store.is_up() {
+                "up\n"
+            } else {
+                "down (warning: lockout counted per instance, sync pulls refused until it returns)\n"
             });
         }
         (any, lines)

@@ -14,7 +14,9 @@
 //!   ([`stream::Framed`]) and moved both ways at once.
 //! - [`session`]: one client connection; [`session::policy`] decides per request.
 //! - [`auth`]: delegated authentication: sign-in resolution, bind, outcomes.
-//! - [`ratelimit`]: per-address and per-identity bind limits, lockout.
+//! - [`ratelimit`]: per-address and per-identity bind limits, lockout; shared
+//!   between the instances of a tenant through [`cluster`].
+//! - [`cluster`]: the shared store (Redis) of `[cluster]`, its health and keyed names.
 //! - [`metrics`]: the Prometheus registry; each directory records through its
 //!   [`metrics::DirectoryMetrics`] (the `directory` label).
 //! - [`health`]: the `/metrics`, `/healthz`, `/readyz` endpoint.
@@ -33,12 +35,14 @@
 //! - [`tls`]: rustls setup, certificate pins and the verifier enforcing them,
 //!   chain expiry, and the diagnosis of a directory with no cipher suite in common.
 //! - [`verify`]: `ldapgate verify` and `POST /v1/verify`, the checks before switching over.
+//! - [`random`]: random cookies and tokens.
 //! - [`fingerprint`]: `ldapgate fingerprint`, reading a server's certificate to pin it.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod ber;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -49,6 +53,7 @@ pub mod http_server;
 pub mod ldap;
 pub mod listener;
 pub mod metrics;
+pub mod random;
 pub mod ratelimit;
 pub mod session;
 pub mod stream;

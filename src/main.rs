@@ -7,8 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use ldapgate::auth::outcome::Outcome;
 use ldapgate::auth::{Attempt, Authenticator};
+use ldapgate::cluster::ClusterStore;
 use ldapgate::config::{Config, TenantDirectory};
 use ldapgate::metrics::DirectoryMetrics;
+use ldapgate::ratelimit::shared::SharedLimits;
 use ldapgate::ratelimit::BindLimiter;
 use ldapgate::sync::export::{self, Exporter};
 use ldapgate::sync::{changes, verify};
@@ -237,7 +239,11 @@ async fn dispatch(command: Command) -> ExitCode {
             }
             let password = password.strip_suffix('\n').unwrap_or(&password);
             let password = password.strip_suffix('\r').unwrap_or(password);
-            match authenticate(directory, &login, password).await {
+            let cluster = match cluster_store(&config).await {
+                Ok(store) => store,
+                Err(code) => return code,
+            };
+            match authenticate(directory, cluster, &login, password).await {
                 Ok((json, ok)) => {
                     println!("{json}");
                     if ok {
@@ -269,7 +275,11 @@ async fn dispatch(command: Command) -> ExitCode {
                 Ok(d) => d,
                 Err(code) => return code,
             };
-            match sync(directory, &action).await {
+            let cluster = match cluster_store(&config).await {
+                Ok(store) => store,
+                Err(code) => return code,
+            };
+            match sync(directory, cluster, &action).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
                 Err(e) => {
@@ -290,7 +300,13 @@ async fn dispatch(command: Command) -> ExitCode {
             let result = match directory {
                 None => ldapgate::verify::verify(&config).await,
                 Some(name) => match choose(&config, Some(&name)) {
-                    Ok(d) => ldapgate::verify::verify_directory(d).await,
+                    Ok(d) => {
+                        let cluster = match cluster_store(&config).await {
+                            Ok(store) => store,
+                            Err(code) => return code,
+                        };
+                        ldapgate::verify::verify_directory(d, cluster).await
+                    }
                     Err(code) => return code,
                 },
             };
@@ -367,13 +383,40 @@ fn print_checks(checks: &[ldapgate::verify::Check], several: bool) {
     }
 }
 
+/// The shared store of `[cluster]`, asked once whether it answers (a
+/// command then counts and reads in it like the daemon does).
+async fn cluster_store(config: &Config) -> Result<Option<Arc<ClusterStore>>, ExitCode> {
+    let Some(c) = &config.cluster else {
+        return Ok(None);
+    };
+    match ClusterStore::new(c) {
+        Ok(store) => {
+            store.probe().await;
+            Ok(Some(store))
+        }
+        Err(e) => {
+            eprintln!("ldapgate: {e}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
+}
+
 async fn authenticate(
     config: &TenantDirectory,
+    cluster: Option<Arc<ClusterStore>>,
     login: &str,
     password: &str,
 ) -> anyhow::Result<(String, bool)> {
     let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
-    let limiter = BindLimiter::new(&config.ratelimit);
+    let shared = cluster.map(|store| {
+        SharedLimits::new(
+            store,
+            &config.name,
+            &config.ratelimit,
+            config.directory.operation_timeout,
+        )
+    });
+    let limiter = BindLimiter::with_shared(&config.ratelimit, shared);
     let authenticator = Authenticator::new(config, pool, limiter);
     let verdict = authenticator
         .authenticate(&Attempt {
@@ -388,10 +431,14 @@ async fn authenticate(
 }
 
 /// A sync pull (or a rearm) from the shell; Ok(false) when it failed.
-async fn sync(config: &TenantDirectory, action: &SyncCommand) -> anyhow::Result<bool> {
+async fn sync(
+    config: &TenantDirectory,
+    cluster: Option<Arc<ClusterStore>>,
+    action: &SyncCommand,
+) -> anyhow::Result<bool> {
     use std::io::Write;
     let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
-    let exporter = Arc::new(Exporter::new(config, pool));
+    let exporter = Arc::new(Exporter::new(config, pool, cluster));
     if let SyncCommand::Verify { .. } = action {
         return Ok(
             match verify::verify(&exporter, &config.signin.attributes).await {
@@ -425,7 +472,7 @@ async fn sync(config: &TenantDirectory, action: &SyncCommand) -> anyhow::Result<
         return Ok(ok);
     }
     if let SyncCommand::Rearm { .. } = action {
-        let removed = exporter.rearm()?;
+        let removed = exporter.rearm().await?;
         println!(
             "{}",
             if removed {

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success_timestamp_seconds: Gauge,
     pub build_info: IntGaugeVec,
+    /// 1 while the `[cluster]` store answers, 0 while it does not; no
+    /// series without `[cluster]`.
+    pub cluster_store_up: IntGaugeVec,
     /// HTTP listeners (`control`, `metrics`) that were full when a
     /// connection arrived, by which connection was closed for it.
     pub connection_slots_full_total: IntCounterVec,
@@ -192,6 +195,14 @@ impl Metrics {
                 opts("build_info", "1, labelled with the running version."),
                 &["version"]
             )),
+            cluster_store_up: register!(IntGaugeVec::new(
+                opts(
+                    "cluster_store_up",
+                    "1 while the shared store of [cluster] answers; 0 while it does not (each \
+                     instance then enforces lockout with its own counts)."
+                ),
+                &[]
+            )),
             connection_slots_full_total: register!(IntCounterVec::new(
                 opts(
                     "connection_slots_full_total",
@@ -244,6 +255,13 @@ impl Metrics {
     }
 
     /// Records a configuration load (at start and on SIGHUP).
+    /// Whether the shared store answers (see [`Metrics::cluster_store_up`]).
+    pub fn cluster_store(&self, up: bool) {
+        self.cluster_store_up
+            .with_label_values::<&str>(&[])
+            .set(i64::from(up));
+    }
+
     pub fn config_loaded(&self, ok: bool) {
         self.config_reloads_total
             .with_label_values(&[if ok { "success" } else { "error" }])

@@ -23,13 +23,12 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use super::identity::{account_key, Identity};
 use super::outcome::{bind_outcome, Outcome};
 use super::{Authenticator, Verdict};
-use crate::ratelimit::client_key;
+use crate::ratelimit::{client_key, Admission, Budget, Tested};
 
 /// invalidCredentials (RFC 4511 appendix A).
 const INVALID_CREDENTIALS: i64 = 49;
@@ -45,8 +44,9 @@ pub struct BindTicket {
     /// The identity came from the cache.
     cached: bool,
     started: Instant,
-    /// An account's turn, held until the directory answered.
-    _turn: Option<OwnedMutexGuard<()>>,
+    /// The attempt's admission (an account's turn), held until the
+    /// directory answered.
+    admission: Admission,
 }
 
 /// The key an identity's rate and lockout count under.
@@ -77,15 +77,11 @@ impl Authenticator {
             .await
             .map_err(|e| Verdict::bare(Outcome::DirectoryUnavailable, Some(e.to_string())))?;
         let key = limit_key(&identity, client);
-        let turn = match identity {
-            Identity::Account(_) => Some(self.turn(&key).await?),
-            _ => None,
+        let budget = match identity {
+            Identity::Account(_) => Budget::Later,
+            _ => Budget::Service,
         };
-        let admitted = match identity {
-            Identity::Account(_) => self.limiter.admit_identity(&key),
-            _ => self.limiter.check_service(&key),
-        };
-        admitted.map_err(refused)?;
+        let admission = self.admit(&key, budget).await?;
         Ok(BindTicket {
             identity,
             key,
@@ -93,7 +89,7 @@ impl Authenticator {
             client,
             cached,
             started: Instant::now(),
-            _turn: turn,
+            admission,
         })
     }
 
@@ -106,28 +102,45 @@ impl Authenticator {
     /// When the identity came from the cache, a wrong password counts for
     /// the entry the DN names now.
     pub async fn settle_dn_bind(&self, ticket: BindTicket, code: i64, diagnostic: &str) {
-        let mut key = ticket.key.clone();
-        let mut account = matches!(ticket.identity, Identity::Account(_));
-        if code == INVALID_CREDENTIALS && ticket.cached {
-            self.identities.forget(&ticket.dn);
-            if let Ok((now, _)) = self.identities.of_dn(&ticket.dn).await {
-                key = limit_key(&now, ticket.client);
-                account = matches!(now, Identity::Account(_));
-            }
-        }
-        if account && (code == 0 || code == INVALID_CREDENTIALS) {
-            self.limiter.charge(&key);
-        }
         // Only a success or invalidCredentials tested the password; other
         // codes (unavailableCriticalExtension, protocolError, ...) did not.
-        match (code, bind_outcome(code, diagnostic, None)) {
-            (0, Outcome::Success) => self.limiter.record_success(&key),
-            (INVALID_CREDENTIALS, Outcome::InvalidCredentials) => {
-                self.limiter.record_failure(&key);
+        let tested = match (code, bind_outcome(code, diagnostic, None)) {
+            (0, Outcome::Success) => Tested::RightPassword,
+            (INVALID_CREDENTIALS, Outcome::InvalidCredentials) => Tested::WrongPassword,
+            (0 | INVALID_CREDENTIALS, _) => Tested::Refused,
+            _ => Tested::No,
+        };
+        let BindTicket {
+            identity,
+            key,
+            dn,
+            client,
+            cached,
+            started,
+            admission,
+        } = ticket;
+        let mut recount = None;
+        if tested == Tested::WrongPassword && cached {
+            self.identities.forget(&dn);
+            if let Ok((now, _)) = self.identities.of_dn(&dn).await {
+                let now_key = limit_key(&now, client);
+                if now_key != key {
+                    recount = Some(now_key);
+                }
             }
-            _ => {}
         }
-        let id = match &ticket.identity {
+        match recount {
+            // The DN names another entry now: the wrong password counts
+            // for that one.
+            Some(now_key) => {
+                self.limiter.settle(admission, Tested::No).await;
+                let _ = self.limiter.count_wrong_guess(&now_key).await;
+            }
+            None => {
+                self.limiter.settle(admission, tested).await;
+            }
+        }
+        let id = match &identity {
             Identity::Account(id) | Identity::Service(id) => id.as_str(),
             Identity::Unknown => "",
         };
@@ -135,13 +148,13 @@ impl Authenticator {
             target: "ldapgate::audit",
             directory = self.metrics.directory(),
             channel = "ldap_dn",
-            client = %ticket.client,
-            login_hash = %self.login_hash(&ticket.dn),
+            client = %client,
+            login_hash = %self.login_hash(&dn),
             id,
-            service = matches!(ticket.identity, Identity::Service(_)),
+            service = matches!(identity, Identity::Service(_)),
             result = code,
-            cached = ticket.cached,
-            duration_ms = ticket.started.elapsed().as_secs_f64() * 1000.0,
+            cached,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "authentication"
         );
     }

@@ -30,7 +30,7 @@ use tracing::info;
 
 use crate::config::TenantDirectory;
 use crate::ldap::ppolicy::PolicyResponse;
-use crate::ratelimit::{normalised_login, BindLimiter, Refusal};
+use crate::ratelimit::{normalised_login, Admission, BindLimiter, Budget, Refusal, Tested};
 use crate::upstream::requests::BindReply;
 use crate::upstream::{Lease, UpstreamPool};
 pub use dn_bind::BindTicket;
@@ -339,13 +339,13 @@ impl Authenticator {
             Ok(found) => found,
             Err(verdict) => return (verdict, None),
         };
-        let turn = match self.admit_account(&identity).await {
-            Ok(turn) => turn,
+        let admission = match self.admit(&identity, Budget::Spend).await {
+            Ok(admission) => admission,
             Err(verdict) => return (verdict, None),
         };
         let (verdict, conn) = self.bind(&entry, attempt.password, keep, facts).await;
         if verdict.outcome != Outcome::InvalidCredentials || !cached {
-            self.count(&verdict, &identity);
+            self.count(&verdict, admission).await;
             return (verdict, conn);
         }
         // A cached resolution never counts as a wrong password: the entry
@@ -357,55 +357,44 @@ impl Authenticator {
         };
         if fresh.id == entry.id && fresh.dn == entry.dn {
             // The same entry: the password was wrong.
-            self.count(&verdict, &identity);
+            self.count(&verdict, admission).await;
             return (verdict, conn);
         }
-        drop(turn);
-        let _turn = match self.admit_account(&fresh_identity).await {
-            Ok(turn) => turn,
+        self.limiter.settle(admission, Tested::No).await;
+        let admission = match self.admit(&fresh_identity, Budget::Spend).await {
+            Ok(admission) => admission,
             Err(verdict) => return (verdict, None),
         };
         let (verdict, conn) = self.bind(&fresh, attempt.password, keep, facts).await;
-        self.count(&verdict, &fresh_identity);
+        self.count(&verdict, admission).await;
         (verdict, conn)
     }
 
-    /// Takes the account's turn, then counts the attempt against its lockout
-    /// and rate; the attempt is decided while the returned turn is held.
-    async fn admit_account(
-        &self,
-        identity: &str,
-    ) -> Result<tokio::sync::OwnedMutexGuard<()>, Verdict> {
-        let turn = self.turn(identity).await?;
-        self.limiter
-            .check_identity(identity)
-            .map_err(|r| self.refuse(&r))?;
-        Ok(turn)
-    }
-
-    /// Waits, at most `operation_timeout`, for the account's turn: its
-    /// attempts are decided one at a time ([`BindLimiter::turn`]).
-    async fn turn(&self, key: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, Verdict> {
-        tokio::time::timeout(self.operation_timeout, self.limiter.turn(key))
+    /// Admits an attempt for `identity` (see [`BindLimiter::admit`]),
+    /// waiting at most `operation_timeout` for its turn; the attempt is
+    /// decided while the admission is held.
+    async fn admit(&self, identity: &str, budget: Budget) -> Result<Admission, Verdict> {
+        match tokio::time::timeout(self.operation_timeout, self.limiter.admit(identity, budget))
             .await
-            .map_err(|_| {
-                Verdict::bare(
-                    Outcome::RateLimited,
-                    Some("too many attempts in progress for this account".into()),
-                )
-            })
+        {
+            Ok(Ok(admission)) => Ok(admission),
+            Ok(Err(refused)) => Err(self.refuse(&refused)),
+            Err(_) => Err(Verdict::bare(
+                Outcome::RateLimited,
+                Some("too many attempts in progress for this account".into()),
+            )),
+        }
     }
 
     /// A wrong password counts toward the identity's lockout; a right one
     /// clears its count.
-    fn count(&self, verdict: &Verdict, identity: &str) {
-        match verdict.outcome {
-            Outcome::InvalidCredentials => {
-                self.limiter.record_failure(identity);
-            }
-            Outcome::Success => self.limiter.record_success(identity),
-            _ => {}
-        }
+    async fn count(&self, verdict: &Verdict, admission: Admission) {
+        let tested = match verdict.outcome {
+            Outcome::InvalidCredentials => Tested::WrongPassword,
+            Outcome::Success => Tested::RightPassword,
+            _ => Tested::No,
+        };
+        self.limiter.settle(admission, tested).await;
     }
 
     /// Everything before resolution: input checks and the client's rate.
@@ -459,10 +448,9 @@ impl Authenticator {
                 // Counts as a wrong guess for this login, so a spray of
                 // guesses at one unknown name is limited like any other.
                 let login_key = normalised_login(login);
-                if let Err(r) = self.limiter.check_identity(&login_key) {
+                if let Err(r) = self.limiter.count_wrong_guess(&login_key).await {
                     return Err(self.refuse(&r));
                 }
-                self.limiter.record_failure(&login_key);
                 return Err(Verdict {
                     reply: self.wrong_password_reply().await,
                     ..Verdict::bare(Outcome::InvalidCredentials, None)

@@ -186,29 +186,7 @@ impl Validator {
                         None
                     }
                 };
-                let password = match std::fs::read_to_string(file) {
-                    // A trailing newline from `echo secret > file` is not part of it.
-                    Ok(s) => {
-                        let s = s.strip_suffix('\n').unwrap_or(&s);
-                        let s = s.strip_suffix('\r').unwrap_or(s);
-                        if s.is_empty() {
-                            self.problem(
-                                "directory.bind_password_file",
-                                format!("{file} is empty"),
-                            );
-                            None
-                        } else {
-                            Some(Secret(s.to_owned()))
-                        }
-                    }
-                    Err(e) => {
-                        self.problem(
-                            "directory.bind_password_file",
-                            format!("cannot read {file}: {e}"),
-                        );
-                        None
-                    }
-                };
+                let password = self.secret_file("directory.bind_password_file", file);
                 Some(ServiceAccount {
                     dn: dn?,
                     password: password?,

@@ -4,6 +4,7 @@
 //! configuration string after this.
 
 mod auth;
+mod cluster;
 mod digest;
 mod directory;
 mod http;
@@ -13,6 +14,7 @@ mod sync;
 mod tenant;
 
 pub use auth::{ControlConfig, Rate, RateLimitConfig, SignInConfig};
+pub use cluster::{ClusterConfig, ClusterKey, StoreAddress, MIN_KEY_BYTES};
 pub use digest::SourceDigest;
 pub use directory::{DirectoryConfig, DirectoryKind, ServiceAccount};
 pub use http::HttpLimits;
@@ -95,6 +97,9 @@ pub struct Config {
     pub control: Option<ControlConfig>,
     /// None when the file has no `[metrics]` section: no metrics endpoint.
     pub metrics: Option<MetricsConfig>,
+    /// None when the file has no `[cluster]` section: the instance shares
+    /// nothing with others.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[server]`: what the client-facing listeners of every directory share
@@ -190,6 +195,7 @@ impl Config {
         }
         let control = raw.control.as_ref().map(|c| v.control(c));
         let metrics = raw.metrics.as_ref().and_then(|m| v.metrics(m));
+        let cluster = raw.cluster.as_ref().map(|c| v.cluster(c));
         let keyed: Vec<(String, &TenantDirectory)> = directories
             .iter()
             .enumerate()
@@ -219,6 +225,7 @@ impl Config {
                 directories,
                 control: control.flatten(),
                 metrics,
+                cluster: cluster.flatten(),
             }),
             _ => Err(ConfigError::Invalid(v.problems)),
         }
@@ -349,6 +356,27 @@ impl Validator {
             }
         }
         out
+    }
+
+    /// A secret read from `file` (a systemd credential): its text without
+    /// the trailing newline `echo secret > file` leaves; empty is a problem.
+    fn secret_file(&mut self, key: &str, file: &str) -> Option<Secret> {
+        match std::fs::read_to_string(file) {
+            Ok(s) => {
+                let s = s.strip_suffix('\n').unwrap_or(&s);
+                let s = s.strip_suffix('\r').unwrap_or(s);
+                if s.is_empty() {
+                    self.problem(key, format!("{file} is empty"));
+                    None
+                } else {
+                    Some(Secret(s.to_owned()))
+                }
+            }
+            Err(e) => {
+                self.problem(key, format!("cannot read {file}: {e}"));
+                None
+            }
+        }
     }
 
     fn readable(&mut self, key: &str, path: &str) -> Option<PathBuf> {

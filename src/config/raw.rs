@@ -20,6 +20,22 @@ pub struct RawConfig {
     pub control: Option<RawControl>,
     pub metrics: Option<RawMetrics>,
     pub sync: Option<RawSync>,
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub store: Option<String>,
+    pub password_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+    #[serde(default = "default_cluster_timeout")]
+    pub timeout: String,
+}
+
+fn default_cluster_timeout() -> String {
+    "500ms".into()
 }
 
 #[derive(Debug, Deserialize)]

@@ -247,7 +247,7 @@ fn authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<AuthenticateBod
 /// `POST /v1/verify`: the checks of `ldapgate verify` as JSON; 200 when
 /// none failed, 503 otherwise (the report says which and why).
 async fn verify(Scoped(directory): Scoped) -> Response {
-    match crate::verify::verify_directory(&directory.config).await {
+    match crate::verify::verify_directory(&directory.config, directory.cluster.clone()).await {
         Ok(report) if report.ok => (StatusCode::OK, Json(report)).into_response(),
         Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),
         Err(e) => (

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::warn;
 
 use crate::auth::Authenticator;
+use crate::cluster::ClusterStore;
 use crate::config::{ServerConfig, TenantDirectory};
 use crate::listener::{Admission, Serving};
 use crate::metrics::DirectoryMetrics;
@@ -51,6 +52,8 @@ pub struct Directory {
     pub serving: Arc<Serving>,
     /// Its scheduled verification's settings.
     pub schedule: Arc<Schedule>,
+    /// The shared store of `[cluster]`, when configured.
+    pub cluster: Option<Arc<ClusterStore>>,
 }
 
 /// What every directory's build shares: the `[server]` section, the
@@ -63,6 +66,8 @@ pub struct Shared<'a> {
     /// by name; kept across reloads like the shared ones.
     pub directory_connections: &'a BTreeMap<String, Arc<Semaphore>>,
     pub budget: PduBudget,
+    /// The shared store of `[cluster]`, when configured.
+    pub cluster: Option<Arc<ClusterStore>>,
 }
 
 impl Directory {
@@ -110,7 +115,7 @@ impl Directory {
                 tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
             },
         });
-        let exporter = Arc::new(Exporter::new(config, pool.clone()));
+        let exporter = Arc::new(Exporter::new(config, pool.clone(), shared.cluster.clone()));
         let schedule = Arc::new(Schedule {
             exporter: exporter.clone(),
             sign_in: config.signin.attributes.clone(),
@@ -128,6 +133,7 @@ impl Directory {
                 admission: Arc::new(admission(config, shared)),
             }),
             schedule,
+            cluster: shared.cluster.clone(),
         })
     }
 

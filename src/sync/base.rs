@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use super::error::SyncError;
 use super::reader::DirectoryReader;
-use super::state::{BaseFingerprint, StateDir, BASE_FINGERPRINT};
+use super::state::BaseFingerprint;
+use super::store::SyncStore;
 use crate::ldap::dn::Dn;
 use crate::upstream::UpstreamConn;
 
@@ -35,43 +36,40 @@ pub async fn base_id(
 
 /// The base entry's id recorded by the first pull, if one was recorded for
 /// `base_dn`.
-pub fn recorded_base_id(state: &StateDir, base_dn: &Dn) -> Result<Option<String>, SyncError> {
-    Ok(state
-        .read_json::<BaseFingerprint>(BASE_FINGERPRINT)?
+pub async fn recorded_base_id(
+    store: &SyncStore,
+    base_dn: &Dn,
+) -> Result<Option<String>, SyncError> {
+    Ok(store
+        .base_fingerprint()
+        .await?
         .filter(|r| names(&r.base_dn, base_dn))
         .map(|r| r.id))
 }
 
 /// Reads the base entry's id and checks it against the recorded
-/// fingerprint in `state`, recording it on the first pull.
+/// fingerprint in `store`, recording it on the first pull.
 pub async fn check_base(
     reader: &DirectoryReader,
-    state: &StateDir,
+    store: &SyncStore,
     conn: &mut UpstreamConn,
 ) -> Result<String, SyncError> {
     let id = base_id(reader, conn).await?;
     let base_dn = reader.base_dn();
-    let recorded = state.read_json::<BaseFingerprint>(BASE_FINGERPRINT)?;
+    let recorded = store.base_fingerprint().await?;
     if to_record(recorded, base_dn, &id)? {
         let recorded_at = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        state.write_json(
-            BASE_FINGERPRINT,
-            &BaseFingerprint {
+        store
+            .record_base(&BaseFingerprint {
                 base_dn: base_dn.key(),
                 id: id.clone(),
                 recorded_at,
-            },
-        )?;
+            })
+            .await?;
     }
     Ok(id)
-}
-
-/// Forgets the recorded base-DN fingerprint (`ldapgate sync rearm`); false
-/// when none was recorded.
-pub fn rearm(state: &StateDir) -> Result<bool, SyncError> {
-    Ok(state.remove(BASE_FINGERPRINT)?)
 }
 
 /// Whether the base entry's id `found` is to be recorded as `base_dn`'s

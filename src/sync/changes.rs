@@ -19,7 +19,7 @@ use super::delta::{self, Computed, Contradicted};
 use super::error::{record_run, SyncError};
 use super::export::Exporter;
 use super::render::Item;
-use super::snapshot::{self, line_hash, Kind, Objects, Snapshot};
+use super::snapshot::{line_hash, Kind, Objects, Snapshot};
 use super::tracking::{Cursor, Fallback, Method};
 use crate::upstream::UpstreamConn;
 
@@ -103,9 +103,11 @@ async fn change_set(
     cookie: &str,
     approve: Option<&str>,
 ) -> Result<ChangeSet, SyncError> {
-    let state = exporter.state();
+    let store = exporter.store();
     let reader = exporter.reader();
-    let before = snapshot::load(state, cookie)?
+    let before = store
+        .load(cookie)
+        .await?
         .ok_or_else(|| SyncError::UnknownCookie(cookie.to_owned()))?;
 
     let mut conn = reader.connection().await?;
@@ -129,7 +131,7 @@ async fn change_set(
     let org_deletes = deletes.len() - account_deletes;
     let (max_accounts, max_orgs) = exporter.protection_limits();
     if account_deletes > max_accounts || org_deletes > max_orgs {
-        let approval = approval_token(&snapshot::approval_key(state)?, cookie, &deletes, &upserts);
+        let approval = approval_token(&store.approval_key()?, cookie, &deletes, &upserts);
         if approve != Some(approval.as_str()) {
             return Err(SyncError::Protection {
                 account_deletes,
@@ -167,7 +169,7 @@ async fn change_set(
         account_deletes,
         org_deletes,
     };
-    let cookie = snapshot::save(state, now, containers, cursor)?;
+    let cookie = store.save(now, containers, cursor).await?;
     Ok(ChangeSet {
         lines,
         cookie,

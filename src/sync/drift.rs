@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::error::SyncError;
 use super::export::Exporter;
-use super::snapshot::{self, Snapshot};
+use super::snapshot::Snapshot;
 use crate::ldap::dn::Dn;
 
 /// The objects a walk found: the hash of each one's line, by id (8 bytes
@@ -102,8 +102,8 @@ impl Exporter {
         let reader = self.reader();
         let watched = self.objects().watched();
         let mut most = 0;
-        for cookie in snapshot::kept(self.state())? {
-            let Some(before) = snapshot::load(self.state(), &cookie)? else {
+        for cookie in self.store().kept().await? {
+            let Some(before) = self.store().load(&cookie).await? else {
                 continue;
             };
             let (Some(cursor), None) = (&before.cursor, &before.drift) else {
@@ -155,7 +155,7 @@ impl Exporter {
             drifted.sort();
             drop(conn);
             if !drifted.is_empty() {
-                snapshot::mark_drift(self.state(), &cookie, &reason(&drifted))?;
+                self.store().mark_drift(&cookie, &reason(&drifted)).await?;
                 most = most.max(drifted.len());
             }
         }

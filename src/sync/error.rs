@@ -5,6 +5,7 @@ use crate::metrics::DirectoryMetrics;
 use serde_json::{json, Value};
 
 use super::state::StateError;
+use crate::cluster::StoreError;
 use crate::upstream::service::ServiceError;
 use crate::upstream::UpstreamError;
 
@@ -34,6 +35,8 @@ pub enum SyncError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("{0}; sync state is shared through it, so pulls wait for it (retry later)")]
+    Store(#[from] StoreError),
     #[error("the consumer went away")]
     ConsumerGone,
     #[error("cookie {0:?} names no kept snapshot; run a full pull")]
@@ -57,6 +60,7 @@ impl SyncError {
             SyncError::Service(_) | SyncError::Upstream(_) => "directory_unavailable",
             SyncError::Search { .. } | SyncError::BaseMissing(_) => "directory_error",
             SyncError::State(_) => "state_error",
+            SyncError::Store(_) => "store_unavailable",
             SyncError::ConsumerGone => "consumer_gone",
             SyncError::UnknownCookie(_) => "cookie_unknown",
             SyncError::Protection { .. } => "sync_protection",

@@ -24,10 +24,12 @@ use super::objects::ObjectReader;
 use super::reader::DirectoryReader;
 use super::render::Renderer;
 pub use super::render::{end_line, error_line, Counts, Item};
-use super::snapshot::{self, Containers, Objects};
+use super::snapshot::{Containers, Objects};
 use super::state::StateDir;
+use super::store::SyncStore;
 use super::tracking::Tracker;
 use crate::auth::accounts::AccountClasses;
+use crate::cluster::ClusterStore;
 use crate::config::TenantDirectory;
 use crate::ldap::dn::Dn;
 use crate::metrics::DirectoryMetrics;
@@ -38,7 +40,7 @@ use crate::upstream::UpstreamPool;
 /// what they read the directory with and the state they keep.
 pub struct Exporter {
     objects: ObjectReader,
-    state: StateDir,
+    store: SyncStore,
     tracker: Tracker,
     /// Sync protection: the most accounts a change set may delete unapproved.
     max_account_deletes: usize,
@@ -51,8 +53,14 @@ pub struct Exporter {
 
 impl Exporter {
     /// The pulls of the directory `config` describes, read over the
-    /// service account's connections of `pool`.
-    pub fn new(config: &TenantDirectory, pool: Arc<UpstreamPool>) -> Exporter {
+    /// service account's connections of `pool`; their state is kept in
+    /// `cluster` when given (every instance of the tenant shares it), else
+    /// in `sync.state_dir`.
+    pub fn new(
+        config: &TenantDirectory,
+        pool: Arc<UpstreamPool>,
+        cluster: Option<Arc<ClusterStore>>,
+    ) -> Exporter {
         let metrics = pool.metrics().clone();
         let kind = config.directory.kind;
         let reader = DirectoryReader::new(
@@ -69,7 +77,7 @@ impl Exporter {
         let renderer = Renderer::new(config.sync.fields.clone(), reader.id_attr());
         Exporter {
             objects: ObjectReader::new(reader, classifier, renderer),
-            state: StateDir::new(&config.sync.state_dir),
+            store: SyncStore::new(&config.name, StateDir::new(&config.sync.state_dir), cluster),
             tracker: Tracker::new(kind, config.sync.change_tracking),
             max_account_deletes: config.sync.max_account_deletes,
             max_org_deletes: config.sync.max_org_deletes,
@@ -103,8 +111,8 @@ impl Exporter {
     }
 
     /// Where snapshots and the base-DN fingerprint are kept.
-    pub fn state(&self) -> &StateDir {
-        &self.state
+    pub fn store(&self) -> &SyncStore {
+        &self.store
     }
 
     /// (max_account_deletes, max_org_deletes) of sync protection.
@@ -119,19 +127,19 @@ impl Exporter {
 
     /// The base entry's id recorded by the first pull, if one was recorded
     /// for this base DN.
-    pub fn recorded_base_id(&self) -> Result<Option<String>, SyncError> {
-        base::recorded_base_id(&self.state, self.base_dn())
+    pub async fn recorded_base_id(&self) -> Result<Option<String>, SyncError> {
+        base::recorded_base_id(&self.store, self.base_dn()).await
     }
 
     /// Reads the base entry's id and checks it against the recorded
     /// fingerprint, recording it on the first pull.
     pub async fn check_base(&self, conn: &mut UpstreamConn) -> Result<String, SyncError> {
-        base::check_base(self.reader(), &self.state, conn).await
+        base::check_base(self.reader(), &self.store, conn).await
     }
 
     /// Forgets the recorded base-DN fingerprint (`ldapgate sync rearm`).
-    pub fn rearm(&self) -> Result<bool, SyncError> {
-        base::rearm(&self.state)
+    pub async fn rearm(&self) -> Result<bool, SyncError> {
+        self.store.rearm().await
     }
 
     /// Visits every account with `attrs`, page by page, after checking the
@@ -187,7 +195,7 @@ impl Exporter {
         let mut conn = reader.connection().await?;
         let containers = containers_of(reader, &mut conn, &objects, &Containers::new()).await?;
         drop(conn);
-        let cookie = snapshot::save(&self.state, objects, containers, cursor)?;
+        let cookie = self.store.save(objects, containers, cursor).await?;
         Ok((counts, cookie))
     }
 

@@ -6,7 +6,9 @@
 //!   reads and stable ids, over the service account's connections.
 //! - [`tracking`]: the directory's own change tracking (syncrepl, AD uSN
 //!   cursors), read through the reader.
-//! - [`snapshot`]: what a pull leaves for the next changes pull.
+//! - [`snapshot`]: what a pull leaves for the next changes pull; [`store`]:
+//!   where snapshots and the fingerprint live (`state_dir`, or the shared
+//!   store of `[cluster]`).
 //! - [`classify`]: which entries are organizations and accounts.
 //! - [`render`]: the NDJSON lines of a pull.
 //! - [`objects`]: organizations and accounts read, classified and rendered
@@ -37,5 +39,6 @@ pub mod rules;
 pub mod shared;
 pub mod snapshot;
 pub mod state;
+pub mod store;
 pub mod tracking;
 pub mod verify;

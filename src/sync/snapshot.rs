@@ -14,7 +14,7 @@ use super::tracking::Cursor;
 use crate::auth::resolver::canonical_id;
 
 /// Snapshots kept besides the newest.
-const KEEP: usize = 3;
+pub const KEEP: usize = 3;
 const INDEX: &str = "snapshots.json";
 
 /// What an object is.
@@ -88,27 +88,13 @@ pub fn line_hash(line: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Random hex, from the system RNG.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // Without the OS RNG, cookies fall back to the time: still unique per
-    // pull, only guessable, which a cookie need not resist.
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf).is_err() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        return format!("{now:032x}");
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn file(cookie: &str) -> String {
     format!("snapshot-{cookie}.json")
 }
 
 /// True for a cookie this module could have made (hex only), so a cookie
 /// from a request can never name another file.
-fn well_formed(cookie: &str) -> bool {
+pub fn well_formed(cookie: &str) -> bool {
     !cookie.is_empty() && cookie.len() <= 64 && cookie.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -120,7 +106,7 @@ pub fn save(
     containers: Containers,
     cursor: Option<Cursor>,
 ) -> Result<String, StateError> {
-    let cookie = random_hex(16);
+    let cookie = crate::random::hex(16);
     state.write_json(
         &file(&cookie),
         &Snapshot {
@@ -168,13 +154,16 @@ pub fn load(state: &StateDir, cookie: &str) -> Result<Option<Snapshot>, StateErr
         return Ok(None);
     }
     let snapshot = state.read_json::<Snapshot>(&file(cookie))?;
-    Ok(snapshot.map(|mut s| {
-        s.objects = std::mem::take(&mut s.objects)
-            .into_iter()
-            .map(|(id, object)| (canonical_id(&id), object))
-            .collect();
-        s
-    }))
+    Ok(snapshot.map(canonical))
+}
+
+/// `snapshot` with its ids in their canonical form.
+pub fn canonical(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.objects = std::mem::take(&mut snapshot.objects)
+        .into_iter()
+        .map(|(id, object)| (canonical_id(&id), object))
+        .collect();
+    snapshot
 }
 
 impl Snapshot {
@@ -192,7 +181,7 @@ pub fn approval_key(state: &StateDir) -> Result<String, StateError> {
     if let Some(key) = state.read(KEY)? {
         return Ok(String::from_utf8_lossy(&key).trim().to_owned());
     }
-    let key = random_hex(32);
+    let key = crate::random::hex(32);
     state.write(KEY, key.as_bytes())?;
     Ok(key)
 }

@@ -55,7 +55,7 @@ impl FromStr for Pin {
         }
         if let Some(hex) = s.strip_prefix("sha256:") {
             let digits: Vec<u8> = hex.bytes().filter(|b| *b != b':').collect();
-            if digits.len() % 2 != 0 {
+            if !digits.len().is_multiple_of(2) {
                 return Err(PinParseError::BadHex);
             }
             let bytes = digits

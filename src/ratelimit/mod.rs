@@ -9,6 +9,14 @@
 //! whose state has returned to "fresh" are dropped by
 //! [`BindLimiter::housekeeping`], and the other tables are capacity-bounded
 //! caches with time-to-live or time-to-idle.
+//!
+//! With `[cluster]`, lockout counts, lockouts, per-identity rates and
+//! turns live in the shared store ([`shared`]) and every instance of the
+//! tenant counts together; per-address rates stay per instance. Each
+//! instance keeps its own counts too (failures and lockouts it saw), and
+//! decides with them alone while the store is down: never "no limit".
+
+pub mod shared;
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -19,6 +27,10 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::{Rate, RateLimitConfig};
+use shared::{Begun, RateMode, SharedLimits};
+
+/// How often an attempt asks again for a turn another instance holds.
+const TURN_POLL: Duration = Duration::from_millis(5);
 
 /// Most identities tracked for lockout; beyond it the oldest are evicted.
 const MAX_TRACKED: u64 = 200_000;
@@ -96,6 +108,77 @@ pub struct BindLimiter {
     /// One attempt at a time per account, so that concurrent wrong
     /// passwords cannot overshoot `failures_before_lockout`.
     turns: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
+    /// The tenant's shared counts, with `[cluster]`.
+    shared: Option<Arc<SharedLimits>>,
+}
+
+/// How an attempt pays into its identity's rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// An account's sign-in: paid at admission (`binds_per_identity`).
+    Spend,
+    /// An account's bind by DN: checked at admission, paid when the
+    /// directory tested the password (see [`BindLimiter::settle`]).
+    Later,
+    /// An entry outside the account classes: `service_binds_per_identity`,
+    /// paid at admission, without a turn.
+    Service,
+}
+
+/// An attempt admitted by [`BindLimiter::admit`], to be settled with
+/// [`BindLimiter::settle`]; it holds the identity's turn until then.
+pub struct Admission {
+    identity: String,
+    budget: Budget,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Set when the shared store admitted the attempt.
+    shared: Option<SharedTurn>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The identity is an account id or a login: not for logs.
+        f.debug_struct("Admission")
+            .field("budget", &self.budget)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The identity's turn in the shared store: released when settled, or, if
+/// the attempt is dropped unsettled, by a task of its own.
+struct SharedTurn {
+    limits: Arc<SharedLimits>,
+    identity: String,
+    token: Option<String>,
+}
+
+impl Drop for SharedTurn {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let limits = self.limits.clone();
+        let identity = std::mem::take(&mut self.identity);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = limits.settle(&identity, Some(&token), None, false).await;
+            });
+        }
+    }
+}
+
+/// What the directory made of the password of an admitted attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tested {
+    /// Not tested (refused unread, unavailable, another error).
+    No,
+    WrongPassword,
+    RightPassword,
+    /// Tested, and the bind refused for another reason (an AD sub-code of
+    /// a disabled, expired or must-change account): paid for, but neither
+    /// a failure nor a success.
+    Refused,
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -110,8 +193,16 @@ fn quota(rate: Rate) -> Quota {
 }
 
 impl BindLimiter {
+    /// Limits of one instance alone.
     pub fn new(cfg: &RateLimitConfig) -> Arc<BindLimiter> {
+        Self::with_shared(cfg, None)
+    }
+
+    /// Limits counted with the other instances of the tenant through
+    /// `shared`, when given.
+    pub fn with_shared(cfg: &RateLimitConfig, shared: Option<SharedLimits>) -> Arc<BindLimiter> {
         Arc::new(BindLimiter {
+            shared: shared.map(Arc::new),
             per_ip: RateLimiter::keyed(quota(cfg.binds_per_ip)),
             per_identity: RateLimiter::keyed(quota(cfg.binds_per_identity)),
             per_service: RateLimiter::keyed(quota(cfg.service_binds_per_identity)),
@@ -154,8 +245,9 @@ impl BindLimiter {
             .map_err(|retry_after| Refusal::ClientRate { retry_after })
     }
 
-    /// Refuses an identity that is locked out; counts nothing.
-    pub fn check_lockout(&self, identity: &str) -> Result<(), Refusal> {
+    /// Refuses an identity that is locked out (as this instance knows);
+    /// counts nothing.
+    fn check_lockout(&self, identity: &str) -> Result<(), Refusal> {
         match self.locked.get(identity) {
             Some(until) if until > Instant::now() => Err(Refusal::LockedOut {
                 retry_after: until - Instant::now(),
@@ -165,7 +257,7 @@ impl BindLimiter {
     }
 
     /// Counts an attempt for `identity`.
-    pub fn check_identity(&self, identity: &str) -> Result<(), Refusal> {
+    fn check_identity(&self, identity: &str) -> Result<(), Refusal> {
         self.check_lockout(identity)?;
         self.spend(identity)
     }
@@ -186,7 +278,7 @@ impl BindLimiter {
     /// bind the directory refuses unread (an unsupported critical control,
     /// say) costs the account nothing. One attempt beyond the budget may
     /// pass before the refusal is known.
-    pub fn admit_identity(&self, identity: &str) -> Result<(), Refusal> {
+    fn admit_identity(&self, identity: &str) -> Result<(), Refusal> {
         self.check_lockout(identity)?;
         match self.exhausted.get(identity) {
             Some(until) if until > Instant::now() => Err(Refusal::IdentityRate {
@@ -197,7 +289,7 @@ impl BindLimiter {
     }
 
     /// Pays for an attempt admitted by [`Self::admit_identity`].
-    pub fn charge(&self, identity: &str) {
+    fn charge(&self, identity: &str) {
         let _ = self.spend(identity);
     }
 
@@ -205,7 +297,7 @@ impl BindLimiter {
     /// service account): its lockout and its own rate,
     /// `service_binds_per_identity`. The caller makes `key` per client
     /// address, so that guessers cannot lock or starve it for everyone.
-    pub fn check_service(&self, key: &str) -> Result<(), Refusal> {
+    fn check_service(&self, key: &str) -> Result<(), Refusal> {
         self.check_lockout(key)?;
         self.check(&self.per_service, &key.to_owned())
             .map_err(|retry_after| Refusal::IdentityRate { retry_after })
@@ -215,7 +307,7 @@ impl BindLimiter {
     /// at a time (the lockout check, the bind, the count), so concurrent wrong
     /// passwords stop at `failures_before_lockout` exactly. The turn ends when
     /// the guard is dropped.
-    pub async fn turn(&self, identity: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    async fn turn(&self, identity: &str) -> tokio::sync::OwnedMutexGuard<()> {
         // The common case finds the lock without allocating a key.
         let lock = match self.turns.get(identity) {
             Some(lock) => lock,
@@ -228,7 +320,7 @@ impl BindLimiter {
 
     /// Records a wrong password for `identity`; returns true when this one
     /// locked it.
-    pub fn record_failure(&self, identity: &str) -> bool {
+    fn record_failure(&self, identity: &str) -> bool {
         if self.failures_before_lockout == 0 {
             return false;
         }
@@ -254,6 +346,145 @@ impl BindLimiter {
         false
     }
 
+    /// Admits an attempt for `identity`, paying into its rate as `budget`
+    /// says: refused when the identity is locked out or over its rate.
+    /// Accounts' attempts (every budget but [`Budget::Service`]) wait for
+    /// their turn first, here and, with `[cluster]`, across instances; the
+    /// caller bounds the wait. Settle the admission with [`Self::settle`].
+    pub async fn admit(&self, identity: &str, budget: Budget) -> Result<Admission, Refusal> {
+        let turn = match budget {
+            Budget::Service => None,
+            Budget::Spend | Budget::Later => Some(self.turn(identity).await),
+        };
+        let mut admission = Admission {
+            identity: identity.to_owned(),
+            budget,
+            _turn: turn,
+            shared: None,
+        };
+        if let Some(limits) = self.shared.as_ref().filter(|l| l.is_up()) {
+            match self.admit_shared(limits, identity, budget).await {
+                Some(Ok(shared)) => {
+                    admission.shared = Some(shared);
+                    return Ok(admission);
+                }
+                Some(Err(refused)) => return Err(refused),
+                // The store failed: this instance decides alone.
+                None => {}
+            }
+        }
+        match budget {
+            Budget::Spend => self.check_identity(identity)?,
+            Budget::Later => self.admit_identity(identity)?,
+            Budget::Service => self.check_service(identity)?,
+        }
+        Ok(admission)
+    }
+
+    /// The store's admission; None when the store failed.
+    async fn admit_shared(
+        &self,
+        limits: &Arc<SharedLimits>,
+        identity: &str,
+        budget: Budget,
+    ) -> Option<Result<SharedTurn, Refusal>> {
+        let (token, mode, service) = match budget {
+            Budget::Spend => (Some(crate::random::hex(12)), RateMode::Spend, false),
+            Budget::Later => (Some(crate::random::hex(12)), RateMode::Check, false),
+            Budget::Service => (None, RateMode::Spend, true),
+        };
+        loop {
+            match limits
+                .begin(identity, token.as_deref(), mode, service)
+                .await
+            {
+                Ok(Begun::Admitted) => {
+                    return Some(Ok(SharedTurn {
+                        limits: limits.clone(),
+                        identity: identity.to_owned(),
+                        token,
+                    }))
+                }
+                Ok(Begun::Busy) => tokio::time::sleep(TURN_POLL).await,
+                Ok(Begun::Refused(refused)) => {
+                    if let Refusal::LockedOut { retry_after } = refused {
+                        // Remembered here too, for while the store is down.
+                        self.locked
+                            .insert(identity.to_owned(), Instant::now() + retry_after);
+                    }
+                    return Some(Err(refused));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lockout counted by this instance alone");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Settles an admitted attempt: a wrong password counts toward the
+    /// identity's lockout, a right one clears its count, and an attempt
+    /// admitted with [`Budget::Later`] pays its rate once the password was
+    /// tested. Returns true when this attempt locked the identity. This
+    /// instance's own counts are kept either way, for while the store is
+    /// down.
+    pub async fn settle(&self, mut admission: Admission, tested: Tested) -> bool {
+        let identity = admission.identity.as_str();
+        let charge = admission.budget == Budget::Later && tested != Tested::No;
+        let locked_here = match tested {
+            Tested::WrongPassword => self.record_failure(identity),
+            Tested::RightPassword => {
+                self.record_success(identity);
+                false
+            }
+            Tested::No | Tested::Refused => false,
+        };
+        let Some(mut shared) = admission.shared.take() else {
+            if charge {
+                self.charge(identity);
+            }
+            return locked_here;
+        };
+        let token = shared.token.take();
+        let verdict = match tested {
+            Tested::No | Tested::Refused => None,
+            Tested::WrongPassword => Some(false),
+            Tested::RightPassword => Some(true),
+        };
+        match shared
+            .limits
+            .settle(identity, token.as_deref(), verdict, charge)
+            .await
+        {
+            Ok(locked) => locked,
+            Err(e) => {
+                tracing::warn!(error = %e, "attempt counted by this instance alone");
+                locked_here
+            }
+        }
+    }
+
+    /// A wrong guess decided without a turn (a login that names no entry,
+    /// or a bind whose DN named another entry by the time it failed):
+    /// refused when locked or over its rate, else paid for and counted as
+    /// a wrong password at once.
+    pub async fn count_wrong_guess(&self, identity: &str) -> Result<(), Refusal> {
+        if let Some(limits) = self.shared.as_ref().filter(|l| l.is_up()) {
+            match limits.unknown(identity).await {
+                Ok(answer) => {
+                    if answer.is_ok() {
+                        self.record_failure(identity);
+                    }
+                    return answer;
+                }
+                Err(e) => tracing::warn!(error = %e, "lockout counted by this instance alone"),
+            }
+        }
+        self.check_identity(identity)?;
+        self.record_failure(identity);
+        Ok(())
+    }
+
     /// Takes over `old`'s failure counts and lockouts (a reload that changes
     /// the limits must not unlock anyone). Rate budgets start afresh.
     pub fn carry_over(&self, old: &BindLimiter) {
@@ -266,7 +497,7 @@ impl BindLimiter {
     }
 
     /// A correct password clears the failure count.
-    pub fn record_success(&self, identity: &str) {
+    fn record_success(&self, identity: &str) {
         self.failures.invalidate(identity);
     }
 

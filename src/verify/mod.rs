@@ -9,12 +9,16 @@
 //! measures what a new connection would meet now, and it changes nothing:
 //! the fingerprint is compared, never recorded.
 
+mod store;
+
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::net::TcpStream;
 
+use crate::cluster::ClusterStore;
 use crate::config::{Config, TenantDirectory};
 use crate::ldap::url::Scheme;
 use crate::metrics::DirectoryMetrics;
@@ -86,22 +90,35 @@ pub struct Report {
 #[error("cannot set up the directory connections: {0}")]
 pub struct VerifyError(#[from] crate::upstream::pool::PoolSetupError);
 
-/// Runs every check against every server of every directory of `config`.
+/// Runs every check against every server of every directory of `config`,
+/// and against the shared store of `[cluster]`.
 pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
     let mut checks = Vec::new();
+    let mut cluster = None;
+    if let Some(c) = &config.cluster {
+        checks.extend(store::checks(c).await);
+        cluster = ClusterStore::new(c).ok();
+        if let Some(store) = &cluster {
+            store.probe().await;
+        }
+    }
     for directory in &config.directories {
-        checks.extend(verify_directory(directory).await?.checks);
+        checks.extend(verify_directory(directory, cluster.clone()).await?.checks);
     }
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     Ok(Report { ok, checks })
 }
 
-/// Runs every check against every server of one directory.
-pub async fn verify_directory(config: &TenantDirectory) -> Result<Report, VerifyError> {
+/// Runs every check against every server of one directory; the recorded
+/// fingerprint is read from `cluster` when given.
+pub async fn verify_directory(
+    config: &TenantDirectory,
+    cluster: Option<Arc<ClusterStore>>,
+) -> Result<Report, VerifyError> {
     let pool = UpstreamPool::new(&config.directory, DirectoryMetrics::new(&config.name))?;
-    // The exporter knows the base entry's id attribute and the state
-    // directory; it is used here only to read, never to record.
-    let exporter = Exporter::new(config, pool.clone());
+    // The exporter knows the base entry's id attribute and where sync
+    // state is kept; it is used here only to read, never to record.
+    let exporter = Exporter::new(config, pool.clone(), cluster);
     let mut checks = Vec::new();
     for (index, server) in pool.servers().iter().enumerate() {
         ServerChecks {
@@ -279,7 +296,7 @@ impl ServerChecks<'_> {
             }
             Err(e) => return self.push("base_dn", Status::Fail, e.to_string()),
         };
-        match self.exporter.recorded_base_id() {
+        match self.exporter.recorded_base_id().await {
             Ok(Some(recorded)) if recorded == found => self.push(
                 "base_dn",
                 Status::Ok,

@@ -1,0 +1,282 @@
+//! Where a directory's sync state lives: snapshots (what a changes pull
+//! compares against), the base-DN fingerprint and the key of approval
+//! tokens. Alone, in `sync.state_dir` ([`super::state`]); with
+//! `[cluster]`, in the shared store, so that a cookie or approval token
+//! issued by one instance is honoured by every instance of the tenant, and
+//! a base DN blocked on one is blocked on all.
+//!
+//! While the shared store is down, pulls fail with `store_unavailable`
+//! before any line is sent: never a cookie the other instances cannot
+//! honour, never a short export.
+
+use std::sync::Arc;
+
+use redis::AsyncCommands;
+
+use super::error::SyncError;
+use super::snapshot::{self, Containers, Objects, Snapshot, KEEP};
+use super::state::{BaseFingerprint, StateDir, BASE_FINGERPRINT};
+use super::tracking::Cursor;
+use crate::cluster::{ClusterStore, StoreError};
+
+/// A directory's sync state.
+pub enum SyncStore {
+    /// Files in `sync.state_dir`.
+    Local(StateDir),
+    /// The shared store.
+    Shared(SharedSync),
+}
+
+/// Sync state in the shared store, under `ldapgate:<directory>:sync:`.
+pub struct SharedSync {
+    store: Arc<ClusterStore>,
+    directory: String,
+    prefix: String,
+    /// The state directory: a fingerprint recorded there before `[cluster]`
+    /// was configured is carried into the store.
+    local: StateDir,
+    /// Pushes a cookie on the index and drops what falls off it.
+    push: redis::Script,
+}
+
+impl SyncStore {
+    /// The state of `directory`: in `store` when given, else in `state`.
+    pub fn new(directory: &str, state: StateDir, store: Option<Arc<ClusterStore>>) -> SyncStore {
+        match store {
+            None => SyncStore::Local(state),
+            Some(store) => SyncStore::Shared(SharedSync {
+                prefix: format!("{}sync:", store.namespace(directory)),
+                directory: directory.to_owned(),
+                store,
+                local: state,
+                push: redis::Script::new(PUSH),
+            }),
+        }
+    }
+
+    /// Keeps `objects`, `containers` and `cursor` as a snapshot under a new
+    /// cookie, and returns the cookie.
+    pub async fn save(
+        &self,
+        objects: Objects,
+        containers: Containers,
+        cursor: Option<Cursor>,
+    ) -> Result<String, SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(snapshot::save(state, objects, containers, cursor)?),
+            SyncStore::Shared(shared) => shared.save(objects, containers, cursor).await,
+        }
+    }
+
+    /// The snapshot `cookie` names, if it is still kept.
+    pub async fn load(&self, cookie: &str) -> Result<Option<Snapshot>, SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(snapshot::load(state, cookie)?),
+            SyncStore::Shared(shared) => shared.load(cookie).await,
+        }
+    }
+
+    /// The cookies of the snapshots kept, oldest first.
+    pub async fn kept(&self) -> Result<Vec<String>, SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(snapshot::kept(state)?),
+            SyncStore::Shared(shared) => shared.kept().await,
+        }
+    }
+
+    /// Marks the snapshot `cookie` names as drifted, if it is still kept.
+    pub async fn mark_drift(&self, cookie: &str, reason: &str) -> Result<(), SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(snapshot::mark_drift(state, cookie, reason)?),
+            SyncStore::Shared(shared) => {
+                if !shared.kept().await?.iter().any(|c| c == cookie) {
+                    return Ok(());
+                }
+                if let Some(mut s) = shared.load(cookie).await? {
+                    s.drift = Some(reason.to_owned());
+                    shared.put(cookie, &s).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The key approval tokens are signed with: the same on every instance
+    /// of the tenant with `[cluster]` (derived from its key), else one kept
+    /// in `state_dir`.
+    pub fn approval_key(&self) -> Result<String, SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(snapshot::approval_key(state)?),
+            SyncStore::Shared(shared) => Ok(shared
+                .store
+                .sign(&[b"approval", shared.directory.as_bytes()])
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()),
+        }
+    }
+
+    /// The recorded base-DN fingerprint, if any.
+    pub async fn base_fingerprint(&self) -> Result<Option<BaseFingerprint>, SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(state.read_json(BASE_FINGERPRINT)?),
+            SyncStore::Shared(shared) => shared.base_fingerprint().await,
+        }
+    }
+
+    /// Records `fingerprint` as the base DN's.
+    pub async fn record_base(&self, fingerprint: &BaseFingerprint) -> Result<(), SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(state.write_json(BASE_FINGERPRINT, fingerprint)?),
+            SyncStore::Shared(shared) => {
+                let text = to_json(fingerprint)?;
+                let key = shared.key("base");
+                shared
+                    .store
+                    .bulk(|mut c| async move { c.set::<_, _, ()>(key, text).await })
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets the base-DN fingerprint (`ldapgate sync rearm`); false when
+    /// none was recorded.
+    pub async fn rearm(&self) -> Result<bool, SyncError> {
+        match self {
+            SyncStore::Local(state) => Ok(state.remove(BASE_FINGERPRINT)?),
+            SyncStore::Shared(shared) => {
+                // The local copy goes too, or it would be carried back.
+                let local = shared.local.remove(BASE_FINGERPRINT)?;
+                let key = shared.key("base");
+                let removed: i64 = shared
+                    .store
+                    .bulk(|mut c| async move { c.del(key).await })
+                    .await?;
+                Ok(removed > 0 || local)
+            }
+        }
+    }
+}
+
+/// KEYS[1]: the index. ARGV: the new cookie, how many to keep, the prefix
+/// of snapshot keys. Drops the snapshots that fall off the index.
+const PUSH: &str = r"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+while redis.call('LLEN', KEYS[1]) > tonumber(ARGV[2]) do
+  local old = redis.call('LPOP', KEYS[1])
+  redis.call('DEL', ARGV[3] .. old)
+end
+return 0
+";
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, SyncError> {
+    serde_json::to_vec(value).map_err(|e| {
+        SyncError::State(super::state::StateError::Corrupt {
+            path: "shared store".into(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+impl SharedSync {
+    fn key(&self, part: &str) -> String {
+        format!("{}{part}", self.prefix)
+    }
+
+    fn corrupt(&self, what: &str, e: serde_json::Error) -> SyncError {
+        SyncError::Store(StoreError::Corrupt {
+            store: self.store.address().to_string(),
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn put(&self, cookie: &str, snapshot: &Snapshot) -> Result<(), SyncError> {
+        let bytes = to_json(snapshot)?;
+        let key = self.key(&format!("snapshot:{cookie}"));
+        self.store
+            .bulk(|mut c| async move { c.set::<_, _, ()>(key, bytes).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn save(
+        &self,
+        objects: Objects,
+        containers: Containers,
+        cursor: Option<Cursor>,
+    ) -> Result<String, SyncError> {
+        let cookie = crate::random::hex(16);
+        let snapshot = Snapshot {
+            cookie: cookie.clone(),
+            objects,
+            containers,
+            cursor,
+            drift: None,
+        };
+        self.put(&cookie, &snapshot).await?;
+        let mut push = self.push.prepare_invoke();
+        push.key(self.key("snapshots"))
+            .arg(&cookie)
+            .arg(KEEP + 1)
+            .arg(self.key("snapshot:"));
+        self.store
+            .bulk(|mut c| async move { push.invoke_async::<i64>(&mut c).await })
+            .await?;
+        Ok(cookie)
+    }
+
+    async fn load(&self, cookie: &str) -> Result<Option<Snapshot>, SyncError> {
+        if !snapshot::well_formed(cookie) {
+            return Ok(None);
+        }
+        let key = self.key(&format!("snapshot:{cookie}"));
+        let bytes: Option<Vec<u8>> = self
+            .store
+            .bulk(|mut c| async move { c.get(key).await })
+            .await?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let snapshot: Snapshot =
+            serde_json::from_slice(&bytes).map_err(|e| self.corrupt("a snapshot", e))?;
+        Ok(Some(snapshot::canonical(snapshot)))
+    }
+
+    async fn kept(&self) -> Result<Vec<String>, SyncError> {
+        let key = self.key("snapshots");
+        Ok(self
+            .store
+            .bulk(|mut c| async move { c.lrange(key, 0, -1).await })
+            .await?)
+    }
+
+    async fn base_fingerprint(&self) -> Result<Option<BaseFingerprint>, SyncError> {
+        let key = self.key("base");
+        let read = key.clone();
+        let bytes: Option<Vec<u8>> = self
+            .store
+            .bulk(|mut c| async move { c.get(read).await })
+            .await?;
+        if let Some(bytes) = bytes {
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.corrupt("the base-DN fingerprint", e));
+        }
+        // Recorded by this instance before it joined a cluster: the
+        // reference stays, for every instance (the first one to say wins).
+        let Some(local) = self.local.read_json::<BaseFingerprint>(BASE_FINGERPRINT)? else {
+            return Ok(None);
+        };
+        let text = to_json(&local)?;
+        let written: bool = self
+            .store
+            .bulk(|mut c| async move { c.set_nx(key, text).await })
+            .await?;
+        if written {
+            return Ok(Some(local));
+        }
+        Box::pin(self.base_fingerprint()).await
+    }
+}
