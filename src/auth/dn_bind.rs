@@ -122,9 +122,7 @@ impl Authenticator {
         // codes (unavailableCriticalExtension, protocolError, ...) did not.
         match (code, bind_outcome(code, diagnostic, None)) {
             (0, Outcome::Success) => self.limiter.record_success(&key),
-            (INVALID_CREDENTIALS, Outcome::InvalidCredentials) => {
-                self.limiter.record_failure(&key);
-            }
+            (INVALID_CREDENTIALS, Outcome::InvalidCredentials) => self.record_failure(&key),
             _ => {}
         }
         let id = match &ticket.identity {

@@ -400,11 +400,17 @@ impl Authenticator {
     /// clears its count.
     fn count(&self, verdict: &Verdict, identity: &str) {
         match verdict.outcome {
-            Outcome::InvalidCredentials => {
-                self.limiter.record_failure(identity);
-            }
+            Outcome::InvalidCredentials => self.record_failure(identity),
             Outcome::Success => self.limiter.record_success(identity),
             _ => {}
+        }
+    }
+
+    /// A wrong guess for `identity`; the lockout it may start is counted
+    /// in the metrics.
+    fn record_failure(&self, identity: &str) {
+        if self.limiter.record_failure(identity) {
+            self.metrics.locked_out();
         }
     }
 
@@ -462,7 +468,7 @@ impl Authenticator {
                 if let Err(r) = self.limiter.check_identity(&login_key) {
                     return Err(self.refuse(&r));
                 }
-                self.limiter.record_failure(&login_key);
+                self.record_failure(&login_key);
                 return Err(Verdict {
                     reply: self.wrong_password_reply().await,
                     ..Verdict::bare(Outcome::InvalidCredentials, None)
