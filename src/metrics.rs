@@ -8,8 +8,9 @@
 //! directory has a `directory` label, recorded through that directory's
 //! [`DirectoryMetrics`].
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
@@ -30,6 +31,9 @@ pub struct Metrics {
     pub binds_total: IntCounterVec,
     pub auth_total: IntCounterVec,
     pub ratelimit_rejections_total: IntCounterVec,
+    /// Identities locked out by ldapgate's own lockout (a surge is a
+    /// password spray).
+    pub lockouts_total: IntCounterVec,
     pub upstream_up: IntGaugeVec,
     pub upstream_pool_connections: IntGaugeVec,
     pub tls_pin_failures_total: IntCounterVec,
@@ -48,6 +52,10 @@ pub struct Metrics {
     /// HTTP listeners (`control`, `metrics`) that were full when a
     /// connection arrived, by which connection was closed for it.
     pub connection_slots_full_total: IntCounterVec,
+    /// When ldapgate's own certificates expire (Unix seconds), by which
+    /// (`listener`, `control`): their files are read only at start and on
+    /// reload, so the time left is worked out anew at each rendering.
+    own_certificates_not_after: Mutex<BTreeMap<String, i64>>,
 }
 
 /// The process's metrics.
@@ -121,6 +129,14 @@ impl Metrics {
             ratelimit_rejections_total: register!(IntCounterVec::new(
                 opts("ratelimit_rejections_total", "Sign-ins refused by rate limits and lockout."),
                 &["directory", "reason"]
+            )),
+            lockouts_total: register!(IntCounterVec::new(
+                opts(
+                    "lockouts_total",
+                    "Identities locked out after failures_before_lockout wrong passwords \
+                     within lockout_window."
+                ),
+                &["directory"]
             )),
             upstream_up: register!(IntGaugeVec::new(
                 opts("upstream_up", "1 when the directory server answered its last check."),
@@ -212,6 +228,7 @@ impl Metrics {
                 ),
                 &["listener", "closed"]
             )),
+            own_certificates_not_after: Mutex::new(BTreeMap::new()),
             registry,
             names,
         }
@@ -232,6 +249,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
+        self.refresh_own_certificates();
         let mut out = Vec::new();
         // Encoding into a Vec fails only on I/O errors, which a Vec has none of.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -249,9 +267,29 @@ impl Metrics {
     /// Records a certificate of ldapgate's own (`listener`, `control`)
     /// expiring at `not_after` (Unix seconds).
     pub fn own_certificate_expiry(&self, which: &str, not_after: i64) {
-        self.certificate_expiry_seconds
-            .with_label_values(&["", which])
-            .set((not_after - unix_now()) as f64);
+        self.own_certificates().insert(which.to_owned(), not_after);
+        self.refresh_own_certificates();
+    }
+
+    /// Sets the time left on each of ldapgate's own certificates from now:
+    /// without it the gauge would say what was left at start or at the
+    /// last reload, and an expiry alert would never fire on a daemon that
+    /// runs for months.
+    fn refresh_own_certificates(&self) {
+        let now = unix_now();
+        for (which, not_after) in self.own_certificates().iter() {
+            self.certificate_expiry_seconds
+                .with_label_values(&["", which])
+                .set((not_after - now) as f64);
+        }
+    }
+
+    fn own_certificates(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, i64>> {
+        // Only inserts and reads happen under the lock, so a poisoned one
+        // still holds a whole map.
+        self.own_certificates_not_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a configuration load (at start and on SIGHUP).
@@ -356,6 +394,17 @@ impl DirectoryMetrics {
             .inc();
     }
 
+    /// An identity locked out by ldapgate's lockout.
+    pub fn locked_out(&self) {
+        if self.retired() {
+            return;
+        }
+        metrics()
+            .lockouts_total
+            .with_label_values(&[&self.directory])
+            .inc();
+    }
+
     /// A TLS handshake with `server` whose certificate matched no pin.
     pub fn pin_failure(&self, server: &str) {
         if self.retired() {
@@ -447,6 +496,7 @@ impl DirectoryMetrics {
         forget_in(&m.binds_total, d);
         forget_in(&m.auth_total, d);
         forget_in(&m.ratelimit_rejections_total, d);
+        forget_in(&m.lockouts_total, d);
         forget_in(&m.upstream_up, d);
         forget_in(&m.upstream_pool_connections, d);
         forget_in(&m.tls_pin_failures_total, d);
@@ -614,6 +664,7 @@ mod tests {
             "ldapgate_binds_total",
             "ldapgate_auth_total",
             "ldapgate_ratelimit_rejections_total",
+            "ldapgate_lockouts_total",
             "ldapgate_upstream_up",
             "ldapgate_upstream_pool_connections",
             "ldapgate_tls_pin_failures_total",
@@ -623,6 +674,32 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == contract), "{contract}");
         }
+    }
+
+    #[test]
+    fn lockouts_are_counted_by_directory() {
+        let m = DirectoryMetrics::new("lockout-dir");
+        m.locked_out();
+        m.locked_out();
+        let text = String::from_utf8(metrics().render()).unwrap();
+        assert!(
+            text.contains("ldapgate_lockouts_total{directory=\"lockout-dir\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn own_certificate_expiry_is_the_time_left_at_each_rendering() {
+        let m = metrics();
+        m.own_certificate_expiry("own-test", unix_now() + 1000);
+        let gauge = m
+            .certificate_expiry_seconds
+            .with_label_values(&["", "own-test"]);
+        // Stale, as a value computed only at start would be months later.
+        gauge.set(1_000_000.0);
+        m.render();
+        let left = gauge.get();
+        assert!((990.0..=1000.0).contains(&left), "{left}");
     }
 
     #[test]

@@ -156,6 +156,8 @@ async fn metrics_move_with_real_traffic_and_carry_no_personal_labels() {
         v("ldapgate_ratelimit_rejections_total{directory=\"default\",reason=\"lockout\"}"),
         1.0
     );
+    // bob's two wrong passwords locked him once.
+    assert_eq!(v("ldapgate_lockouts_total{directory=\"default\"}"), 1.0);
     assert_eq!(
         v("ldapgate_sync_runs_total{directory=\"default\",kind=\"full\",result=\"success\"}"),
         1.0

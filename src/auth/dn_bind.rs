@@ -133,12 +133,10 @@ impl Authenticator {
             // The DN names another entry now: the wrong password counts
             // for that one.
             Some(now_key) => {
-                self.limiter.settle(admission, Tested::No).await;
-                let _ = self.limiter.count_wrong_guess(&now_key).await;
+                self.settle(admission, Tested::No).await;
+                self.count_wrong_guess(&now_key).await.ok();
             }
-            None => {
-                self.limiter.settle(admission, tested).await;
-            }
+            None => self.settle(admission, tested).await,
         }
         let id = match &identity {
             Identity::Account(id) | Identity::Service(id) => id.as_str(),

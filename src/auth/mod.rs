@@ -360,7 +360,7 @@ impl Authenticator {
             self.count(&verdict, admission).await;
             return (verdict, conn);
         }
-        self.limiter.settle(admission, Tested::No).await;
+        self.settle(admission, Tested::No).await;
         let admission = match self.admit(&fresh_identity, Budget::Spend).await {
             Ok(admission) => admission,
             Err(verdict) => return (verdict, None),
@@ -394,7 +394,24 @@ impl Authenticator {
             Outcome::Success => Tested::RightPassword,
             _ => Tested::No,
         };
-        self.limiter.settle(admission, tested).await;
+        self.settle(admission, tested).await;
+    }
+
+    /// Settles an admitted attempt (see [`BindLimiter::settle`]); a lockout
+    /// it starts is counted in the metrics.
+    async fn settle(&self, admission: Admission, tested: Tested) {
+        if self.limiter.settle(admission, tested).await {
+            self.metrics.locked_out();
+        }
+    }
+
+    /// A wrong guess counted at once (see [`BindLimiter::count_wrong_guess`]);
+    /// a lockout it starts is counted in the metrics.
+    async fn count_wrong_guess(&self, identity: &str) -> Result<(), Refusal> {
+        if self.limiter.count_wrong_guess(identity).await? {
+            self.metrics.locked_out();
+        }
+        Ok(())
     }
 
     /// Everything before resolution: input checks and the client's rate.
@@ -448,7 +465,7 @@ impl Authenticator {
                 // Counts as a wrong guess for this login, so a spray of
                 // guesses at one unknown name is limited like any other.
                 let login_key = normalised_login(login);
-                if let Err(r) = self.limiter.count_wrong_guess(&login_key).await {
+                if let Err(r) = self.count_wrong_guess(&login_key).await {
                     return Err(self.refuse(&r));
                 }
                 return Err(Verdict {

@@ -467,8 +467,8 @@ impl BindLimiter {
     /// A wrong guess decided without a turn (a login that names no entry,
     /// or a bind whose DN named another entry by the time it failed):
     /// refused when locked or over its rate, else paid for and counted as
-    /// a wrong password at once.
-    pub async fn count_wrong_guess(&self, identity: &str) -> Result<(), Refusal> {
+    /// a wrong password at once. Ok(true) when this guess locked it.
+    pub async fn count_wrong_guess(&self, identity: &str) -> Result<bool, Refusal> {
         if let Some(limits) = self.shared.as_ref().filter(|l| l.is_up()) {
             match limits.unknown(identity).await {
                 Ok(answer) => {
@@ -481,8 +481,7 @@ impl BindLimiter {
             }
         }
         self.check_identity(identity)?;
-        self.record_failure(identity);
-        Ok(())
+        Ok(self.record_failure(identity))
     }
 
     /// Takes over `old`'s failure counts and lockouts (a reload that changes

@@ -218,9 +218,10 @@ impl SharedLimits {
         Ok(locked == 1)
     }
 
-    /// A login that names no entry: refused when locked or over its rate,
-    /// else counted as a wrong password, in one step.
-    pub async fn unknown(&self, identity: &str) -> Result<Result<(), Refusal>, StoreError> {
+    /// A wrong guess decided at once: refused when locked or over its
+    /// rate, else counted as a wrong password, in one step. Ok(true) when
+    /// it locked the identity.
+    pub async fn unknown(&self, identity: &str) -> Result<Result<bool, Refusal>, StoreError> {
         let keys = self.keys(identity);
         let mut call = self.unknown.prepare_invoke();
         call.key(&keys.fail)
@@ -237,7 +238,7 @@ impl SharedLimits {
             .await?;
         Ok(match refusal(code, ms) {
             Some(refused) => Err(refused),
-            None => Ok(()),
+            None => Ok(ms == 1),
         })
     }
 }
