@@ -378,3 +378,88 @@ fn the_two_forms_do_not_mix() {
         ]
     );
 }
+
+/// `[cluster]` with `store` and a key file of `key_bytes` bytes.
+fn with_cluster(dir: &Path, store: &str, key_bytes: usize, extra: &str) -> String {
+    let key = dir.join("key");
+    std::fs::write(&key, vec![b'k'; key_bytes]).unwrap();
+    format!(
+        "{MINIMAL}\n[cluster]\nstore = \"{store}\"\nkey_file = \"{}\"\n{extra}",
+        key.display()
+    )
+}
+
+#[test]
+fn a_cluster_store_is_parsed_and_its_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "store-secret\n").unwrap();
+    let text = with_cluster(
+        dir.path(),
+        "rediss://ldapgate@redis.example:6380/2",
+        32,
+        &format!("password_file = \"{}\"\ntimeout = \"250ms\"", pw.display()),
+    );
+    let c = parse(&text).unwrap().cluster.unwrap();
+    assert_eq!(
+        c.store.to_string(),
+        "rediss://ldapgate@redis.example:6380/2"
+    );
+    assert_eq!((c.store.tls, c.store.port, c.store.db), (true, 6380, 2));
+    assert_eq!(c.password.as_ref().unwrap().expose(), "store-secret");
+    assert_eq!(c.timeout, Duration::from_millis(250));
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("store-secret") && !shown.contains("kkkk"),
+        "{shown}"
+    );
+    // Defaults: port 6379, database 0, no password, 500 ms.
+    let c = parse(&with_cluster(dir.path(), "redis://[::1]", 32, ""))
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(c.store.to_string(), "redis://[::1]:6379/0");
+    assert!(c.password.is_none());
+    assert_eq!(c.timeout, Duration::from_millis(500));
+    assert!(parse(MINIMAL).unwrap().cluster.is_none());
+}
+
+#[test]
+fn a_wrong_cluster_section_names_the_key_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    for (store, key_bytes, extra, key) in [
+        ("redis://:secret@10.0.0.5:6379/0", 32, "", "cluster.store"),
+        ("http://10.0.0.5", 32, "", "cluster.store"),
+        ("redis://10.0.0.5/x", 32, "", "cluster.store"),
+        ("redis://10.0.0.5/0?protocol=resp3", 32, "", "cluster.store"),
+        ("redis:///0", 32, "", "cluster.store"),
+        ("10.0.0.5:6379", 32, "", "cluster.store"),
+        ("redis://10.0.0.5", 31, "", "cluster.key_file"),
+        (
+            "redis://10.0.0.5",
+            32,
+            "timeout = \"0s\"",
+            "cluster.timeout",
+        ),
+        (
+            "redis://10.0.0.5",
+            32,
+            "ca_file = \"/etc/hostname\"",
+            "cluster.ca_file",
+        ),
+        (
+            "redis://10.0.0.5",
+            32,
+            "password_file = \"/nonexistent\"",
+            "cluster.password_file",
+        ),
+    ] {
+        let text = with_cluster(dir.path(), store, key_bytes, extra);
+        let err = parse(&text).unwrap_err();
+        assert_eq!(keys(err), vec![key], "{store} {extra}");
+    }
+    let text = format!("{MINIMAL}\n[cluster]\nstore = \"redis://10.0.0.5\"\n");
+    let err = parse(&text).unwrap_err();
+    assert!(err.to_string().contains("head -c 32 /dev/urandom"), "{err}");
+    assert!(parse(&format!("{MINIMAL}\n[cluster]\nstores = 1\n")).is_err());
+}

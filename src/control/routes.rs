@@ -328,6 +328,9 @@ async fn sync_full(Scoped(directory): Scoped) -> Response {
                 Json(json!({ "error": "base_dn_moved", "detail": e.to_string() })),
             )
                 .into_response(),
+            Ok(Err(e @ SyncError::Store(_))) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Json(e.to_json())).into_response()
+            }
             Ok(Err(e)) => (
                 StatusCode::BAD_GATEWAY,
                 Json(json!({ "error": e.code(), "detail": e.to_string() })),
@@ -429,6 +432,9 @@ async fn sync_changes(
             | SyncError::BaseDnMoved { .. }
             | SyncError::UnknownCookie(_)),
         ) => (StatusCode::CONFLICT, Json(e.to_json())).into_response(),
+        Err(e @ SyncError::Store(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(e.to_json())).into_response()
+        }
         Err(e) => (StatusCode::BAD_GATEWAY, Json(e.to_json())).into_response(),
     }
 }

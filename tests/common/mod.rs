@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod pulls;
+pub mod redis_server;
 pub mod samba;
 pub mod tls_peers;
 
