@@ -52,7 +52,7 @@ fn instance(
                 sections_sync(sections)
             ))
             .section(&format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\""))
-            .section(&redis.cluster_section(&key.to_path_buf())),
+            .section(&redis.cluster_section(key)),
     );
     (proxy, metrics)
 }

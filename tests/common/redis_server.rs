@@ -3,7 +3,7 @@
 //! answered, so a server killed and started again on the same port (an
 //! outage) comes back with what it held.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -91,7 +91,7 @@ impl RedisServer {
 
     /// The `[cluster]` section for this store, with a key file and, when
     /// the store wants one, a password file, written under `dir`.
-    pub fn cluster_section(&self, key_file: &PathBuf) -> String {
+    pub fn cluster_section(&self, key_file: &Path) -> String {
         let mut text = format!(
             "[cluster]\nstore = \"{}\"\nkey_file = \"{}\"\n",
             self.url(),
