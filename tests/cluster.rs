@@ -27,12 +27,13 @@ fn key_file(dir: &Path, byte: u8) -> PathBuf {
 }
 
 /// One instance in front of `slapd` (LDAPS, service account) with its own
-/// state directory, the control channel, metrics and `[cluster]`.
+/// state directory, the control channel, metrics and `[cluster]` (with
+/// `key` as key_file; without, the key the store keeps).
 fn instance(
     slapd: &Slapd,
     directory: Option<String>,
     redis: &RedisServer,
-    key: &Path,
+    key: Option<&Path>,
     sections: &str,
 ) -> (Proxy, u16) {
     let metrics = free_port();
@@ -153,8 +154,8 @@ async fn lockout_is_counted_across_both_instances_on_every_channel() {
     let slapd = Slapd::start();
     let redis = RedisServer::start(Some("store-secret"));
     let key = key_file(slapd.dir.path(), 7);
-    let (a, _) = instance(&slapd, None, &redis, &key, LIMITS);
-    let (b, _) = instance(&slapd, None, &redis, &key, LIMITS);
+    let (a, _) = instance(&slapd, None, &redis, Some(&key), LIMITS);
+    let (b, _) = instance(&slapd, None, &redis, Some(&key), LIMITS);
 
     // Two wrong passwords through A (HTTP, LDAP by sign-in ID), one through
     // B (LDAP by DN): alice is locked on both, whatever the channel.
@@ -206,11 +207,12 @@ async fn lockout_is_counted_across_both_instances_on_every_channel() {
 #[tokio::test]
 async fn two_hundred_concurrent_wrong_passwords_lock_after_exactly_the_limit() {
     let slapd = Slapd::start();
-    let redis = RedisServer::start(None);
-    let key = key_file(slapd.dir.path(), 9);
+    let redis = RedisServer::start(Some("store-secret"));
+    // The section as the contract gives it: store (and password) only; the
+    // instances then share a key kept in the store.
     let limits = LIMITS.replace("failures_before_lockout = 3", "failures_before_lockout = 5");
-    let (a, ma) = instance(&slapd, None, &redis, &key, &limits);
-    let (b, mb) = instance(&slapd, None, &redis, &key, &limits);
+    let (a, ma) = instance(&slapd, None, &redis, None, &limits);
+    let (b, mb) = instance(&slapd, None, &redis, None, &limits);
     let dn = format!("uid=carol,ou=people,{BASE_DN}");
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -263,8 +265,8 @@ fn cookies_and_approvals_issued_by_one_instance_are_honoured_by_the_other() {
     let redis = RedisServer::start(None);
     let key = key_file(slapd.dir.path(), 3);
     let sections = "#sync:max_account_deletes = 1";
-    let (a, _) = instance(&slapd, None, &redis, &key, sections);
-    let (b, _) = instance(&slapd, None, &redis, &key, sections);
+    let (a, _) = instance(&slapd, None, &redis, Some(&key), sections);
+    let (b, _) = instance(&slapd, None, &redis, Some(&key), sections);
 
     let (status, full) = pull(&a, "/v1/sync/full");
     assert_eq!(status, 200, "{full:?}");
@@ -343,8 +345,8 @@ fn a_base_dn_blocked_on_one_instance_is_blocked_on_the_other() {
             slapd.certs.ca_pem.display()
         ))
     };
-    let (a, _) = instance(&slapd, directory(), &redis, &key, "");
-    let (b, _) = instance(&slapd, directory(), &redis, &key, "");
+    let (a, _) = instance(&slapd, directory(), &redis, Some(&key), "");
+    let (b, _) = instance(&slapd, directory(), &redis, Some(&key), "");
     assert_eq!(pull(&a, "/v1/sync/full").0, 200);
     modify(
         &slapd,
@@ -374,8 +376,8 @@ async fn the_store_going_away_and_coming_back() {
     let slapd = Slapd::start();
     let mut redis = RedisServer::start(None);
     let key = key_file(slapd.dir.path(), 11);
-    let (a, ma) = instance(&slapd, None, &redis, &key, LIMITS);
-    let (b, mb) = instance(&slapd, None, &redis, &key, LIMITS);
+    let (a, ma) = instance(&slapd, None, &redis, Some(&key), LIMITS);
+    let (b, mb) = instance(&slapd, None, &redis, Some(&key), LIMITS);
     wait_store_up(ma, 1);
     let (_, full) = pull(&a, "/v1/sync/full");
     let cookie = cookie_of(&full);
@@ -440,7 +442,7 @@ fn verify_checks_the_store() {
     let slapd = Slapd::start();
     let redis = RedisServer::start(Some("store-secret"));
     let key = key_file(slapd.dir.path(), 1);
-    let (a, _) = instance(&slapd, None, &redis, &key, "");
+    let (a, _) = instance(&slapd, None, &redis, Some(&key), "");
     let verify = |config: &Path| {
         let out = Command::new(ldapgate_binary())
             .args(["verify", "--json", "-c"])

@@ -5,14 +5,15 @@
 //!
 //! Keys are `ldapgate:<directory>:...`; no key holds a login, DN or
 //! password in clear: identities are hashed with the tenant's shared key
-//! ([`ClusterStore::keyed`]). When the store does not answer within
+//! ([`ClusterStore::keyed`]): `key_file`, or without one a key the first
+//! instance keeps in the store ([`STORED_KEY`]). When the store does not answer within
 //! `cluster.timeout`, it counts as down: calls fail at once (no caller
 //! waits on a dead store) and each instance decides on its own until a
 //! probe finds the store answering again, within a second.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -27,6 +28,9 @@ const BULK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the store is probed while it is down, and while it is up.
 const PROBE_DOWN: Duration = Duration::from_secs(1);
 const PROBE_UP: Duration = Duration::from_secs(5);
+
+/// Where the instances keep their shared key when none has `key_file`.
+pub const STORED_KEY: &str = "ldapgate:cluster-key";
 
 /// The key holding [`key_check_value`] of the key the instances use.
 pub const KEY_CHECK: &str = "ldapgate:key-check";
@@ -78,7 +82,9 @@ pub struct ClusterStore {
     /// Sync snapshots, which may be megabytes: [`BULK_TIMEOUT`].
     bulk: ConnectionManager,
     timeout: Duration,
-    key: hmac::Key,
+    /// The tenant's key: from `key_file`, or read from the store by the
+    /// first probe that reaches it (the store counts as down until then).
+    key: OnceLock<hmac::Key>,
     up: AtomicBool,
 }
 
@@ -151,9 +157,14 @@ impl ClusterStore {
             fast: manager(config.timeout)?,
             bulk: manager(BULK_TIMEOUT)?,
             timeout: config.timeout,
-            key: hmac::Key::new(hmac::HMAC_SHA256, config.key.expose()),
+            key: OnceLock::new(),
             up: AtomicBool::new(false),
         });
+        if let Some(key) = &config.key {
+            let _ = store
+                .key
+                .set(hmac::Key::new(hmac::HMAC_SHA256, key.expose()));
+        }
         metrics().cluster_store(false);
         Ok(store)
     }
@@ -186,30 +197,43 @@ impl ClusterStore {
     }
 
     /// `parts` hashed with the tenant's key (HMAC-SHA256, 128 bits in hex):
-    /// what stands for an identity in a store key.
-    pub fn keyed(&self, parts: &[&[u8]]) -> String {
-        let mut ctx = hmac::Context::with_key(&self.key);
+    /// what stands for an identity in a store key. Err while no key is
+    /// known (the store was never reached and there is no `key_file`).
+    pub fn keyed(&self, parts: &[&[u8]]) -> Result<String, StoreError> {
+        Ok(self.sign(parts)?[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
+    /// The tenant's key, for signing what every instance must verify
+    /// (approval tokens): HMAC-SHA256 of `parts` under it.
+    pub fn sign(&self, parts: &[&[u8]]) -> Result<Vec<u8>, StoreError> {
+        let key = self.key.get().ok_or_else(|| StoreError::Down {
+            store: self.address.to_string(),
+        })?;
+        let mut ctx = hmac::Context::with_key(key);
         for part in parts {
             // Lengths first, so that ("ab","c") and ("a","bc") differ.
             ctx.update(&(part.len() as u64).to_be_bytes());
             ctx.update(part);
         }
-        let tag = ctx.sign();
-        tag.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        Ok(ctx.sign().as_ref().to_vec())
     }
 
-    /// The tenant's key, for signing what every instance must verify
-    /// (approval tokens): HMAC-SHA256 of `parts` under it.
-    pub fn sign(&self, parts: &[&[u8]]) -> Vec<u8> {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        for part in parts {
-            ctx.update(&(part.len() as u64).to_be_bytes());
-            ctx.update(part);
-        }
-        ctx.sign().as_ref().to_vec()
+    /// The key kept in the store, made by the first instance to ask.
+    async fn stored_key(&self) -> redis::RedisResult<Vec<u8>> {
+        let mut conn = self.fast.clone();
+        redis::cmd("SET")
+            .arg(STORED_KEY)
+            .arg(crate::random::hex(32))
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await?;
+        redis::cmd("GET")
+            .arg(STORED_KEY)
+            .query_async::<Vec<u8>>(&mut conn)
+            .await
     }
 
     /// Runs `call` on the sign-in path's connection, within
@@ -277,10 +301,16 @@ impl ClusterStore {
         let mut conn = self.fast.clone();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
-        let up = matches!(
-            tokio::time::timeout(self.timeout.max(Duration::from_secs(1)), ping).await,
-            Ok(Ok(_))
-        );
+        let wait = self.timeout.max(Duration::from_secs(1));
+        let mut up = matches!(tokio::time::timeout(wait, ping).await, Ok(Ok(_)));
+        if up && self.key.get().is_none() {
+            match tokio::time::timeout(wait, self.stored_key()).await {
+                Ok(Ok(key)) if !key.is_empty() => {
+                    let _ = self.key.set(hmac::Key::new(hmac::HMAC_SHA256, &key));
+                }
+                _ => up = false,
+            }
+        }
         self.set_up(up);
         up
     }

@@ -64,8 +64,10 @@ pub struct ClusterConfig {
     pub store: StoreAddress,
     /// From `password_file` (a systemd credential); none: no AUTH.
     pub password: Option<Secret>,
-    /// From `key_file`: the same on every instance of the tenant.
-    pub key: ClusterKey,
+    /// From `key_file`: the same on every instance of the tenant. None:
+    /// the instances use a key kept in the store itself (made by the first
+    /// one), which whoever reads the store can read too.
+    pub key: Option<ClusterKey>,
     /// CA bundle for `rediss://` (default: the system's roots).
     pub ca_file: Option<PathBuf>,
     /// How long one store call may take before the store counts as down
@@ -89,17 +91,7 @@ impl Validator {
             .password_file
             .as_deref()
             .and_then(|file| self.secret_file("cluster.password_file", file));
-        let key = match &r.key_file {
-            Some(file) => self.cluster_key(file),
-            None => {
-                self.problem(
-                    "cluster.key_file",
-                    "required in [cluster]: a file of 32 or more random bytes, the same on every \
-                     instance (e.g. `head -c 32 /dev/urandom > key`)",
-                );
-                None
-            }
-        };
+        let key = r.key_file.as_deref().map(|file| self.cluster_key(file));
         let ca_file = r
             .ca_file
             .as_deref()
@@ -110,10 +102,15 @@ impl Validator {
                 self.problem("cluster.ca_file", "only used with a rediss:// store");
             }
         }
+        let key = match key {
+            Some(None) => return None,
+            Some(Some(key)) => Some(key),
+            None => None,
+        };
         Some(ClusterConfig {
             store: store?,
             password,
-            key: key?,
+            key,
             ca_file,
             timeout,
         })

@@ -458,8 +458,10 @@ fn a_wrong_cluster_section_names_the_key_at_fault() {
         let err = parse(&text).unwrap_err();
         assert_eq!(keys(err), vec![key], "{store} {extra}");
     }
+    // Without key_file (the instances then keep a key in the store).
     let text = format!("{MINIMAL}\n[cluster]\nstore = \"redis://10.0.0.5\"\n");
-    let err = parse(&text).unwrap_err();
+    assert!(parse(&text).unwrap().cluster.unwrap().key.is_none());
+    let err = parse(&with_cluster(dir.path(), "redis://10.0.0.5", 8, "")).unwrap_err();
     assert!(err.to_string().contains("head -c 32 /dev/urandom"), "{err}");
     assert!(parse(&format!("{MINIMAL}\n[cluster]\nstores = 1\n")).is_err());
 }

@@ -128,15 +128,15 @@ impl SharedLimits {
         self.store.is_up()
     }
 
-    fn keys(&self, identity: &str) -> Keys {
-        let hash = self.store.keyed(&[b"limit", identity.as_bytes()]);
+    fn keys(&self, identity: &str) -> Result<Keys, StoreError> {
+        let hash = self.store.keyed(&[b"limit", identity.as_bytes()])?;
         let key = |part: &str| format!("{}limit:{{{hash}}}:{part}", self.namespace);
-        Keys {
+        Ok(Keys {
             turn: key("turn"),
             fail: key("fail"),
             lock: key("lock"),
             rate: key("rate"),
-        }
+        })
     }
 
     /// Admits an attempt for `identity`: refused when locked or over its
@@ -150,7 +150,7 @@ impl SharedLimits {
         mode: RateMode,
         service: bool,
     ) -> Result<Begun, StoreError> {
-        let keys = self.keys(identity);
+        let keys = self.keys(identity)?;
         let rate = if service {
             self.service_rate
         } else {
@@ -192,7 +192,7 @@ impl SharedLimits {
         tested: Option<bool>,
         charge: bool,
     ) -> Result<bool, StoreError> {
-        let keys = self.keys(identity);
+        let keys = self.keys(identity)?;
         let tested = match tested {
             None => 0,
             Some(false) => 1,
@@ -222,7 +222,7 @@ impl SharedLimits {
     /// rate, else counted as a wrong password, in one step. Ok(true) when
     /// it locked the identity.
     pub async fn unknown(&self, identity: &str) -> Result<Result<bool, Refusal>, StoreError> {
-        let keys = self.keys(identity);
+        let keys = self.keys(identity)?;
         let mut call = self.unknown.prepare_invoke();
         call.key(&keys.fail)
             .key(&keys.lock)

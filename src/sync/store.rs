@@ -109,7 +109,7 @@ impl SyncStore {
             SyncStore::Local(state) => Ok(snapshot::approval_key(state)?),
             SyncStore::Shared(shared) => Ok(shared
                 .store
-                .sign(&[b"approval", shared.directory.as_bytes()])
+                .sign(&[b"approval", shared.directory.as_bytes()])?
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect()),

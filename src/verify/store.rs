@@ -144,7 +144,19 @@ async fn key(
     config: &ClusterConfig,
     check: &impl Fn(&'static str, Status, String) -> Check,
 ) -> Check {
-    let mine = cluster::key_check_value(&config.key);
+    let Some(key) = &config.key else {
+        return check(
+            "key",
+            Status::Warn,
+            format!(
+                "no cluster.key_file: the instances share a key kept in the store ({}), which \
+                 whoever reads the store can read too; give every instance the same key_file \
+                 (`head -c 32 /dev/urandom`)",
+                cluster::STORED_KEY
+            ),
+        );
+    };
+    let mine = cluster::key_check_value(key);
     let set: Result<Option<String>, _> = redis::cmd("SET")
         .arg(KEY_CHECK)
         .arg(&mine)

@@ -89,14 +89,13 @@ impl RedisServer {
             .expect("connecting to the test's redis-server")
     }
 
-    /// The `[cluster]` section for this store, with a key file and, when
-    /// the store wants one, a password file, written under `dir`.
-    pub fn cluster_section(&self, key_file: &Path) -> String {
-        let mut text = format!(
-            "[cluster]\nstore = \"{}\"\nkey_file = \"{}\"\n",
-            self.url(),
-            key_file.display()
-        );
+    /// The `[cluster]` section for this store, with `key_file` when given
+    /// and, when the store wants one, a password file.
+    pub fn cluster_section(&self, key_file: Option<&Path>) -> String {
+        let mut text = format!("[cluster]\nstore = \"{}\"\n", self.url());
+        if let Some(key) = key_file {
+            text.push_str(&format!("key_file = \"{}\"\n", key.display()));
+        }
         if let Some(p) = &self.password {
             let file = self.dir.path().join("store_password");
             std::fs::write(&file, format!("{p}\n")).unwrap();
