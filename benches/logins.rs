@@ -5,6 +5,9 @@
 //!
 //!     cargo bench --bench logins
 //!
+//! With a `redis-server` on the machine, the warm configuration runs again
+//! with `[cluster]` (lockout, rates and turns counted in the shared store).
+//!
 //! Environment: `BENCH_SECS` (per run, default 3), `BENCH_REPS` (default 5),
 //! `BENCH_CONNS` (concurrent clients, default 8), and `LDAPGATE_BASELINE`:
 //! the path of another ldapgate build, run warm with the same configuration
@@ -41,6 +44,7 @@ enum Workload {
     GateWarm,
     GateCold,
     GateBaseline,
+    GateCluster,
 }
 
 impl Workload {
@@ -52,6 +56,7 @@ impl Workload {
             Workload::GateWarm => "ldapgate /v1/authenticate, DN cache warm",
             Workload::GateCold => "ldapgate /v1/authenticate, DN cache off",
             Workload::GateBaseline => "baseline build, DN cache warm",
+            Workload::GateCluster => "ldapgate warm, [cluster] store on loopback",
         }
     }
 }
@@ -64,6 +69,24 @@ struct Setup {
     warm_tls: TlsConnector,
     cold_tls: TlsConnector,
     baseline: Option<(Proxy, TlsConnector)>,
+    cluster: (Proxy, TlsConnector, common::redis_server::RedisServer),
+}
+
+impl Setup {
+    /// The processes that serve `w`: ldapgate (and the store it uses).
+    fn serving(&self, w: Workload) -> Vec<u32> {
+        match w {
+            Workload::GateWarm => vec![self.warm.pid()],
+            Workload::GateCold => vec![self.cold.pid()],
+            Workload::GateCluster => {
+                let mut pids = vec![self.cluster.0.pid()];
+                pids.extend(self.cluster.2.pid());
+                pids
+            }
+            Workload::GateBaseline => self.baseline.iter().map(|(p, _)| p.pid()).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 fn tls(certs: &Certs) -> TlsConnector {
@@ -163,9 +186,13 @@ async fn worker(setup: Arc<Setup>, w: Workload, id: usize, until: Instant, done:
                 i += 1;
             }
         }
-        Workload::GateWarm | Workload::GateCold | Workload::GateBaseline => {
+        Workload::GateWarm
+        | Workload::GateCold
+        | Workload::GateBaseline
+        | Workload::GateCluster => {
             let (proxy, tls) = match (w, &setup.baseline) {
                 (Workload::GateWarm, _) => (&setup.warm, &setup.warm_tls),
+                (Workload::GateCluster, _) => (&setup.cluster.0, &setup.cluster.1),
                 (Workload::GateBaseline, Some((proxy, tls))) => (proxy, tls),
                 _ => (&setup.cold, &setup.cold_tls),
             };
@@ -237,23 +264,31 @@ fn main() {
     let slapd = Slapd::start_with_database_lines(
         "moduleload syncprov\nindex entryCSN,entryUUID eq\noverlay syncprov\n",
     );
-    let limits = "[ratelimit]\nbinds_per_ip = \"1000000/s\"\nbinds_per_identity = \"1000000/s\"\nfailures_before_lockout = 0\n";
-    let proxy = |cache: &str, binary: Option<std::path::PathBuf>| {
+    let limits = "[ratelimit]\nbinds_per_ip = \"1000000/s\"\nbinds_per_identity = \"1000000/s\"\nfailures_before_lockout = 1000\n";
+    let redis = common::redis_server::RedisServer::start_for_bench();
+    let key = redis.dir.path().join("cluster-key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let cluster_section = redis.cluster_section(Some(&key));
+    let proxy = |cache: &str, binary: Option<std::path::PathBuf>, extra: &str| {
         let mut c = ProxyConfig::ldaps(&slapd)
             .service_account(&slapd)
-            .section(&format!("[signin]\ncache_ttl = \"{cache}\"\n{limits}"))
+            .section(&format!(
+                "[signin]\ncache_ttl = \"{cache}\"\n{limits}\n{extra}"
+            ))
             .control(TOKEN);
         c.log_filter = "warn".into();
         c.binary = binary;
         Proxy::start(c)
     };
-    let warm = proxy("5m", None);
-    let cold = proxy("0s", None);
+    let warm = proxy("5m", None, "");
+    let cold = proxy("0s", None, "");
+    let clustered = proxy("5m", None, &cluster_section);
     let baseline = std::env::var_os("LDAPGATE_BASELINE").map(|path| {
-        let p = proxy("5m", Some(path.into()));
+        let p = proxy("5m", Some(path.into()), "");
         let connector = tls(&p.certs);
         (p, connector)
     });
+    let clustered_tls = tls(&clustered.certs);
     let setup = Arc::new(Setup {
         slapd_tls: tls(&slapd.certs),
         warm_tls: tls(&warm.certs),
@@ -262,6 +297,7 @@ fn main() {
         warm,
         cold,
         baseline,
+        cluster: (clustered, clustered_tls, redis),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -274,6 +310,7 @@ fn main() {
         Workload::NaivePlain,
         Workload::GateWarm,
         Workload::GateCold,
+        Workload::GateCluster,
     ];
     if setup.baseline.is_some() {
         workloads.push(Workload::GateBaseline);
@@ -282,17 +319,34 @@ fn main() {
         run(&rt, &setup, *w, 1, conns);
     }
     let mut results = vec![Vec::new(); workloads.len()];
+    // CPU of the processes that serve each ldapgate workload, per sign-in.
+    let mut cpu = vec![Vec::new(); workloads.len()];
     for rep in 0..reps {
         for (wi, w) in workloads.iter().enumerate() {
-            results[wi].push(run(&rt, &setup, *w, secs, conns));
+            let pids = setup.serving(*w);
+            let before: Duration = pids.iter().map(|p| cpu_time(*p)).sum();
+            let started = Instant::now();
+            let rate = run(&rt, &setup, *w, secs, conns);
+            let used: Duration = pids.iter().map(|p| cpu_time(*p)).sum::<Duration>() - before;
+            let logins = rate * started.elapsed().as_secs_f64();
+            results[wi].push(rate);
+            if !pids.is_empty() && logins > 0.0 {
+                cpu[wi].push(used.as_secs_f64() * 1e6 / logins);
+            }
         }
         eprintln!("rep {}/{reps} done", rep + 1);
     }
     let m: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
     println!("\nsign-ins, {conns} concurrent clients, median of {reps} runs of {secs}s\n");
     for (wi, w) in workloads.iter().enumerate() {
-        println!("{:<45}{:>10.0}/s", w.name(), m[wi]);
+        let per = if cpu[wi].is_empty() {
+            String::new()
+        } else {
+            format!("   {:>6.0} µs CPU per sign-in", median(&mut cpu[wi]))
+        };
+        println!("{:<45}{:>10.0}/s{per}", w.name(), m[wi]);
     }
+    println!("(CPU: the ldapgate process, and with [cluster] the store's too)");
     println!(
         "\nldapgate warm / naive LDAPS client: {:.2}x   (target >= 3x)\n\
          ldapgate warm / slapd persistent binds: {:.2}x   (target >= 0.5x)\n\
@@ -301,7 +355,11 @@ fn main() {
         m[3] / m[0],
         m[4] / m[1]
     );
-    if let Some(b) = m.get(5) {
+    println!(
+        "ldapgate warm with [cluster] / without: {:.2}x   (target >= 0.8x)",
+        m[5] / m[3]
+    );
+    if let Some(b) = m.get(6) {
         println!("ldapgate warm / baseline build warm: {:.2}x", m[3] / b);
     }
     let (unknown, wrong) = failure_latencies(&rt, &setup);

@@ -497,3 +497,69 @@ fn verify_checks_the_store() {
     );
     assert_eq!(store[1]["status"], "skip");
 }
+
+/// The limiter of one instance on `redis`, as the daemon makes it, once the
+/// store answered.
+async fn limiter_on(
+    redis: &RedisServer,
+    limit: u32,
+) -> std::sync::Arc<ldapgate::ratelimit::BindLimiter> {
+    let key = key_file(redis.dir.path(), 4);
+    let text = format!(
+        "[server]\nldap_listen = [\"127.0.0.1:1\"]\n[directory]\nservers = [\"ldap://127.0.0.1:1\"]\n\
+         starttls = false\nbase_dn = \"{BASE_DN}\"\n[ratelimit]\nfailures_before_lockout = {limit}\n{}",
+        redis.cluster_section(Some(&key))
+    );
+    let config = ldapgate::config::Config::parse(&text, Path::new("limiter.toml")).unwrap();
+    let store = ldapgate::cluster::ClusterStore::new(config.cluster.as_ref().unwrap()).unwrap();
+    assert!(store.probe().await, "the store answers");
+    let d = &config.directories[0];
+    let shared = ldapgate::ratelimit::shared::SharedLimits::new(
+        store.clone(),
+        &d.name,
+        &d.ratelimit,
+        d.directory.operation_timeout,
+    );
+    ldapgate::ratelimit::BindLimiter::with_shared(&d.ratelimit, Some(shared))
+}
+
+#[tokio::test]
+async fn an_attempt_that_could_reach_the_limit_waits_for_the_other_instances_attempt() {
+    use ldapgate::ratelimit::{Budget, Refusal, Tested};
+    let redis = RedisServer::start(None);
+    let (x, y) = (limiter_on(&redis, 3).await, limiter_on(&redis, 3).await);
+    // X's attempt runs (no failure counted yet: no turn); Y fails twice
+    // meanwhile (the second time holding the turn: with X's, 3 at most).
+    let on_x = x.admit("id:z", Budget::Spend).await.unwrap();
+    for _ in 0..2 {
+        let attempt = y.admit("id:z", Budget::Spend).await.unwrap();
+        assert!(!y.settle(attempt, Tested::WrongPassword).await);
+    }
+    // Y's third failure and X's could pass 3: Y's next attempt waits.
+    let y = std::sync::Arc::new(y);
+    let waiting = tokio::spawn({
+        let y = y.clone();
+        async move { y.admit("id:z", Budget::Spend).await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "Y's attempt went ahead while X's ran"
+    );
+    assert!(
+        x.settle(on_x, Tested::WrongPassword).await,
+        "X's failure is the third: locked"
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("Y's attempt is answered once X's ended")
+        .unwrap();
+    assert!(
+        matches!(answer, Err(Refusal::LockedOut { .. })),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        x.admit("id:z", Budget::Spend).await,
+        Err(Refusal::LockedOut { .. })
+    ));
+}

@@ -113,9 +113,13 @@ pub fn client(config: &ClusterConfig) -> Result<redis::Client, StoreSetupError> 
     if let Some(password) = &config.password {
         settings = settings.set_password(password.expose());
     }
+    // Nagle's algorithm would hold back each small command until the
+    // previous one is acknowledged: milliseconds per sign-in.
+    let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
     let info = redis::IntoConnectionInfo::into_connection_info(addr)
         .map_err(|e| setup(e.to_string()))?
-        .set_redis_settings(settings);
+        .set_redis_settings(settings)
+        .set_tcp_settings(tcp);
     match &config.ca_file {
         Some(ca) if a.tls => {
             let root_cert = std::fs::read(ca)

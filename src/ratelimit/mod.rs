@@ -398,11 +398,11 @@ impl BindLimiter {
                 .begin(identity, token.as_deref(), mode, service)
                 .await
             {
-                Ok(Begun::Admitted) => {
+                Ok(Begun::Admitted { turn }) => {
                     return Some(Ok(SharedTurn {
                         limits: limits.clone(),
                         identity: identity.to_owned(),
-                        token,
+                        token: token.filter(|_| turn),
                     }))
                 }
                 Ok(Begun::Busy) => tokio::time::sleep(TURN_POLL).await,
@@ -446,6 +446,11 @@ impl BindLimiter {
             return locked_here;
         };
         let token = shared.token.take();
+        // Admitted without a turn (no failure was counted) and nothing to
+        // count or pay: the store has nothing to hear.
+        if token.is_none() && !charge && tested != Tested::WrongPassword {
+            return locked_here;
+        }
         let verdict = match tested {
             Tested::No | Tested::Refused => None,
             Tested::WrongPassword => Some(false),

@@ -1,8 +1,10 @@
--- Settles an admitted attempt. KEYS: turn, fail, lock, rate. ARGV: token
--- ('' for no turn), tested (0 untested, 1 wrong password, 2 right),
--- limit, window_ms, lock_ms, charge (1: pay the rate now), interval_us,
--- burst. Returns 1 when this attempt locked the identity.
+-- Settles an admitted attempt. KEYS: turn, fail, lock, rate, marks. ARGV:
+-- token ('' when it held no turn), tested (0 untested, 1 wrong password,
+-- 2 right), limit, window_ms, lock_ms, charge (1: pay the rate now),
+-- interval_us, burst, instance. Returns 1 when this attempt locked the
+-- identity.
 local locked = 0
+redis.call('ZREM', KEYS[5], ARGV[9])
 if ARGV[6] == '1' then
   gcra(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[8]), true, now_us())
 end

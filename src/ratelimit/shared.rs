@@ -7,6 +7,13 @@
 //! instances are never lost, and an account's attempts take turns across
 //! instances (a turn key, besides each instance's own turn lock), so
 //! concurrent wrong passwords stop at `failures_before_lockout` exactly.
+//! While an identity has no failure counted, its attempts skip the turn:
+//! each instance runs one at a time, so at most [`MAX_INSTANCES`] can fail
+//! together, which cannot pass a limit of that many or more; a sign-in
+//! with the right password then costs one call to the store, not two.
+//! Such attempts are marked (per instance, until they end or the
+//! operation timeout), and an attempt that could reach the limit waits
+//! until no marked attempt of another instance runs.
 //! Keys are `ldapgate:<directory>:limit:{<hash>}:<part>`, the hash keyed
 //! with the tenant's key: no login or id in clear.
 
@@ -20,6 +27,9 @@ use crate::cluster::{ClusterStore, StoreError};
 use crate::config::{Rate, RateLimitConfig};
 
 const PRELUDE: &str = include_str!("limits.lua");
+
+/// Appliances a tenant runs at most (one per availability zone).
+pub const MAX_INSTANCES: u32 = 2;
 
 /// How an attempt pays into its identity's rate in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +45,11 @@ pub enum RateMode {
 /// What the store answered an admission.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Begun {
-    Admitted,
+    /// Admitted; `turn`: holding the identity's turn (to be released by
+    /// [`SharedLimits::settle`]).
+    Admitted {
+        turn: bool,
+    },
     /// Another instance's attempt for the identity holds its turn.
     Busy,
     Refused(Refusal),
@@ -70,6 +84,11 @@ pub struct SharedLimits {
     lock_ms: u64,
     /// How long a turn outlives an instance that died holding it.
     turn_ms: u64,
+    /// How long an attempt without a turn stays marked at most: the
+    /// operation timeout, which bounds its bind.
+    mark_ms: u64,
+    /// This instance, in the marks of attempts without a turn.
+    instance: String,
     begin: Script,
     settle: Script,
     unknown: Script,
@@ -81,6 +100,7 @@ struct Keys {
     fail: String,
     lock: String,
     rate: String,
+    marks: String,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -116,6 +136,8 @@ impl SharedLimits {
             window_ms: millis(cfg.lockout_window),
             lock_ms: millis(cfg.lockout_duration),
             turn_ms: millis(operation_timeout + Duration::from_secs(5)),
+            mark_ms: millis(operation_timeout),
+            instance: crate::random::hex(8),
             begin: script(include_str!("begin.lua")),
             settle: script(include_str!("settle.lua")),
             unknown: script(include_str!("unknown.lua")),
@@ -136,6 +158,7 @@ impl SharedLimits {
             fail: key("fail"),
             lock: key("lock"),
             rate: key("rate"),
+            marks: key("marks"),
         })
     }
 
@@ -165,11 +188,17 @@ impl SharedLimits {
         call.key(&keys.turn)
             .key(&keys.lock)
             .key(&keys.rate)
+            .key(&keys.fail)
+            .key(&keys.marks)
             .arg(token.unwrap_or(""))
             .arg(self.turn_ms)
             .arg(mode)
             .arg(rate.interval_us)
-            .arg(rate.burst);
+            .arg(rate.burst)
+            .arg(self.failures_before_lockout)
+            .arg(&self.instance)
+            .arg(self.mark_ms)
+            .arg(MAX_INSTANCES);
         let (code, ms): (i64, i64) = self
             .store
             .fast(|mut conn| async move { call.invoke_async(&mut conn).await })
@@ -177,7 +206,7 @@ impl SharedLimits {
         Ok(match (code, refusal(code, ms)) {
             (2, _) => Begun::Busy,
             (_, Some(refused)) => Begun::Refused(refused),
-            _ => Begun::Admitted,
+            _ => Begun::Admitted { turn: ms == 1 },
         })
     }
 
@@ -203,6 +232,7 @@ impl SharedLimits {
             .key(&keys.fail)
             .key(&keys.lock)
             .key(&keys.rate)
+            .key(&keys.marks)
             .arg(token.unwrap_or(""))
             .arg(tested)
             .arg(self.failures_before_lockout)
@@ -210,7 +240,8 @@ impl SharedLimits {
             .arg(self.lock_ms)
             .arg(u8::from(charge))
             .arg(self.identity_rate.interval_us)
-            .arg(self.identity_rate.burst);
+            .arg(self.identity_rate.burst)
+            .arg(&self.instance);
         let locked: i64 = self
             .store
             .fast(|mut conn| async move { call.invoke_async(&mut conn).await })

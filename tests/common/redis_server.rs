@@ -14,15 +14,29 @@ pub struct RedisServer {
     pub port: u16,
     /// `requirepass`, when the store wants a password.
     pub password: Option<String>,
+    /// `appendfsync`: `always` for tests (nothing lost to a kill); `no`
+    /// for benchmarks: no append-only file at all, as Redis runs by
+    /// default.
+    fsync: &'static str,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub fn start(password: Option<&str>) -> RedisServer {
+        Self::start_with(password, "always")
+    }
+
+    /// As Redis runs by default: no append-only file.
+    pub fn start_for_bench() -> RedisServer {
+        Self::start_with(None, "no")
+    }
+
+    fn start_with(password: Option<&str>, fsync: &'static str) -> RedisServer {
         let mut server = RedisServer {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             password: password.map(str::to_owned),
+            fsync,
             child: None,
         };
         server.launch();
@@ -33,15 +47,13 @@ impl RedisServer {
         let binary = require_program("redis-server", "redis-server");
         let mut cmd = Command::new(binary);
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
+            .args(["--save", ""]);
+        match self.fsync {
+            // As Debian's redis.conf has it: no append-only file.
+            "no" => cmd.args(["--appendonly", "no"]),
+            fsync => cmd.args(["--appendonly", "yes", "--appendfsync", fsync]),
+        };
+        cmd.arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -55,6 +67,11 @@ impl RedisServer {
             &mut child,
         );
         self.child = Some(child);
+    }
+
+    /// The server's process id (for benchmarks' CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `redis://127.0.0.1:PORT/0`.
