@@ -8,7 +8,8 @@
 //! With a `redis-server` on the machine, the warm configuration runs again
 //! with `[cluster]` (lockout, rates and turns counted in the shared store).
 //!
-//! Environment: `BENCH_SECS` (per run, default 3), `BENCH_REPS` (default 5),
+//! Environment: `BENCH_ONLY` (workloads by short name, e.g. `warm,cluster`),
+//! `BENCH_SECS` (per run, default 3), `BENCH_REPS` (default 5),
 //! `BENCH_CONNS` (concurrent clients, default 8), and `LDAPGATE_BASELINE`:
 //! the path of another ldapgate build, run warm with the same configuration
 //! (to compare a change in one run).
@@ -48,6 +49,19 @@ enum Workload {
 }
 
 impl Workload {
+    /// The name `BENCH_ONLY` takes.
+    fn short(self) -> &'static str {
+        match self {
+            Workload::SlapdPersistentBinds => "slapd",
+            Workload::NaiveLdaps => "naive-ldaps",
+            Workload::NaivePlain => "naive-plain",
+            Workload::GateWarm => "warm",
+            Workload::GateCold => "cold",
+            Workload::GateBaseline => "baseline",
+            Workload::GateCluster => "cluster",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Workload::SlapdPersistentBinds => "slapd binds, persistent connections",
@@ -315,6 +329,11 @@ fn main() {
     if setup.baseline.is_some() {
         workloads.push(Workload::GateBaseline);
     }
+    // BENCH_ONLY=warm,cluster: only the workloads whose short names are
+    // listed (to profile one of them).
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        workloads.retain(|w| only.split(',').any(|o| o == w.short()));
+    }
     for w in &workloads {
         run(&rt, &setup, *w, 1, conns);
     }
@@ -346,21 +365,31 @@ fn main() {
         };
         println!("{:<45}{:>10.0}/s{per}", w.name(), m[wi]);
     }
-    println!("(CPU: the ldapgate process, and with [cluster] the store's too)");
-    println!(
-        "\nldapgate warm / naive LDAPS client: {:.2}x   (target >= 3x)\n\
-         ldapgate warm / slapd persistent binds: {:.2}x   (target >= 0.5x)\n\
-         ldapgate cold / naive LDAPS client: {:.2}x",
-        m[3] / m[1],
-        m[3] / m[0],
-        m[4] / m[1]
-    );
-    println!(
-        "ldapgate warm with [cluster] / without: {:.2}x   (target >= 0.8x)",
-        m[5] / m[3]
-    );
-    if let Some(b) = m.get(6) {
-        println!("ldapgate warm / baseline build warm: {:.2}x", m[3] / b);
+    println!("(CPU: the ldapgate process, and with [cluster] the store's too)\n");
+    let of = |w: Workload| workloads.iter().position(|x| *x == w).map(|i| m[i]);
+    let ratios = [
+        (
+            Workload::GateWarm,
+            Workload::NaiveLdaps,
+            "   (target >= 3x)",
+        ),
+        (
+            Workload::GateWarm,
+            Workload::SlapdPersistentBinds,
+            "   (target >= 0.5x)",
+        ),
+        (Workload::GateCold, Workload::NaiveLdaps, ""),
+        (
+            Workload::GateCluster,
+            Workload::GateWarm,
+            "   (target >= 0.8x)",
+        ),
+        (Workload::GateWarm, Workload::GateBaseline, ""),
+    ];
+    for (a, b, target) in ratios {
+        if let (Some(x), Some(y)) = (of(a), of(b)) {
+            println!("{} / {}: {:.2}x{target}", a.name(), b.name(), x / y);
+        }
     }
     let (unknown, wrong) = failure_latencies(&rt, &setup);
     println!("median latency, unknown login {unknown:.2} ms, wrong password {wrong:.2} ms");

@@ -389,8 +389,8 @@ impl BindLimiter {
         budget: Budget,
     ) -> Option<Result<SharedTurn, Refusal>> {
         let (token, mode, service) = match budget {
-            Budget::Spend => (Some(crate::random::hex(12)), RateMode::Spend, false),
-            Budget::Later => (Some(crate::random::hex(12)), RateMode::Check, false),
+            Budget::Spend => (Some(limits.token()), RateMode::Spend, false),
+            Budget::Later => (Some(limits.token()), RateMode::Check, false),
             Budget::Service => (None, RateMode::Spend, true),
         };
         loop {

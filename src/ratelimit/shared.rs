@@ -17,6 +17,7 @@
 //! Keys are `ldapgate:<directory>:limit:{<hash>}:<part>`, the hash keyed
 //! with the tenant's key: no login or id in clear.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,8 +88,11 @@ pub struct SharedLimits {
     /// How long an attempt without a turn stays marked at most: the
     /// operation timeout, which bounds its bind.
     mark_ms: u64,
-    /// This instance, in the marks of attempts without a turn.
+    /// This instance, in the marks of attempts without a turn and in turn
+    /// tokens.
     instance: String,
+    /// Attempts so far, numbering turn tokens.
+    attempts: AtomicU64,
     begin: Script,
     settle: Script,
     unknown: Script,
@@ -138,10 +142,18 @@ impl SharedLimits {
             turn_ms: millis(operation_timeout + Duration::from_secs(5)),
             mark_ms: millis(operation_timeout),
             instance: crate::random::hex(8),
+            attempts: AtomicU64::new(0),
             begin: script(include_str!("begin.lua")),
             settle: script(include_str!("settle.lua")),
             unknown: script(include_str!("unknown.lua")),
         }
+    }
+
+    /// A token naming one attempt's turn: this instance and a number, so
+    /// that no two attempts anywhere share one.
+    pub fn token(&self) -> String {
+        let n = self.attempts.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.instance)
     }
 
     /// Whether the store answers now; while it does not, the caller
