@@ -52,11 +52,17 @@ impl Readiness {
         }
         if let Some(store) = &self.cluster {
             lines.push_str(&format!("cluster store {}: ", store.address()));
-            lines.push_str(if store.is_up() {
-                "up\n"
+            if store.is_up() {
+                lines.push_str("up\n");
             } else {
-                "down (warning: lockout counted per instance, sync pulls refused until it returns)\n"
-            });
+                let reason = store
+                    .down_reason()
+                    .unwrap_or_else(|| "no answer yet".into());
+                lines.push_str(&format!(
+                    "down: {reason} (warning: lockout counted per instance, sync pulls refused \
+                     until it returns)\n"
+                ));
+            }
         }
         (any, lines)
     }

@@ -305,7 +305,20 @@ async fn dispatch(command: Command) -> ExitCode {
                             Ok(store) => store,
                             Err(code) => return code,
                         };
-                        ldapgate::verify::verify_directory(d, cluster).await
+                        let store_checks = match &config.cluster {
+                            Some(c) => ldapgate::verify::verify_store(c).await,
+                            None => Vec::new(),
+                        };
+                        ldapgate::verify::verify_directory(d, cluster)
+                            .await
+                            .map(|mut report| {
+                                report.checks.extend(store_checks);
+                                report.ok = report
+                                    .checks
+                                    .iter()
+                                    .all(|c| c.status != ldapgate::verify::Status::Fail);
+                                report
+                            })
                     }
                     Err(code) => return code,
                 },
@@ -472,7 +485,13 @@ async fn sync(
         return Ok(ok);
     }
     if let SyncCommand::Rearm { .. } = action {
-        let removed = exporter.rearm().await?;
+        let removed = match exporter.rearm().await {
+            Ok(removed) => removed,
+            Err(e) => {
+                println!("{}", export::error_line(&e));
+                return Ok(false);
+            }
+        };
         println!(
             "{}",
             if removed {

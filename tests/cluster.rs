@@ -463,13 +463,13 @@ fn verify_checks_the_store() {
     let (code, store) = verify(&a.config_path);
     assert_eq!(code, Some(0), "{store:?}");
     let names: Vec<&str> = store.iter().map(|c| c["check"].as_str().unwrap()).collect();
-    assert_eq!(names, ["store", "latency", "key"]);
+    assert_eq!(names, ["store", "write", "latency", "key"]);
     assert!(store.iter().all(|c| c["status"] == "ok"), "{store:?}");
     assert!(store[0]["detail"]
         .as_str()
         .unwrap()
         .contains("authenticated"));
-    assert!(store[1]["detail"].as_str().unwrap().contains("round trip"));
+    assert!(store[2]["detail"].as_str().unwrap().contains("round trip"));
 
     // Another key on another instance: verification says so.
     let other = std::fs::read_to_string(&a.config_path).unwrap().replace(
@@ -480,8 +480,8 @@ fn verify_checks_the_store() {
     std::fs::write(&other_path, other).unwrap();
     let (code, store) = verify(&other_path);
     assert_eq!(code, Some(1));
-    assert_eq!(store[2]["status"], "fail", "{store:?}");
-    assert!(store[2]["detail"].as_str().unwrap().contains("differs"));
+    assert_eq!(store[3]["status"], "fail", "{store:?}");
+    assert!(store[3]["detail"].as_str().unwrap().contains("differs"));
 
     // A wrong password: authentication refused, the rest skipped.
     std::fs::write(redis.dir.path().join("store_password"), "wrong\n").unwrap();
@@ -562,4 +562,76 @@ async fn an_attempt_that_could_reach_the_limit_waits_for_the_other_instances_att
         x.admit("id:z", Budget::Spend).await,
         Err(Refusal::LockedOut { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_store_that_answers_but_does_not_do_its_part_counts_as_down() {
+    let slapd = Slapd::start();
+    let redis = RedisServer::start(None);
+    let key = key_file(slapd.dir.path(), 21);
+    let (a, ma) = instance(&slapd, None, &redis, Some(&key), LIMITS);
+    wait_store_up(ma, 1);
+    // A replica after a failover: PING answers, writes are refused.
+    let mut conn = redis.connection();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(free_port())
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(sign_in(&a, "bob", "bob-pw"), (200, "success".into()));
+    wait_store_up(ma, 0);
+    let (_, ready) = metrics_get(ma, "/readyz");
+    assert!(
+        ready.contains("read only replica"),
+        "the reason is shown: {ready}"
+    );
+    assert!(a.log().contains("read only replica"), "and logged");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut conn)
+        .unwrap();
+    wait_store_up(ma, 1);
+
+    // Another instance with another key: it does not share, and says so.
+    let other = key_file(slapd.dir.path(), 22);
+    let (b, mb) = instance(&slapd, None, &redis, Some(&other), LIMITS);
+    wait_store_up(mb, 0);
+    let (_, ready) = metrics_get(mb, "/readyz");
+    assert!(ready.contains("another key"), "{ready}");
+    assert_eq!(sign_in(&b, "bob", "bob-pw").1, "success");
+    assert_eq!(
+        store_up(ma),
+        Some(1),
+        "the first instance's key is the reference"
+    );
+}
+
+#[test]
+fn a_store_that_lost_its_data_gets_the_base_dn_fingerprint_back() {
+    let slapd = Slapd::start();
+    let redis = RedisServer::start(None);
+    let key = key_file(slapd.dir.path(), 23);
+    let base = format!("ou=groups,{BASE_DN}");
+    let directory = Some(format!(
+        "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{base}\"\n",
+        slapd.ldaps_url(),
+        slapd.certs.ca_pem.display()
+    ));
+    let (a, ma) = instance(&slapd, directory, &redis, Some(&key), "");
+    assert_eq!(pull(&a, "/v1/sync/full").0, 200);
+    modify(
+        &slapd,
+        &format!("dn: {base}\nchangetype: delete\n\ndn: {base}\nchangetype: add\nobjectClass: organizationalUnit\nou: groups\n"),
+    );
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut redis.connection())
+        .unwrap();
+    wait_store_up(ma, 1);
+    let (status, body) = pull(&a, "/v1/sync/full");
+    assert_eq!(
+        (status, body[0]["error"].as_str()),
+        (409, Some("base_dn_moved")),
+        "{body:?}"
+    );
 }

@@ -379,10 +379,13 @@ impl Authenticator {
         {
             Ok(Ok(admission)) => Ok(admission),
             Ok(Err(refused)) => Err(self.refuse(&refused)),
-            Err(_) => Err(Verdict::bare(
-                Outcome::RateLimited,
-                Some("too many attempts in progress for this account".into()),
-            )),
+            Err(_) => {
+                self.metrics.rate_limited("concurrency");
+                Err(Verdict::bare(
+                    Outcome::RateLimited,
+                    Some("too many attempts in progress for this account".into()),
+                ))
+            }
         }
     }
 

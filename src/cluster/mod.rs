@@ -6,45 +6,38 @@
 //! Keys are `ldapgate:<directory>:...`; no key holds a login, DN or
 //! password in clear: identities are hashed with the tenant's shared key
 //! ([`ClusterStore::keyed`]): `key_file`, or without one a key the first
-//! instance keeps in the store ([`STORED_KEY`]). When the store does not answer within
-//! `cluster.timeout`, it counts as down: calls fail at once (no caller
-//! waits on a dead store) and each instance decides on its own until a
-//! probe finds the store answering again, within a second.
+//! instance keeps in the store ([`key::STORED_KEY`]).
+//!
+//! The store counts as down when a call fails or does not answer within
+//! `cluster.timeout`, and when the probe ([`health`]) finds that it cannot
+//! write, run the scripts, or that another instance uses another key:
+//! calls then fail at once (calls in flight end too), the reason is
+//! logged, and each instance decides on its own until a probe finds the
+//! store whole again, within a second or two.
+
+pub mod health;
+pub mod key;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ring::hmac;
+use tokio::sync::Notify;
 
-use crate::config::{ClusterConfig, ClusterKey, StoreAddress};
+use crate::config::{ClusterConfig, StoreAddress};
 use crate::metrics::metrics;
+use key::TenantKey;
+pub use key::{check_value, KEY_CHECK, STORED_KEY};
 
-/// How long a bulk call (a sync snapshot of a large directory) may take.
-const BULK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a bulk call (a sync snapshot of a large directory) may take;
+/// it ends sooner when the store is found down meanwhile.
+const BULK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the store is probed while it is down, and while it is up.
 const PROBE_DOWN: Duration = Duration::from_secs(1);
 const PROBE_UP: Duration = Duration::from_secs(5);
-
-/// Where the instances keep their shared key when none has `key_file`.
-pub const STORED_KEY: &str = "ldapgate:cluster-key";
-
-/// The key holding [`key_check_value`] of the key the instances use.
-pub const KEY_CHECK: &str = "ldapgate:key-check";
-
-/// A value that tells keys apart without revealing them: HMAC-SHA256 of a
-/// constant under `key`, in hex.
-pub fn key_check_value(key: &ClusterKey) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key.expose());
-    hmac::sign(&key, b"ldapgate key check")
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A store call that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -76,16 +69,20 @@ pub struct StoreSetupError {
 
 /// The connection to the shared store, and whether it answers.
 pub struct ClusterStore {
+    /// Its section of the configuration (what `verify` checks).
+    config: ClusterConfig,
     address: StoreAddress,
     /// Calls on the sign-in path: `cluster.timeout` each.
     fast: ConnectionManager,
     /// Sync snapshots, which may be megabytes: [`BULK_TIMEOUT`].
     bulk: ConnectionManager,
     timeout: Duration,
-    /// The tenant's key: from `key_file`, or read from the store by the
-    /// first probe that reaches it (the store counts as down until then).
-    key: OnceLock<hmac::Key>,
+    key: TenantKey,
     up: AtomicBool,
+    /// Why the store counts as down, as last logged.
+    reason: Mutex<Option<String>>,
+    /// Wakes the calls in flight when the store is found down.
+    down: Notify,
 }
 
 /// The client for `config`: its address, credentials and TLS roots.
@@ -157,20 +154,23 @@ impl ClusterStore {
             })
         };
         let store = Arc::new(ClusterStore {
+            config: config.clone(),
             address: config.store.clone(),
             fast: manager(config.timeout)?,
             bulk: manager(BULK_TIMEOUT)?,
             timeout: config.timeout,
-            key: OnceLock::new(),
+            key: TenantKey::new(config.key.as_ref()),
             up: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            down: Notify::new(),
         });
-        if let Some(key) = &config.key {
-            let _ = store
-                .key
-                .set(hmac::Key::new(hmac::HMAC_SHA256, key.expose()));
-        }
         metrics().cluster_store(false);
         Ok(store)
+    }
+
+    /// Its section of the configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
     }
 
     /// The store's address, for messages (no password).
@@ -183,15 +183,39 @@ impl ClusterStore {
         self.up.load(Ordering::Relaxed)
     }
 
-    fn set_up(&self, up: bool) {
+    /// Why the store counts as down, when it does.
+    pub fn down_reason(&self) -> Option<String> {
+        if self.is_up() {
+            return None;
+        }
+        self.reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Marks the store up, or down for `reason`; a change is logged, and a
+    /// new reason while down too (the first failed probe says why).
+    fn set_up(&self, up: bool, reason: Option<String>) {
         let was = self.up.swap(up, Ordering::Relaxed);
         if was != up {
             metrics().cluster_store(up);
-            if up {
-                tracing::info!(store = %self.address, "shared store answers: limits and sync state are shared again");
-            } else {
-                tracing::warn!(store = %self.address, "shared store is down: each instance enforces lockout with its own counts; sync pulls answer an error until it returns");
+        }
+        if up {
+            if let Ok(mut r) = self.reason.lock() {
+                *r = None;
             }
+            if !was {
+                tracing::info!(store = %self.address, "shared store answers: limits and sync state are shared again");
+            }
+            return;
+        }
+        self.down.notify_waiters();
+        let reason = reason.unwrap_or_else(|| "no answer".into());
+        let new = self
+            .reason
+            .lock()
+            .map(|mut r| r.replace(reason.clone()).as_ref() != Some(&reason))
+            .unwrap_or(true);
+        if was || new {
+            tracing::warn!(store = %self.address, %reason, "shared store is down: each instance enforces lockout with its own counts; sync pulls answer store_unavailable until it returns");
         }
     }
 
@@ -213,31 +237,9 @@ impl ClusterStore {
     /// The tenant's key, for signing what every instance must verify
     /// (approval tokens): HMAC-SHA256 of `parts` under it.
     pub fn sign(&self, parts: &[&[u8]]) -> Result<Vec<u8>, StoreError> {
-        let key = self.key.get().ok_or_else(|| StoreError::Down {
+        self.key.sign(parts).ok_or_else(|| StoreError::Down {
             store: self.address.to_string(),
-        })?;
-        let mut ctx = hmac::Context::with_key(key);
-        for part in parts {
-            // Lengths first, so that ("ab","c") and ("a","bc") differ.
-            ctx.update(&(part.len() as u64).to_be_bytes());
-            ctx.update(part);
-        }
-        Ok(ctx.sign().as_ref().to_vec())
-    }
-
-    /// The key kept in the store, made by the first instance to ask.
-    async fn stored_key(&self) -> redis::RedisResult<Vec<u8>> {
-        let mut conn = self.fast.clone();
-        redis::cmd("SET")
-            .arg(STORED_KEY)
-            .arg(crate::random::hex(32))
-            .arg("NX")
-            .query_async::<Option<String>>(&mut conn)
-            .await?;
-        redis::cmd("GET")
-            .arg(STORED_KEY)
-            .query_async::<Vec<u8>>(&mut conn)
-            .await
+        })
     }
 
     /// Runs `call` on the sign-in path's connection, within
@@ -270,28 +272,30 @@ impl ClusterStore {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let store = || self.address.to_string();
+        // Registered before the check, so that no marking down is missed.
+        let down = self.down.notified();
         if !self.is_up() {
             return Err(StoreError::Down { store: store() });
         }
-        match tokio::time::timeout(timeout, call(conn)).await {
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(timeout, call(conn)) => answer,
+            () = down => return Err(StoreError::Down { store: store() }),
+        };
+        match answer {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) => {
-                // A script's own error (a bug, not an outage) leaves the
-                // store up; anything about the connection marks it down.
-                if source.is_io_error()
-                    || source.is_connection_dropped()
-                    || source.is_timeout()
-                    || source.is_connection_refusal()
-                {
-                    self.set_up(false);
-                }
+                // Whatever the store refuses (a connection lost, READONLY
+                // after a failover, NOPERM, OOM) means it does not do its
+                // part: each instance counts alone until a probe finds it
+                // whole.
+                self.set_up(false, Some(source.to_string()));
                 Err(StoreError::Redis {
                     store: store(),
                     source,
                 })
             }
             Err(_) => {
-                self.set_up(false);
+                self.set_up(false, Some(format!("no answer within {timeout:?}")));
                 Err(StoreError::Timeout {
                     store: store(),
                     timeout,
@@ -300,22 +304,14 @@ impl ClusterStore {
         }
     }
 
-    /// Pings the store once; marks it up or down by the answer.
+    /// Checks the store once ([`health::check`]); marks it up or down by
+    /// the answer.
     pub async fn probe(&self) -> bool {
-        let mut conn = self.fast.clone();
-        let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<String>(&mut conn);
         let wait = self.timeout.max(Duration::from_secs(1));
-        let mut up = matches!(tokio::time::timeout(wait, ping).await, Ok(Ok(_)));
-        if up && self.key.get().is_none() {
-            match tokio::time::timeout(wait, self.stored_key()).await {
-                Ok(Ok(key)) if !key.is_empty() => {
-                    let _ = self.key.set(hmac::Key::new(hmac::HMAC_SHA256, &key));
-                }
-                _ => up = false,
-            }
-        }
-        self.set_up(up);
+        let checked = tokio::time::timeout(wait * 4, health::check(self)).await;
+        let result = checked.unwrap_or_else(|_| Err(format!("no answer within {:?}", wait * 4)));
+        let up = result.is_ok();
+        self.set_up(up, result.err());
         up
     }
 

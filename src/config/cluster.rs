@@ -12,6 +12,9 @@ use super::{Secret, Validator};
 /// Fewest bytes `key_file` must hold: a 256-bit key.
 pub const MIN_KEY_BYTES: usize = 32;
 
+/// The longest `cluster.timeout`.
+const MAX_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The key every instance of a tenant shares (`key_file`): it hashes the
 /// identities in store keys and signs approval tokens. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -95,8 +98,26 @@ impl Validator {
         let ca_file = r
             .ca_file
             .as_deref()
-            .and_then(|f| self.readable("cluster.ca_file", f));
+            .and_then(|f| self.readable("cluster.ca_file", f))
+            .filter(|path| match crate::tls::load_certs(path) {
+                Ok(_) => true,
+                Err(e) => {
+                    self.problem("cluster.ca_file", e);
+                    false
+                }
+            });
         let timeout = self.duration("cluster.timeout", &r.timeout, false);
+        // Every sign-in may wait this long on a store that stopped
+        // answering, before the instance decides alone.
+        if timeout > MAX_TIMEOUT {
+            self.problem(
+                "cluster.timeout",
+                format!(
+                    "at most {}s: every sign-in may wait this long",
+                    MAX_TIMEOUT.as_secs()
+                ),
+            );
+        }
         if let (Some(s), Some(_)) = (&store, &r.ca_file) {
             if !s.tls {
                 self.problem("cluster.ca_file", "only used with a rediss:// store");
@@ -181,9 +202,13 @@ impl Validator {
         const KEY: &str = "cluster.key_file";
         match std::fs::read(file) {
             Ok(mut bytes) => {
-                // `echo`'s newline is not part of a key written as text.
-                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    bytes.pop();
+                // `echo`'s newline is not part of a key written as text; a
+                // binary key (`head -c 32 /dev/urandom`) is taken whole,
+                // whatever its last byte.
+                if std::str::from_utf8(&bytes).is_ok() {
+                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        bytes.pop();
+                    }
                 }
                 if bytes.len() < MIN_KEY_BYTES {
                     self.problem(

@@ -32,6 +32,10 @@ use shared::{Begun, RateMode, SharedLimits};
 /// How often an attempt asks again for a turn another instance holds.
 const TURN_POLL: Duration = Duration::from_millis(5);
 
+/// Seconds a turn left by a failed admission is tried to be released: its
+/// life in the store is shorter.
+const TURN_RELEASE_TRIES: u32 = 60;
+
 /// Most identities tracked for lockout; beyond it the oldest are evicted.
 const MAX_TRACKED: u64 = 200_000;
 
@@ -416,6 +420,9 @@ impl BindLimiter {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "lockout counted by this instance alone");
+                    if let Some(token) = token {
+                        release_later(limits.clone(), identity.to_owned(), token);
+                    }
                     return None;
                 }
             }
@@ -464,6 +471,9 @@ impl BindLimiter {
             Ok(locked) => locked,
             Err(e) => {
                 tracing::warn!(error = %e, "attempt counted by this instance alone");
+                if let Some(token) = token {
+                    release_later(shared.limits.clone(), identity.to_owned(), token);
+                }
                 locked_here
             }
         }
@@ -542,6 +552,29 @@ impl BindLimiter {
             }
         });
     }
+}
+
+/// Releases a turn the store may have given an admission that failed on
+/// the way back (a store that stalled past `cluster.timeout` runs the call
+/// when it resumes): once the store answers again, so that the account's
+/// next attempts need not wait for the turn to expire.
+fn release_later(limits: Arc<SharedLimits>, identity: String, token: String) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        for _ in 0..TURN_RELEASE_TRIES {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if limits.is_up()
+                && limits
+                    .settle(&identity, Some(&token), None, false)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+        }
+    });
 }
 
 /// The identity key for a login that did not resolve: case-folded and

@@ -129,13 +129,14 @@ impl SyncStore {
         match self {
             SyncStore::Local(state) => Ok(state.write_json(BASE_FINGERPRINT, fingerprint)?),
             SyncStore::Shared(shared) => {
-                let text = to_json(fingerprint)?;
+                let text = to_json(&StoredBase::Recorded(fingerprint.clone()))?;
                 let key = shared.key("base");
                 shared
                     .store
                     .bulk(|mut c| async move { c.set::<_, _, ()>(key, text).await })
                     .await?;
-                Ok(())
+                // A copy here, for a store that loses its data.
+                Ok(shared.local.write_json(BASE_FINGERPRINT, fingerprint)?)
             }
         }
     }
@@ -146,17 +147,32 @@ impl SyncStore {
         match self {
             SyncStore::Local(state) => Ok(state.remove(BASE_FINGERPRINT)?),
             SyncStore::Shared(shared) => {
-                // The local copy goes too, or it would be carried back.
-                let local = shared.local.remove(BASE_FINGERPRINT)?;
+                let recorded = shared.base_fingerprint().await?.is_some();
+                // Not deleted but marked: the other instances' copies are
+                // then dropped rather than carried back into the store.
+                let rearmed_at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let text = to_json(&StoredBase::Rearmed { rearmed_at })?;
                 let key = shared.key("base");
-                let removed: i64 = shared
+                shared
                     .store
-                    .bulk(|mut c| async move { c.del(key).await })
+                    .bulk(|mut c| async move { c.set::<_, _, ()>(key, text).await })
                     .await?;
-                Ok(removed > 0 || local)
+                shared.local.remove(BASE_FINGERPRINT)?;
+                Ok(recorded)
             }
         }
     }
+}
+
+/// The base-DN fingerprint as the store holds it: recorded, or re-armed
+/// (`ldapgate sync rearm`), so that no instance's copy brings it back.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum StoredBase {
+    Recorded(BaseFingerprint),
+    Rearmed { rearmed_at: u64 },
 }
 
 /// KEYS[1]: the index. ARGV: the new cookie, how many to keep, the prefix
@@ -259,24 +275,40 @@ impl SharedSync {
             .store
             .bulk(|mut c| async move { c.get(read).await })
             .await?;
-        if let Some(bytes) = bytes {
-            return serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| self.corrupt("the base-DN fingerprint", e));
+        let local = self.local.read_json::<BaseFingerprint>(BASE_FINGERPRINT)?;
+        match bytes.map(|b| serde_json::from_slice::<StoredBase>(&b)) {
+            Some(Ok(StoredBase::Recorded(recorded))) => {
+                // Kept here too, so that a store that loses its data does
+                // not lose the reference.
+                if local.as_ref() != Some(&recorded) {
+                    self.local.write_json(BASE_FINGERPRINT, &recorded)?;
+                }
+                Ok(Some(recorded))
+            }
+            Some(Ok(StoredBase::Rearmed { .. })) => {
+                if local.is_some() {
+                    self.local.remove(BASE_FINGERPRINT)?;
+                }
+                Ok(None)
+            }
+            Some(Err(e)) => Err(self.corrupt("the base-DN fingerprint", e)),
+            // Nothing in the store (it lost its data, or the fingerprint
+            // was recorded here before `[cluster]`): the copy here is the
+            // reference again, for every instance (the first to say wins).
+            None => {
+                let Some(local) = local else {
+                    return Ok(None);
+                };
+                let text = to_json(&StoredBase::Recorded(local.clone()))?;
+                let written: bool = self
+                    .store
+                    .bulk(|mut c| async move { c.set_nx(key, text).await })
+                    .await?;
+                if written {
+                    return Ok(Some(local));
+                }
+                Box::pin(self.base_fingerprint()).await
+            }
         }
-        // Recorded by this instance before it joined a cluster: the
-        // reference stays, for every instance (the first one to say wins).
-        let Some(local) = self.local.read_json::<BaseFingerprint>(BASE_FINGERPRINT)? else {
-            return Ok(None);
-        };
-        let text = to_json(&local)?;
-        let written: bool = self
-            .store
-            .bulk(|mut c| async move { c.set_nx(key, text).await })
-            .await?;
-        if written {
-            return Ok(Some(local));
-        }
-        Box::pin(self.base_fingerprint()).await
     }
 }

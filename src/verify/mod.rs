@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::cluster::ClusterStore;
-use crate::config::{Config, TenantDirectory};
+use crate::config::{ClusterConfig, Config, TenantDirectory};
 use crate::ldap::url::Scheme;
 use crate::metrics::DirectoryMetrics;
 use crate::sync::export::{Exporter, SyncError};
@@ -96,7 +96,7 @@ pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
     let mut checks = Vec::new();
     let mut cluster = None;
     if let Some(c) = &config.cluster {
-        checks.extend(store::checks(c).await);
+        checks.extend(verify_store(c).await);
         cluster = ClusterStore::new(c).ok();
         if let Some(store) = &cluster {
             store.probe().await;
@@ -107,6 +107,12 @@ pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
     }
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     Ok(Report { ok, checks })
+}
+
+/// The checks of the shared store of `[cluster]`: reachable and
+/// authenticated, takes ldapgate's writes, round-trip time, same key.
+pub async fn verify_store(config: &ClusterConfig) -> Vec<Check> {
+    store::checks(config).await
 }
 
 /// Runs every check against every server of one directory; the recorded

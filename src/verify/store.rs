@@ -87,6 +87,7 @@ pub async fn checks(config: &ClusterConfig) -> Vec<Check> {
             config.store.db
         ),
     )];
+    out.push(writes(&mut conn, &check).await);
     out.push(latency(&mut conn, &check).await);
     out.push(key(&mut conn, config, &check).await);
     out
@@ -95,15 +96,21 @@ pub async fn checks(config: &ClusterConfig) -> Vec<Check> {
 /// What a refused connection or command means to an operator.
 fn refused(e: &redis::RedisError) -> String {
     let text = e.to_string();
-    if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || text.contains("WRONGPASS")
-        || text.contains("NOAUTH")
-    {
-        format!("authentication refused: {text} (check cluster.password_file and the ACL user in cluster.store)")
-    } else if text.contains("NOPERM") {
-        format!("the ACL user may not run ldapgate's commands: {text} (it needs GET, SET, DEL, INCR, PEXPIRE, PTTL, LIST commands, EVALSHA/EVAL and TIME)")
-    } else {
-        format!("cannot connect: {text}")
+    match e.code() {
+        _ if e.kind() == redis::ErrorKind::AuthenticationFailed => format!(
+            "authentication refused: {text} (check cluster.password_file and the ACL user in cluster.store)"
+        ),
+        Some("NOAUTH" | "WRONGPASS") => format!(
+            "authentication refused: {text} (check cluster.password_file and the ACL user in cluster.store)"
+        ),
+        Some("NOPERM") => format!(
+            "the ACL user may not run ldapgate's commands: {text} (see README, \"Two availability zones\", for the ACL it needs)"
+        ),
+        Some("READONLY") => format!(
+            "the store is a read-only replica: {text} (point cluster.store at the primary)"
+        ),
+        Some("OOM") => format!("the store is at its memory limit and refuses writes: {text}"),
+        _ => format!("cannot connect: {text}"),
     }
 }
 
@@ -138,25 +145,34 @@ async fn latency(
 }
 
 /// The first instance to check writes its key's check value; every other
-/// must find the same, or its key differs.
+/// must find the same, or its key differs. Without `key_file` the key is
+/// the one the store keeps.
 async fn key(
     conn: &mut redis::aio::MultiplexedConnection,
     config: &ClusterConfig,
     check: &impl Fn(&'static str, Status, String) -> Check,
 ) -> Check {
-    let Some(key) = &config.key else {
-        return check(
-            "key",
-            Status::Warn,
-            format!(
-                "no cluster.key_file: the instances share a key kept in the store ({}), which \
-                 whoever reads the store can read too; give every instance the same key_file \
-                 (`head -c 32 /dev/urandom`)",
-                cluster::STORED_KEY
-            ),
-        );
+    let mine = match &config.key {
+        Some(key) => cluster::check_value(key.expose()),
+        None => {
+            let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+                .arg(cluster::STORED_KEY)
+                .query_async(conn)
+                .await;
+            match stored {
+                Err(e) => return check("key", Status::Fail, refused(&e)),
+                // No instance has run yet: the first one makes the key.
+                Ok(None) => {
+                    return check(
+                        "key",
+                        Status::Warn,
+                        no_key_file("no instance has made the key yet"),
+                    )
+                }
+                Ok(Some(bytes)) => cluster::check_value(&bytes),
+            }
+        }
     };
-    let mine = cluster::key_check_value(key);
     let set: Result<Option<String>, _> = redis::cmd("SET")
         .arg(KEY_CHECK)
         .arg(&mine)
@@ -166,24 +182,62 @@ async fn key(
         .await;
     match set {
         Err(e) => check("key", Status::Fail, refused(&e)),
+        Ok(Some(found)) if found != mine => check(
+            "key",
+            Status::Fail,
+            format!(
+                "this instance's key differs from the one the other instances use: lockout \
+                 counts, cookies and approval tokens are not shared with them. Give every \
+                 instance the same cluster.key_file (or none); after changing the key on all \
+                 of them, `DEL {KEY_CHECK}` in the store"
+            ),
+        ),
+        Ok(_) if config.key.is_none() => check(
+            "key",
+            Status::Warn,
+            no_key_file("the instances share the key kept in the store"),
+        ),
         Ok(None) => check(
             "key",
             Status::Ok,
             "this instance is the first to check: its key is now the reference".into(),
         ),
-        Ok(Some(found)) if found == mine => check(
+        Ok(Some(_)) => check(
             "key",
             Status::Ok,
             "cluster.key_file is the key the other instances use".into(),
         ),
-        Ok(Some(_)) => check(
-            "key",
-            Status::Fail,
-            format!(
-                "cluster.key_file differs from the key the other instances use: lockout counts, \
-                 cookies and approval tokens are not shared with them. Copy one key file to every \
-                 instance; after changing the key on all of them, `DEL {KEY_CHECK}` in the store"
-            ),
+    }
+}
+
+fn no_key_file(what: &str) -> String {
+    format!(
+        "no cluster.key_file: {what} ({}), which whoever reads the store can read too; give \
+         every instance the same key_file (`head -c 32 /dev/urandom`)",
+        cluster::STORED_KEY
+    )
+}
+
+/// The store runs ldapgate's scripts and takes their writes: not a
+/// replica, not out of memory, an ACL user with the commands it needs.
+async fn writes(
+    conn: &mut redis::aio::MultiplexedConnection,
+    check: &impl Fn(&'static str, Status, String) -> Check,
+) -> Check {
+    let script = redis::Script::new(
+        "redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000) return redis.call('TIME')[1]",
+    );
+    match script
+        .key("ldapgate:probe")
+        .arg("verify")
+        .invoke_async::<String>(conn)
+        .await
+    {
+        Ok(_) => check(
+            "write",
+            Status::Ok,
+            "runs ldapgate's scripts and takes their writes".into(),
         ),
+        Err(e) => check("write", Status::Fail, refused(&e)),
     }
 }
