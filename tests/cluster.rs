@@ -272,6 +272,14 @@ fn cookies_and_approvals_issued_by_one_instance_are_honoured_by_the_other() {
     assert_eq!(status, 200, "{full:?}");
     let mut consumer = Consumer::from_full(&full, BASE_DN);
     let mut cookie = cookie_of(&full);
+    // The snapshot behind the cookie is sealed: no DN, no line hash readable.
+    let mut conn = redis.connection();
+    let sealed: Vec<u8> = conn
+        .get(format!("ldapgate:default:sync:snapshot:{cookie}"))
+        .unwrap();
+    assert!(sealed.starts_with(b"lg1:"), "{:?}", &sealed[..8]);
+    let text = String::from_utf8_lossy(&sealed);
+    assert!(!text.contains("alice") && !text.contains("ou=people"));
     let steps: [(&Proxy, String); 3] = [
         (
             &b,

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ring::aead;
 use tokio::sync::Notify;
 
 use crate::config::{ClusterConfig, StoreAddress};
@@ -34,6 +35,9 @@ pub use key::{check_value, KEY_CHECK, STORED_KEY};
 /// How long a bulk call (a sync snapshot of a large directory) may take;
 /// it ends sooner when the store is found down meanwhile.
 const BULK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a sealed value starts with (and its format version).
+const SEALED: &[u8] = b"lg1:";
 
 /// How often the store is probed while it is down, and while it is up.
 const PROBE_DOWN: Duration = Duration::from_secs(1);
@@ -240,6 +244,76 @@ impl ClusterStore {
         self.key.sign(parts).ok_or_else(|| StoreError::Down {
             store: self.address.to_string(),
         })
+    }
+
+    /// `plain` encrypted for the store (AES-256-GCM under a key derived
+    /// from the tenant's key for `purpose`, bound to `context`): what sync
+    /// snapshots are kept as, since they hold DNs and hashes of lines.
+    pub fn seal(
+        &self,
+        purpose: &[u8],
+        context: &[u8],
+        plain: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = self.aead_key(purpose)?;
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| self.corrupt("a sealed value", "no system randomness for a nonce"))?;
+        let mut body = plain;
+        key.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(context),
+            &mut body,
+        )
+        .map_err(|_| self.corrupt("a sealed value", "sealing failed"))?;
+        let mut out = Vec::with_capacity(SEALED.len() + nonce.len() + body.len());
+        out.extend_from_slice(SEALED);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// The plain bytes of what [`Self::seal`] made with the same purpose
+    /// and context.
+    pub fn open(
+        &self,
+        purpose: &[u8],
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let rest = sealed
+            .strip_prefix(SEALED)
+            .filter(|r| r.len() >= aead::NONCE_LEN)
+            .ok_or_else(|| self.corrupt("a sealed value", "not sealed by ldapgate"))?;
+        let (nonce, body) = rest.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| self.corrupt("a sealed value", "bad nonce"))?;
+        let mut body = body.to_vec();
+        let plain = self
+            .aead_key(purpose)?
+            .open_in_place(nonce, aead::Aad::from(context), &mut body)
+            .map_err(|_| {
+                self.corrupt(
+                    "a sealed value",
+                    "it does not open with this instance's key (another key_file?)",
+                )
+            })?;
+        Ok(plain.to_vec())
+    }
+
+    fn aead_key(&self, purpose: &[u8]) -> Result<aead::LessSafeKey, StoreError> {
+        let derived = self.sign(&[b"seal", purpose])?;
+        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &derived)
+            .map_err(|_| self.corrupt("a sealed value", "key derivation"))?;
+        Ok(aead::LessSafeKey::new(unbound))
+    }
+
+    fn corrupt(&self, what: &str, reason: &str) -> StoreError {
+        StoreError::Corrupt {
+            store: self.address.to_string(),
+            what: what.to_owned(),
+            reason: reason.to_owned(),
+        }
     }
 
     /// Runs `call` on the sign-in path's connection, within

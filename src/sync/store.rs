@@ -166,6 +166,10 @@ impl SyncStore {
     }
 }
 
+/// The purpose snapshots are sealed under (see [`ClusterStore::seal`]):
+/// they hold every object's DN and hashes of its export line.
+const SNAPSHOT: &[u8] = b"sync snapshot";
+
 /// The base-DN fingerprint as the store holds it: recorded, or re-armed
 /// (`ldapgate sync rearm`), so that no instance's copy brings it back.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -200,6 +204,12 @@ impl SharedSync {
         format!("{}{part}", self.prefix)
     }
 
+    /// What a snapshot is sealed to: its directory and cookie, so that no
+    /// snapshot can stand for another.
+    fn context(&self, cookie: &str) -> Vec<u8> {
+        format!("{}\n{cookie}", self.directory).into_bytes()
+    }
+
     fn corrupt(&self, what: &str, e: serde_json::Error) -> SyncError {
         SyncError::Store(StoreError::Corrupt {
             store: self.store.address().to_string(),
@@ -209,7 +219,9 @@ impl SharedSync {
     }
 
     async fn put(&self, cookie: &str, snapshot: &Snapshot) -> Result<(), SyncError> {
-        let bytes = to_json(snapshot)?;
+        let bytes = self
+            .store
+            .seal(SNAPSHOT, &self.context(cookie), to_json(snapshot)?)?;
         let key = self.key(&format!("snapshot:{cookie}"));
         self.store
             .bulk(|mut c| async move { c.set::<_, _, ()>(key, bytes).await })
@@ -252,9 +264,10 @@ impl SharedSync {
             .store
             .bulk(|mut c| async move { c.get(key).await })
             .await?;
-        let Some(bytes) = bytes else {
+        let Some(sealed) = bytes else {
             return Ok(None);
         };
+        let bytes = self.store.open(SNAPSHOT, &self.context(cookie), &sealed)?;
         let snapshot: Snapshot =
             serde_json::from_slice(&bytes).map_err(|e| self.corrupt("a snapshot", e))?;
         Ok(Some(snapshot::canonical(snapshot)))
