@@ -375,9 +375,15 @@ fn clients_that_read_none_of_their_answers_release_the_directory() {
             s
         })
         .collect();
-    let served = served_within(&proxy, Instant::now(), Duration::from_secs(30));
+    // The stallers come in waves: slapd's workers block on the few that
+    // got a directory connection, the rest wait (their connects time out
+    // after 5 s) until those are cut at send_timeout, then the next few
+    // take their place. On two busy cores all 18 can take several waves
+    // (CI, 2026-11-30: still blocked after 30 s twice), so the bound is
+    // the waves', not one send_timeout.
+    let served = served_within(&proxy, Instant::now(), Duration::from_secs(90));
     drop(stallers);
-    assert!(served.is_some(), "not served within 30 s: {}", proxy.log());
+    assert!(served.is_some(), "not served within 90 s: {}", proxy.log());
     assert!(
         proxy.log().contains("send_timeout"),
         "the stallers were cut"
