@@ -32,8 +32,9 @@ pub struct SharedSync {
     store: Arc<ClusterStore>,
     directory: String,
     prefix: String,
-    /// The state directory: a fingerprint recorded there before `[cluster]`
-    /// was configured is carried into the store.
+    /// The state directory: it keeps a copy of the base-DN fingerprint,
+    /// carried into the store when the store has none (it lost its data,
+    /// or the fingerprint was recorded before `[cluster]`).
     local: StateDir,
     /// Pushes a cookie on the index and drops what falls off it.
     push: redis::Script,
