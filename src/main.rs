@@ -305,20 +305,7 @@ async fn dispatch(command: Command) -> ExitCode {
                             Ok(store) => store,
                             Err(code) => return code,
                         };
-                        let store_checks = match &config.cluster {
-                            Some(c) => ldapgate::verify::verify_store(c).await,
-                            None => Vec::new(),
-                        };
-                        ldapgate::verify::verify_directory(d, cluster)
-                            .await
-                            .map(|mut report| {
-                                report.checks.extend(store_checks);
-                                report.ok = report
-                                    .checks
-                                    .iter()
-                                    .all(|c| c.status != ldapgate::verify::Status::Fail);
-                                report
-                            })
+                        ldapgate::verify::verify_with_store(d, cluster).await
                     }
                     Err(code) => return code,
                 },

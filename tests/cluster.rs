@@ -68,6 +68,15 @@ fn sections_sync(sections: &str) -> String {
         .join("\n")
 }
 
+/// `[directory]` lines for `slapd` over LDAPS with `base` as base_dn.
+fn directory_at(slapd: &Slapd, base: &str) -> String {
+    format!(
+        "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{base}\"\n",
+        slapd.ldaps_url(),
+        slapd.certs.ca_pem.display()
+    )
+}
+
 const LIMITS: &str =
     "[ratelimit]\nbinds_per_ip = \"100000/s\"\nbinds_per_identity = \"100000/s\"\n\
                       failures_before_lockout = 3\nlockout_duration = \"1m\"";
@@ -346,15 +355,20 @@ fn a_base_dn_blocked_on_one_instance_is_blocked_on_the_other() {
     let redis = RedisServer::start(None);
     let key = key_file(slapd.dir.path(), 5);
     let base = format!("ou=groups,{BASE_DN}");
-    let directory = || {
-        Some(format!(
-            "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{base}\"\n",
-            slapd.ldaps_url(),
-            slapd.certs.ca_pem.display()
-        ))
-    };
-    let (a, _) = instance(&slapd, directory(), &redis, Some(&key), "");
-    let (b, _) = instance(&slapd, directory(), &redis, Some(&key), "");
+    let (a, _) = instance(
+        &slapd,
+        Some(directory_at(&slapd, &base)),
+        &redis,
+        Some(&key),
+        "",
+    );
+    let (b, _) = instance(
+        &slapd,
+        Some(directory_at(&slapd, &base)),
+        &redis,
+        Some(&key),
+        "",
+    );
     assert_eq!(pull(&a, "/v1/sync/full").0, 200);
     modify(
         &slapd,
@@ -621,12 +635,13 @@ fn a_store_that_lost_its_data_gets_the_base_dn_fingerprint_back() {
     let redis = RedisServer::start(None);
     let key = key_file(slapd.dir.path(), 23);
     let base = format!("ou=groups,{BASE_DN}");
-    let directory = Some(format!(
-        "servers = [\"{}\"]\nca_file = \"{}\"\nbase_dn = \"{base}\"\n",
-        slapd.ldaps_url(),
-        slapd.certs.ca_pem.display()
-    ));
-    let (a, ma) = instance(&slapd, directory, &redis, Some(&key), "");
+    let (a, ma) = instance(
+        &slapd,
+        Some(directory_at(&slapd, &base)),
+        &redis,
+        Some(&key),
+        "",
+    );
     assert_eq!(pull(&a, "/v1/sync/full").0, 200);
     modify(
         &slapd,

@@ -4,6 +4,8 @@
 //! user may lack EVALSHA; a store at its memory limit refuses writes), and
 //! every instance uses the same key.
 
+use redis::aio::ConnectionLike;
+
 use super::key::{KEY_CHECK, STORED_KEY};
 use super::ClusterStore;
 
@@ -17,19 +19,40 @@ return redis.call('TIME')[1]
 /// Where the health script writes.
 const PROBE_KEY: &str = "ldapgate:probe";
 
+/// Runs the health script on `conn` (`who` is written as the probe
+/// key's value): an error when the store does not run ldapgate's scripts
+/// or take their writes.
+pub async fn write_probe<C: ConnectionLike>(conn: &mut C, who: &str) -> redis::RedisResult<()> {
+    redis::Script::new(HEALTH_SCRIPT)
+        .key(PROBE_KEY)
+        .arg(who)
+        .invoke_async::<String>(conn)
+        .await
+        .map(drop)
+}
+
+/// Writes `mine` as the check value of the instances' key unless one is
+/// there; answers the one that was there, if any.
+pub async fn claim_key_check<C: ConnectionLike>(
+    conn: &mut C,
+    mine: &str,
+) -> redis::RedisResult<Option<String>> {
+    redis::cmd("SET")
+        .arg(KEY_CHECK)
+        .arg(mine)
+        .arg("NX")
+        .arg("GET")
+        .query_async(conn)
+        .await
+}
+
 /// Ok when the store does all ldapgate needs of it; else why not, for the
 /// log and `/readyz`.
 pub async fn check(store: &ClusterStore) -> Result<(), String> {
     let mut fast = store.fast.clone();
-    let script = redis::Script::new(HEALTH_SCRIPT);
-    script
-        .key(PROBE_KEY)
-        .arg("ok")
-        .invoke_async::<String>(&mut fast)
-        .await
-        .map_err(|e| {
-            format!("the store does not run ldapgate's scripts or take their writes: {e}")
-        })?;
+    write_probe(&mut fast, "ok").await.map_err(|e| {
+        format!("the store does not run ldapgate's scripts or take their writes: {e}")
+    })?;
     // The sync connection too: after a restart of the store, it is
     // reconnected here rather than by the first pull.
     let mut bulk = store.bulk.clone();
@@ -44,12 +67,7 @@ pub async fn check(store: &ClusterStore) -> Result<(), String> {
         }
     }
     let mine = store.key.check().ok_or_else(|| "no key yet".to_owned())?;
-    let found: Option<String> = redis::cmd("SET")
-        .arg(KEY_CHECK)
-        .arg(&mine)
-        .arg("NX")
-        .arg("GET")
-        .query_async(&mut fast)
+    let found = claim_key_check(&mut fast, &mine)
         .await
         .map_err(|e| e.to_string())?;
     match found {

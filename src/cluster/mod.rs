@@ -326,6 +326,15 @@ impl ClusterStore {
         self.run(self.fast.clone(), self.timeout, call).await
     }
 
+    /// Runs a script on the sign-in path's connection (see [`Self::fast`]).
+    pub async fn fast_script<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.fast(|mut conn| async move { call.invoke_async(&mut conn).await })
+            .await
+    }
+
     /// Runs `call` on the bulk connection (sync state).
     pub async fn bulk<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
     where

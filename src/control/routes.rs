@@ -247,21 +247,8 @@ fn authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<AuthenticateBod
 /// `POST /v1/verify`: the checks of `ldapgate verify` as JSON; 200 when
 /// none failed, 503 otherwise (the report says which and why).
 async fn verify(Scoped(directory): Scoped) -> Response {
-    use crate::verify::Status;
-    // The shared store's checks, as `ldapgate verify` makes them.
-    let mut store_checks = match &directory.cluster {
-        Some(store) => Some(crate::verify::verify_store(store.config()).await),
-        None => None,
-    };
-    let report = crate::verify::verify_directory(&directory.config, directory.cluster.clone())
-        .await
-        .map(|mut report| {
-            report
-                .checks
-                .extend(store_checks.take().unwrap_or_default());
-            report.ok = report.checks.iter().all(|c| c.status != Status::Fail);
-            report
-        });
+    let report =
+        crate::verify::verify_with_store(&directory.config, directory.cluster.clone()).await;
     match report {
         Ok(report) if report.ok => (StatusCode::OK, Json(report)).into_response(),
         Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),

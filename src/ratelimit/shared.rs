@@ -35,8 +35,6 @@ pub const MAX_INSTANCES: u32 = 2;
 /// How an attempt pays into its identity's rate in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateMode {
-    /// No rate (the turn and lockout only).
-    None,
     /// Paid at admission.
     Spend,
     /// Checked at admission, paid when settled.
@@ -192,7 +190,6 @@ impl SharedLimits {
             self.identity_rate
         };
         let mode = match mode {
-            RateMode::None => 0,
             RateMode::Spend => 1,
             RateMode::Check => 2,
         };
@@ -211,10 +208,7 @@ impl SharedLimits {
             .arg(&self.instance)
             .arg(self.mark_ms)
             .arg(MAX_INSTANCES);
-        let (code, ms): (i64, i64) = self
-            .store
-            .fast(|mut conn| async move { call.invoke_async(&mut conn).await })
-            .await?;
+        let (code, ms): (i64, i64) = self.store.fast_script(&call).await?;
         Ok(match (code, refusal(code, ms)) {
             (2, _) => Begun::Busy,
             (_, Some(refused)) => Begun::Refused(refused),
@@ -254,10 +248,7 @@ impl SharedLimits {
             .arg(self.identity_rate.interval_us)
             .arg(self.identity_rate.burst)
             .arg(&self.instance);
-        let locked: i64 = self
-            .store
-            .fast(|mut conn| async move { call.invoke_async(&mut conn).await })
-            .await?;
+        let locked: i64 = self.store.fast_script(&call).await?;
         Ok(locked == 1)
     }
 
@@ -275,10 +266,7 @@ impl SharedLimits {
             .arg(self.lock_ms)
             .arg(self.identity_rate.interval_us)
             .arg(self.identity_rate.burst);
-        let (code, ms): (i64, i64) = self
-            .store
-            .fast(|mut conn| async move { call.invoke_async(&mut conn).await })
-            .await?;
+        let (code, ms): (i64, i64) = self.store.fast_script(&call).await?;
         Ok(match refusal(code, ms) {
             Some(refused) => Err(refused),
             None => Ok(ms == 1),

@@ -115,6 +115,21 @@ pub async fn verify_store(config: &ClusterConfig) -> Vec<Check> {
     store::checks(config).await
 }
 
+/// The checks of one directory and, with `[cluster]`, of the shared store
+/// (what `ldapgate verify --directory` and `POST /v1/verify` report).
+pub async fn verify_with_store(
+    config: &TenantDirectory,
+    cluster: Option<Arc<ClusterStore>>,
+) -> Result<Report, VerifyError> {
+    let mut checks = match &cluster {
+        Some(store) => verify_store(store.config()).await,
+        None => Vec::new(),
+    };
+    checks.extend(verify_directory(config, cluster).await?.checks);
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    Ok(Report { ok, checks })
+}
+
 /// Runs every check against every server of one directory; the recorded
 /// fingerprint is read from `cluster` when given.
 pub async fn verify_directory(

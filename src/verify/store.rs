@@ -5,14 +5,14 @@
 use std::time::{Duration, Instant};
 
 use super::{Check, Status};
-use crate::cluster::{self, KEY_CHECK};
+use crate::cluster::{self, health, KEY_CHECK};
 use crate::config::ClusterConfig;
 
 /// How long one check waits for the store.
 const WAIT: Duration = Duration::from_secs(5);
 
 /// A round trip slower than this is a warning: every sign-in waits for
-/// two of them.
+/// one or two of them.
 const SLOW: Duration = Duration::from_millis(20);
 
 /// PINGs whose median round trip is reported.
@@ -28,8 +28,9 @@ pub async fn checks(config: &ClusterConfig) -> Vec<Check> {
         status,
         detail,
     };
-    let skipped =
-        |reason: &str| ["latency", "key"].map(|name| check(name, Status::Skip, reason.to_owned()));
+    let skipped = |reason: &str| {
+        ["write", "latency", "key"].map(|name| check(name, Status::Skip, reason.to_owned()))
+    };
     let client = match cluster::client(config) {
         Ok(client) => client,
         Err(e) => {
@@ -96,11 +97,10 @@ pub async fn checks(config: &ClusterConfig) -> Vec<Check> {
 /// What a refused connection or command means to an operator.
 fn refused(e: &redis::RedisError) -> String {
     let text = e.to_string();
+    let authentication = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
     match e.code() {
-        _ if e.kind() == redis::ErrorKind::AuthenticationFailed => format!(
-            "authentication refused: {text} (check cluster.password_file and the ACL user in cluster.store)"
-        ),
-        Some("NOAUTH" | "WRONGPASS") => format!(
+        _ if authentication => format!(
             "authentication refused: {text} (check cluster.password_file and the ACL user in cluster.store)"
         ),
         Some("NOPERM") => format!(
@@ -137,7 +137,9 @@ async fn latency(
         check(
             "latency",
             Status::Warn,
-            format!("{detail}: every sign-in waits for two round trips; put the store nearer"),
+            format!(
+                "{detail}: every sign-in waits for one or two round trips; put the store nearer"
+            ),
         )
     } else {
         check("latency", Status::Ok, detail)
@@ -173,14 +175,7 @@ async fn key(
             }
         }
     };
-    let set: Result<Option<String>, _> = redis::cmd("SET")
-        .arg(KEY_CHECK)
-        .arg(&mine)
-        .arg("NX")
-        .arg("GET")
-        .query_async(conn)
-        .await;
-    match set {
+    match health::claim_key_check(conn, &mine).await {
         Err(e) => check("key", Status::Fail, refused(&e)),
         Ok(Some(found)) if found != mine => check(
             "key",
@@ -224,15 +219,7 @@ async fn writes(
     conn: &mut redis::aio::MultiplexedConnection,
     check: &impl Fn(&'static str, Status, String) -> Check,
 ) -> Check {
-    let script = redis::Script::new(
-        "redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000) return redis.call('TIME')[1]",
-    );
-    match script
-        .key("ldapgate:probe")
-        .arg("verify")
-        .invoke_async::<String>(conn)
-        .await
-    {
+    match health::write_probe(conn, "verify").await {
         Ok(_) => check(
             "write",
             Status::Ok,
